@@ -1,0 +1,211 @@
+#include "model/tensors.h"
+
+namespace tpp::model {
+namespace {
+
+using C = Component;
+using S = Split;
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+struct Builder {
+  std::vector<TensorSpec>* out;
+  std::string prefix;
+  C override_component = C::kCount;  // kMtp for everything inside an MTP module
+
+  void add(const std::string& name, C c, S s, std::int64_t rows, std::int64_t cols,
+           bool quantized, std::int64_t count = 1) {
+    C comp = override_component == C::kCount ? c : override_component;
+    out->push_back(TensorSpec{prefix + name, comp, s, rows, cols, count, quantized});
+  }
+  void vec(const std::string& name, C c, S s, std::int64_t n) { add(name, c, s, n, 1, false); }
+};
+
+void add_attention(const Model& m, Builder& b) {
+  const std::int64_t h = m.hidden_size;
+  const auto& a = m.attention;
+  if (m.mla) {
+    const Mla& x = *m.mla;
+    const std::int64_t qk = x.qk_nope_head_dim + x.qk_rope_head_dim;
+    if (x.q_lora_rank > 0) {
+      b.add("self_attn.q_a_proj.weight", C::kAttention, S::kReplicated, x.q_lora_rank, h, true);
+      b.vec("self_attn.q_a_layernorm.weight", C::kAttention, S::kReplicated, x.q_lora_rank);
+      b.add("self_attn.q_b_proj.weight", C::kAttention, S::kColumn, a.num_heads * qk,
+            x.q_lora_rank, true);
+    } else {
+      b.add("self_attn.q_proj.weight", C::kAttention, S::kColumn, a.num_heads * qk, h, true);
+    }
+    b.add("self_attn.kv_a_proj_with_mqa.weight", C::kAttention, S::kReplicated,
+          x.kv_lora_rank + x.qk_rope_head_dim, h, true);
+    b.vec("self_attn.kv_a_layernorm.weight", C::kAttention, S::kReplicated, x.kv_lora_rank);
+    b.add("self_attn.kv_b_proj.weight", C::kAttention, S::kColumn,
+          a.num_heads * (x.qk_nope_head_dim + x.v_head_dim), x.kv_lora_rank, true);
+    b.add("self_attn.o_proj.weight", C::kAttention, S::kRow, h, a.num_heads * x.v_head_dim, true);
+    return;
+  }
+  const std::int64_t q = a.num_heads * a.head_dim, kv = a.num_kv_heads * a.head_dim;
+  b.add("self_attn.q_proj.weight", C::kAttention, S::kColumn, q, h, true);
+  b.add("self_attn.k_proj.weight", C::kAttention, S::kColumn, kv, h, true);
+  b.add("self_attn.v_proj.weight", C::kAttention, S::kColumn, kv, h, true);
+  if (a.qkv_bias) {
+    b.vec("self_attn.q_proj.bias", C::kAttention, S::kColumn, q);
+    b.vec("self_attn.k_proj.bias", C::kAttention, S::kColumn, kv);
+    b.vec("self_attn.v_proj.bias", C::kAttention, S::kColumn, kv);
+  }
+  b.add("self_attn.o_proj.weight", C::kAttention, S::kRow, h, q, true);
+  if (a.o_bias) b.vec("self_attn.o_proj.bias", C::kAttention, S::kReplicated, h);
+  if (a.qk_norm) {
+    b.vec("self_attn.q_norm.weight", C::kAttention, S::kReplicated, a.head_dim);
+    b.vec("self_attn.k_norm.weight", C::kAttention, S::kReplicated, a.head_dim);
+  }
+}
+
+void add_gated_mlp(Builder& b, const std::string& p, C c, std::int64_t hidden,
+                   std::int64_t inter, bool bias) {
+  b.add(p + "gate_proj.weight", c, S::kColumn, inter, hidden, true);
+  b.add(p + "up_proj.weight", c, S::kColumn, inter, hidden, true);
+  b.add(p + "down_proj.weight", c, S::kRow, hidden, inter, true);
+  if (bias) {
+    b.vec(p + "gate_proj.bias", c, S::kColumn, inter);
+    b.vec(p + "up_proj.bias", c, S::kColumn, inter);
+    b.vec(p + "down_proj.bias", c, S::kReplicated, hidden);
+  }
+}
+
+void add_moe(const Model& m, Builder& b) {
+  const Moe& e = *m.moe;
+  const std::int64_t h = m.hidden_size, n = e.num_experts, w = e.expert_intermediate_size;
+  b.add("mlp.gate.weight", C::kRouter, S::kReplicated, n, h, false);
+  if (e.router_bias) b.vec("mlp.gate.e_score_correction_bias", C::kRouter, S::kReplicated, n);
+  b.add("mlp.experts.w1.weight", C::kExperts, S::kExpert, w, h, true, n);
+  b.add("mlp.experts.w3.weight", C::kExperts, S::kExpert, w, h, true, n);
+  b.add("mlp.experts.w2.weight", C::kExperts, S::kExpert, h, w, true, n);
+  if (e.num_shared_experts > 0)
+    add_gated_mlp(b, "mlp.shared_experts.", C::kSharedExperts, h, e.shared_intermediate_size,
+                  false);
+  if (e.shared_expert_gate)
+    b.add("mlp.shared_expert_gate.weight", C::kSharedExperts, S::kReplicated, 1, h, false);
+}
+
+void add_decoder_layer(const Model& m, std::int64_t layer, Builder& b) {
+  b.vec("input_layernorm.weight", C::kNorms, S::kReplicated, m.hidden_size);
+  add_attention(m, b);
+  b.vec("post_attention_layernorm.weight", C::kNorms, S::kReplicated, m.hidden_size);
+  if (m.is_moe_layer(layer)) add_moe(m, b);
+  else add_gated_mlp(b, "mlp.", C::kMlp, m.hidden_size, m.intermediate_size, m.mlp_bias);
+}
+
+// DeepSeek-V3's MTP module as its checkpoint stores it (model.layers.61.*): its own copy of
+// the embedding and the head, two norms, the [hidden, 2 hidden] projection, one MoE layer.
+void add_mtp_module(const Model& m, std::int64_t layer, Builder& b) {
+  const std::int64_t h = m.hidden_size;
+  b.add("embed_tokens.weight", C::kMtp, S::kVocab, m.vocab_size, h, false);
+  b.vec("enorm.weight", C::kMtp, S::kReplicated, h);
+  b.vec("hnorm.weight", C::kMtp, S::kReplicated, h);
+  b.add("eh_proj.weight", C::kMtp, S::kReplicated, h, 2 * h, false);
+  add_decoder_layer(m, layer, b);
+  b.vec("shared_head.norm.weight", C::kMtp, S::kReplicated, h);
+  b.add("shared_head.head.weight", C::kMtp, S::kVocab, m.vocab_size, h, false);
+}
+
+}  // namespace
+
+const char* component_name(Component c) {
+  switch (c) {
+    case C::kEmbedding: return "embedding";
+    case C::kAttention: return "attention";
+    case C::kMlp: return "mlp";
+    case C::kRouter: return "router";
+    case C::kExperts: return "experts";
+    case C::kSharedExperts: return "shared_experts";
+    case C::kNorms: return "norms";
+    case C::kLmHead: return "lm_head";
+    case C::kMtp: return "mtp";
+    case C::kCount: break;
+  }
+  return "?";
+}
+
+std::vector<TensorSpec> layer_tensors(const Model& m, std::int64_t layer) {
+  std::vector<TensorSpec> out;
+  Builder b{&out, "layers." + std::to_string(layer) + "."};
+  if (layer >= m.num_layers) {
+    b.override_component = C::kMtp;
+    add_mtp_module(m, layer, b);
+  } else {
+    add_decoder_layer(m, layer, b);
+  }
+  return out;
+}
+
+std::vector<TensorSpec> global_tensors(const Model& m) {
+  std::vector<TensorSpec> out;
+  Builder b{&out, ""};
+  b.add("embed_tokens.weight", C::kEmbedding, S::kVocab, m.vocab_size, m.hidden_size, false);
+  b.vec("norm.weight", C::kNorms, S::kReplicated, m.hidden_size);
+  if (!m.tie_word_embeddings)
+    b.add("lm_head.weight", C::kLmHead, S::kVocab, m.vocab_size, m.hidden_size, false);
+  return out;
+}
+
+std::int64_t aux_elements(const TensorSpec& t, const Model& m) {
+  const Quantization& q = m.quant;
+  if (!t.quantized || q.method == QuantMethod::kNone) return 0;
+  const std::int64_t groups = q.group_size > 0 ? ceil_div(t.cols, q.group_size) : 1;
+  if (q.weight_dtype == DType::kFP8E4M3) {
+    if (q.block_rows > 0)
+      return t.count * ceil_div(t.rows, q.block_rows) * ceil_div(t.cols, q.block_cols);
+    return t.count * (q.group_size == -1 ? t.rows : 1);  // per channel, or per tensor
+  }
+  const std::int64_t per_int32 = q.weight_dtype == DType::kINT4 ? 8 : 4;
+  std::int64_t n = t.count * groups * t.rows;                                    // scales
+  if (q.zero_point) n += t.count * groups * ceil_div(t.rows, per_int32);         // qzeros
+  if (q.g_idx) n += t.count * t.cols;                                            // g_idx
+  return n;
+}
+
+std::int64_t storage_bytes(const TensorSpec& t, const Model& m) {
+  const Quantization& q = m.quant;
+  const std::int64_t elems = t.params();
+  const std::int64_t act = static_cast<std::int64_t>(dtype_bytes(m.dtype));
+  if (!t.quantized || q.method == QuantMethod::kNone) return elems * act;
+  if (q.weight_dtype == DType::kFP8E4M3) return elems + 4 * aux_elements(t, m);  // fp32 scales
+  const bool int4 = q.weight_dtype == DType::kINT4;
+  const std::int64_t per_int32 = int4 ? 8 : 4;
+  const std::int64_t groups = q.group_size > 0 ? ceil_div(t.cols, q.group_size) : 1;
+  std::int64_t bytes = int4 ? t.count * ceil_div(t.rows * t.cols, 8) * 4 : elems;
+  // Group scales are kept in the model dtype (AWQ/GPTQ params_dtype); per-channel int8 scales
+  // (compressed-tensors "channel" strategy) are fp32.
+  bytes += t.count * groups * t.rows * (q.group_size == -1 && !int4 ? 4 : act);
+  if (q.zero_point) bytes += t.count * groups * ceil_div(t.rows, per_int32) * 4;
+  if (q.g_idx) bytes += t.count * t.cols * 4;
+  return bytes;
+}
+
+namespace {
+template <class F>
+Totals sum_tensors(const Model& m, bool include_mtp, F value) {
+  Totals t;
+  auto add = [&](const std::vector<TensorSpec>& ts) {
+    for (const auto& x : ts) {
+      std::int64_t v = value(x);
+      t.by_component[static_cast<int>(x.component)] += v;
+      t.total += v;
+    }
+  };
+  add(global_tensors(m));
+  const std::int64_t layers = m.num_layers + (include_mtp ? m.mtp_layers : 0);
+  for (std::int64_t l = 0; l < layers; ++l) add(layer_tensors(m, l));
+  return t;
+}
+}  // namespace
+
+Totals param_totals(const Model& m, bool include_mtp) {
+  return sum_tensors(m, include_mtp, [](const TensorSpec& t) { return t.params(); });
+}
+
+Totals weight_byte_totals(const Model& m, bool include_mtp) {
+  return sum_tensors(m, include_mtp, [&](const TensorSpec& t) { return storage_bytes(t, m); });
+}
+
+}  // namespace tpp::model

@@ -1,0 +1,74 @@
+// The model's weight tensors, as vLLM builds them, and what they add up to. Parameter counts
+// are exact sums of tensor shapes (checked against published totals in tests/model_test.cc);
+// weight bytes add the storage format: packed integers, fp8 block scales, group scales.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace tpp::model {
+
+enum class Component {
+  kEmbedding,      // embed_tokens
+  kAttention,      // q/k/v/o or MLA projections, their biases and inner norms
+  kMlp,            // dense gate/up/down
+  kRouter,         // MoE gate (and its correction bias)
+  kExperts,        // routed experts
+  kSharedExperts,  // shared experts (and Qwen2-MoE's shared_expert_gate)
+  kNorms,          // input/post-attention layer norms and the final norm
+  kLmHead,         // lm_head (absent when tied)
+  kMtp,            // DeepSeek multi-token-prediction modules, everything in them
+  kCount
+};
+inline constexpr int kNumComponents = static_cast<int>(Component::kCount);
+const char* component_name(Component c);  // "embedding", "attention", ...
+
+// How vLLM shards the tensor across tensor-parallel ranks.
+enum class Split {
+  kReplicated,  // ReplicatedLinear, norms, routers
+  kColumn,      // ColumnParallelLinear / QKVParallelLinear / MergedColumnParallelLinear: rows
+  kRow,         // RowParallelLinear: cols
+  kVocab,       // VocabParallelEmbedding / ParallelLMHead: rows (vocab)
+  kExpert,      // FusedMoE: each expert's intermediate dim across TP, or experts across EP
+};
+
+struct TensorSpec {
+  std::string name;  // e.g. "self_attn.q_proj.weight"
+  Component component;
+  Split split;
+  std::int64_t rows;   // output features ([rows, cols] as in PyTorch); vectors have cols = 1
+  std::int64_t cols;   // input features
+  std::int64_t count;  // stacked copies (the routed experts); 1 otherwise
+  bool quantized;      // stored in the checkpoint's quantized format
+  std::int64_t params() const { return rows * cols * count; }
+};
+
+// Tensors of decoder layer `layer` (0-based); for layer >= num_layers, the MTP module
+// layer - num_layers (its decoder layer plus embed, enorm, hnorm, eh_proj and shared head).
+std::vector<TensorSpec> layer_tensors(const Model& m, std::int64_t layer);
+// embed_tokens, the final norm, lm_head (unless tied).
+std::vector<TensorSpec> global_tensors(const Model& m);
+
+// Bytes the tensor occupies in the checkpoint's format (see docs/model-schema.md, "Weight
+// storage"): unquantized at Model::dtype; fp8 at 1 byte plus fp32 block scales; int4 packed
+// 8 per int32 plus fp16 group scales, zero points and GPTQ's g_idx; int8 plus its scales.
+std::int64_t storage_bytes(const TensorSpec& t, const Model& m);
+// Scale/zero-point/index elements the quantized format adds (counted as tensor entries in a
+// safetensors file, not as parameters).
+std::int64_t aux_elements(const TensorSpec& t, const Model& m);
+
+struct Totals {
+  std::array<std::int64_t, kNumComponents> by_component{};
+  std::int64_t total = 0;
+  std::int64_t get(Component c) const { return by_component[static_cast<int>(c)]; }
+};
+
+// Parameters and bytes of the whole model; MTP modules only when include_mtp.
+Totals param_totals(const Model& m, bool include_mtp);
+Totals weight_byte_totals(const Model& m, bool include_mtp);
+
+}  // namespace tpp::model

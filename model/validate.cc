@@ -1,0 +1,93 @@
+#include "model/validate.h"
+
+namespace tpp::model {
+
+void FieldPositions::note(const Node& map, const std::string& key, const std::string& field) {
+  for (std::size_t k = 0; k < map.fields.size(); ++k) {
+    if (map.fields[k].first == key) {
+      at[field] = map.key_pos[k];
+      written_as[field] = key;
+      return;
+    }
+  }
+}
+
+std::string FieldPositions::key(const std::string& field) const {
+  auto it = written_as.find(field);
+  return it == written_as.end() ? field : it->second;
+}
+
+Error FieldPositions::error(const std::string& field, const std::string& message) const {
+  auto it = at.find(field);
+  auto [l, c] = it == at.end() ? fallback : it->second;
+  return make_error(file, l, c, "field '" + key(field) + "': " + message);
+}
+
+namespace {
+std::string s(std::int64_t v) { return std::to_string(v); }
+}  // namespace
+
+std::optional<Error> validate_model(const Model& m, const FieldPositions& pos,
+                                    const ValidationHints& hints) {
+  const Attention& a = m.attention;
+  if (!m.mla) {
+    if (!hints.head_dim_explicit && m.hidden_size % a.num_heads != 0)
+      return pos.error("num_attention_heads",
+                       "hidden_size " + s(m.hidden_size) + " is not divisible by " +
+                           s(a.num_heads) + " attention heads (give head_dim explicitly)");
+    if (hints.head_dim_must_match_hidden && a.head_dim * a.num_heads != m.hidden_size)
+      return pos.error("head_dim", "head_dim " + s(a.head_dim) + " x " + s(a.num_heads) +
+                                       " heads = " + s(a.head_dim * a.num_heads) +
+                                       " does not match hidden_size " + s(m.hidden_size) + " (" +
+                                       m.architecture + " derives head_dim from hidden_size)");
+    if (a.num_kv_heads > a.num_heads)
+      return pos.error("num_key_value_heads", s(a.num_kv_heads) +
+                                                  " KV heads are more than the " +
+                                                  s(a.num_heads) + " attention heads");
+    if (a.num_heads % a.num_kv_heads != 0)
+      return pos.error("num_key_value_heads", s(a.num_heads) +
+                                                  " attention heads are not divisible by " +
+                                                  s(a.num_kv_heads) + " KV heads");
+  }
+  if (m.moe) {
+    const Moe& e = *m.moe;
+    if (e.experts_per_token > e.num_experts)
+      return pos.error("num_experts_per_tok", s(e.experts_per_token) +
+                                                  " experts per token exceed the " +
+                                                  s(e.num_experts) + " routed experts");
+    if (e.first_k_dense > m.num_layers)
+      return pos.error("first_k_dense_replace", s(e.first_k_dense) +
+                                                    " dense layers exceed the " +
+                                                    s(m.num_layers) + " layers");
+    for (std::int64_t l : e.dense_layers)
+      if (l >= m.num_layers)
+        return pos.error("mlp_only_layers", "layer " + s(l) + " does not exist (the model has " +
+                                                s(m.num_layers) + " layers)");
+    if (e.num_shared_experts > 0 && e.shared_intermediate_size <= 0)
+      return pos.error("shared_expert_intermediate_size",
+                       "shared experts need a positive intermediate size");
+  }
+  bool needs_dense_mlp = !m.moe || m.moe->first_k_dense > 0 || !m.moe->dense_layers.empty();
+  if (needs_dense_mlp && m.intermediate_size <= 0)
+    return pos.error("intermediate_size", "dense MLP layers need a positive intermediate_size");
+  if (m.mtp_layers > 0 && !m.moe)
+    return pos.error("num_nextn_predict_layers",
+                     "multi-token-prediction layers are only modelled for DeepSeek-style MoE "
+                     "models");
+  const Quantization& q = m.quant;
+  if (q.method == QuantMethod::kNone) return std::nullopt;
+  if ((q.block_rows > 0) != (q.block_cols > 0))
+    return pos.error("weight_block_size", "needs two positive sizes [rows, cols]");
+  if (q.block_rows > 0 && q.weight_dtype != DType::kFP8E4M3)
+    return pos.error("weight_block_size", "block scales apply to fp8 weights only");
+  if ((q.weight_dtype == DType::kINT4 || q.weight_dtype == DType::kINT8) && q.group_size == 0)
+    return pos.error("group_size", "integer weights need a group size (-1 for per channel)");
+  if (q.weight_dtype == DType::kBF16 || q.weight_dtype == DType::kF16 ||
+      q.weight_dtype == DType::kF32)
+    return pos.error("weight_dtype", "quantization method '" +
+                                         std::string(quant_method_name(q.method)) +
+                                         "' needs fp8_e4m3, int8 or int4 weights");
+  return std::nullopt;
+}
+
+}  // namespace tpp::model
