@@ -1,0 +1,255 @@
+#include "hardware_profiles/hardware.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "common/data_path.h"
+#include "common/fields.h"
+
+namespace tpp::hw {
+namespace {
+
+constexpr double kMaxFigure = 1e9;
+
+// A figure is written {value: X, source: "..."}, or, where sources are optional (the user's
+// own cluster file), as a plain number whose source is the file and line that set it.
+std::optional<Figure> read_figure(Fields& f, const std::string& key, double min, double max,
+                                  bool require_source, bool required) {
+  const Node* n = f.raw(key);
+  if (!f.ok()) return std::nullopt;
+  if (!n) {
+    if (required) f.missing(key);
+    return std::nullopt;
+  }
+  if (n->kind == Node::Kind::Map) {
+    Fields sub(f.doc(), *n, f.section() + "." + key);
+    Figure fig;
+    fig.value = sub.number("value", min, max);
+    fig.source = sub.string("source");
+    if (auto e = sub.finish()) {
+      f.adopt(*e);
+      return std::nullopt;
+    }
+    return fig;
+  }
+  if (require_source) {
+    f.fail(key, "field '" + key + "' in " + f.section() +
+                    " must be {value: ..., source: \"...\"} (catalog figures need a source)");
+    return std::nullopt;
+  }
+  double v = f.number(key, min, max);
+  if (!f.ok()) return std::nullopt;
+  return Figure{v, f.doc().file + ":" + std::to_string(n->line)};
+}
+
+Figure need(Fields& f, const std::string& key, double min, double max, bool require_source) {
+  return read_figure(f, key, min, max, require_source, true).value_or(Figure{});
+}
+
+void read_has_fp8(Fields& f, bool require_source, Gpu& g) {
+  const Node* n = f.raw("has_fp8");
+  if (!f.ok()) return;
+  if (!n) return f.missing("has_fp8");
+  if (n->kind == Node::Kind::Map) {
+    Fields sub(f.doc(), *n, f.section() + ".has_fp8");
+    if (!sub.has("value")) sub.missing("value");
+    g.has_fp8 = sub.boolean_or("value", false);
+    g.has_fp8_source = sub.string("source");
+    if (auto e = sub.finish()) f.adopt(*e);
+    return;
+  }
+  if (require_source)
+    return f.fail("has_fp8", "field 'has_fp8' in " + f.section() +
+                                 " must be {value: ..., source: \"...\"} (catalog figures need a "
+                                 "source)");
+  g.has_fp8 = f.boolean_or("has_fp8", false);
+  g.has_fp8_source = f.doc().file + ":" + std::to_string(n->line);
+}
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+void check_gpu(Fields& f, const Gpu& g) {
+  if (!f.ok()) return;
+  if (g.has_fp8 != (g.fp8_dense_tflops.value > 0))
+    f.fail("has_fp8", "field 'has_fp8' in " + f.section() + " is " +
+                          (g.has_fp8 ? "true" : "false") + " but fp8_dense_tflops is " +
+                          num(g.fp8_dense_tflops.value));
+  else if (g.bf16_dense_tflops.value <= 0)
+    f.fail("bf16_dense_tflops", "field 'bf16_dense_tflops' in " + f.section() +
+                                    " must be positive");
+  else if (g.memory_driver_GiB.value > g.memory_marketed_GB.value)
+    f.fail("memory_driver_GiB", "field 'memory_driver_GiB' in " + f.section() + " (" +
+                                    num(g.memory_driver_GiB.value) +
+                                    ") exceeds the marketed memory (" +
+                                    num(g.memory_marketed_GB.value) + " GB)");
+}
+
+}  // namespace
+
+std::int64_t Gpu::memory_driver_bytes() const {
+  return static_cast<std::int64_t>(std::llround(memory_driver_GiB.value * 1073741824.0));
+}
+
+const char* link_kind_name(LinkKind k) {
+  switch (k) {
+    case LinkKind::kNvlink: return "nvlink";
+    case LinkKind::kNvswitch: return "nvswitch";
+    case LinkKind::kPcie: return "pcie";
+  }
+  return "?";
+}
+
+double Network::node_bandwidth_GBps() const {
+  return static_cast<double>(nics_per_node) * nic_bandwidth_Gbps.value / 8.0;
+}
+
+Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_sources) {
+  Fields f(doc, node, "gpu");
+  const bool rs = require_sources;
+  Gpu g;
+  g.file = doc.file;
+  g.name = f.string("name");
+  g.memory_marketed_GB = need(f, "memory_marketed_GB", 1, 100000, rs);
+  g.memory_driver_GiB = need(f, "memory_driver_GiB", 1, 100000, rs);
+  g.hbm_bandwidth_GBps = need(f, "hbm_bandwidth_GBps", 1, kMaxFigure, rs);
+  g.bf16_dense_tflops = need(f, "bf16_dense_tflops", 0, kMaxFigure, rs);
+  g.fp16_dense_tflops = need(f, "fp16_dense_tflops", 0, kMaxFigure, rs);
+  g.fp8_dense_tflops = need(f, "fp8_dense_tflops", 0, kMaxFigure, rs);
+  g.int8_dense_tops = need(f, "int8_dense_tops", 0, kMaxFigure, rs);
+  g.nvlink_unidir_GBps = need(f, "nvlink_unidir_GBps", 0, kMaxFigure, rs);
+  g.pcie_unidir_GBps = need(f, "pcie_unidir_GBps", 1, kMaxFigure, rs);
+  g.tdp_W = need(f, "tdp_W", 1, kMaxFigure, rs);
+  read_has_fp8(f, rs, g);
+  check_gpu(f, g);
+  if (auto e = f.finish()) return *e;
+  return g;
+}
+
+Expected<Gpu> load_gpu(const std::string& name_or_path) {
+  auto path = resolve_input(name_or_path, Catalog::kGpus);
+  if (!path) return path.error();
+  auto doc = load_yaml_file(*path);
+  if (!doc) return doc.error();
+  return gpu_from_doc(*doc, doc->root, true);
+}
+
+namespace {
+
+std::optional<Error> read_intra(const Doc& doc, const Node& node, Cluster& c) {
+  Fields f(doc, node, "intra_node");
+  std::string kind = f.choice("kind", {"nvswitch", "nvlink", "pcie"});
+  c.intra_node.kind = kind == "pcie" ? LinkKind::kPcie
+                      : kind == "nvlink" ? LinkKind::kNvlink : LinkKind::kNvswitch;
+  // Bandwidth defaults to the GPU's own link figure, with that figure's source.
+  const Figure& gpu_link = c.intra_node.kind == LinkKind::kPcie ? c.gpu.pcie_unidir_GBps
+                                                                : c.gpu.nvlink_unidir_GBps;
+  auto bw = read_figure(f, "bandwidth_GBps", 0.001, kMaxFigure, false, false);
+  c.intra_node.bandwidth_GBps = bw ? *bw : gpu_link;
+  if (f.ok() && !bw && gpu_link.value <= 0)
+    f.fail("kind", "intra_node kind '" + kind + "' but GPU " + c.gpu.name +
+                       " has no NVLink: use pcie or give bandwidth_GBps");
+  c.intra_node.latency_us = need(f, "latency_us", 0, 1e6, false);
+  if (auto e = f.finish()) return e;
+  return std::nullopt;
+}
+
+std::optional<Error> read_inter(const Doc& doc, const Node& node, Cluster& c) {
+  Fields f(doc, node, "inter_node");
+  Network n;
+  n.kind = f.choice("kind", {"infiniband", "roce", "ethernet"});
+  n.nics_per_node = f.integer("nics_per_node", 1, 64);
+  n.nic_bandwidth_Gbps = need(f, "nic_bandwidth_Gbps", 0.001, 1e6, false);
+  n.latency_us = need(f, "latency_us", 0, 1e6, false);
+  if (auto e = f.finish()) return e;
+  c.inter_node = n;
+  return std::nullopt;
+}
+
+std::optional<Error> read_collective(const Doc& doc, const Node& node, Cluster& c,
+                                     std::int64_t max_ranks) {
+  Fields f(doc, node, "collective");
+  CollectiveTable t;
+  t.op = f.choice("op", {"all_reduce", "all_gather", "reduce_scatter", "all_to_all",
+                         "send_recv"});
+  t.scope = f.choice("scope", {"intra_node", "inter_node"});
+  t.ranks = f.integer("ranks", 2, std::max<std::int64_t>(2, max_ranks));
+  t.source = f.string("source");
+  const Node* pts = f.raw("points");
+  if (f.ok() && (!pts || pts->kind != Node::Kind::Seq || pts->items.empty()))
+    f.fail("points", "field 'points' in collective must be a non-empty list of "
+                     "[bytes, time_us] pairs");
+  if (auto e = f.finish()) return e;
+  for (const Node& p : pts->items) {
+    bool ok = p.kind == Node::Kind::Seq && p.items.size() == 2 &&
+              p.items[0].kind == Node::Kind::Int && p.items[0].i > 0 &&
+              (p.items[1].kind == Node::Kind::Int || p.items[1].kind == Node::Kind::Float) &&
+              p.items[1].f > 0;
+    if (!ok)
+      return make_error(doc.file, p.line, p.col,
+                        "each point of a collective must be [bytes > 0, time_us > 0]");
+    if (!t.points.empty() && p.items[0].i <= t.points.back().bytes)
+      return make_error(doc.file, p.line, p.col,
+                        "collective points must have strictly increasing sizes");
+    t.points.push_back({p.items[0].i, p.items[1].f});
+  }
+  c.collectives.push_back(std::move(t));
+  return std::nullopt;
+}
+
+}  // namespace
+
+Expected<Cluster> cluster_from_doc(const Doc& doc) {
+  Cluster c;
+  c.file = doc.file;
+  Fields f(doc, doc.root, "cluster");
+  c.name = f.string("name");
+  c.nodes = f.integer("nodes", 1, 100000);
+  c.gpus_per_node = f.integer("gpus_per_node", 1, 64);
+  const Node* gpu = f.raw("gpu");
+  const Node* intra = f.map_or_null("intra_node");
+  const Node* inter = f.map_or_null("inter_node");
+  c.price_per_gpu_hour = read_figure(f, "price_per_gpu_hour", 0, 1e6, false, false);
+  const Node* coll = f.raw("collectives");
+  if (f.ok() && !gpu) f.missing("gpu");
+  if (f.ok() && !intra) f.missing("intra_node");
+  if (f.ok() && c.nodes > 1 && !inter)
+    f.fail("inter_node", "missing field 'inter_node' in cluster: a cluster of " +
+                             std::to_string(c.nodes) + " nodes needs the network between them");
+  if (f.ok() && coll && coll->kind != Node::Kind::Seq)
+    f.fail("collectives", "field 'collectives' in cluster must be a list");
+  if (auto e = f.finish()) return *e;
+
+  if (gpu->kind == Node::Kind::Map) {
+    auto g = gpu_from_doc(doc, *gpu, false);
+    if (!g) return g.error();
+    c.gpu = *g;
+  } else {
+    auto g = load_gpu(gpu->text);
+    if (!g)
+      return make_error(doc.file, gpu->line, gpu->col,
+                        "field 'gpu': GPU '" + gpu->text + "': " + g.error().message);
+    c.gpu = *g;
+  }
+  if (auto e = read_intra(doc, *intra, c)) return *e;
+  if (inter)
+    if (auto e = read_inter(doc, *inter, c)) return *e;
+  if (coll)
+    for (const Node& item : coll->items)
+      if (auto e = read_collective(doc, item, c, c.total_gpus())) return *e;
+  return c;
+}
+
+Expected<Cluster> load_cluster(const std::string& name_or_path) {
+  auto path = resolve_input(name_or_path, Catalog::kClusters);
+  if (!path) return path.error();
+  auto doc = load_yaml_file(*path);
+  if (!doc) return doc.error();
+  return cluster_from_doc(*doc);
+}
+
+}  // namespace tpp::hw

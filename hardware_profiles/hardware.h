@@ -1,0 +1,93 @@
+// GPU and cluster descriptions: data with a source. Every figure a simulator may use carries
+// where it came from (a datasheet, a public measurement, a tpp-profile run, or the line of the
+// user's cluster file that set it). Loaders are strict, like the model loader.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/doc.h"
+#include "common/status.h"
+
+namespace tpp::hw {
+
+struct Figure {
+  double value = 0;
+  std::string source;  // never empty once loaded
+};
+
+struct Gpu {
+  std::string name;
+  std::string file;                // where it was read from
+  Figure memory_marketed_GB;       // the size on the box
+  Figure memory_driver_GiB;        // total as the driver reports it (what vLLM multiplies by
+                                   // gpu_memory_utilization), a little below the marketed size
+  Figure hbm_bandwidth_GBps;
+  Figure bf16_dense_tflops;
+  Figure fp16_dense_tflops;
+  Figure fp8_dense_tflops;         // 0 when there is no FP8 tensor core
+  Figure int8_dense_tops;
+  Figure nvlink_unidir_GBps;       // per GPU, one direction; 0 without NVLink
+  Figure pcie_unidir_GBps;
+  Figure tdp_W;
+  bool has_fp8 = false;
+  std::string has_fp8_source;
+
+  std::int64_t memory_driver_bytes() const;  // memory_driver_GiB x 2^30, rounded
+};
+
+enum class LinkKind { kNvlink, kNvswitch, kPcie };
+const char* link_kind_name(LinkKind k);
+
+struct IntraNodeLink {
+  LinkKind kind = LinkKind::kNvswitch;
+  Figure bandwidth_GBps;  // per GPU, one direction
+  Figure latency_us;
+};
+
+struct Network {
+  std::string kind;  // infiniband | roce | ethernet
+  std::int64_t nics_per_node = 0;
+  Figure nic_bandwidth_Gbps;  // per NIC, one direction, in gigabits as marketed
+  Figure latency_us;
+  double node_bandwidth_GBps() const;  // nics x Gb/s / 8
+};
+
+// A measured collective: nccl-tests style rows (message bytes -> time in microseconds).
+struct CollectivePoint {
+  std::int64_t bytes = 0;
+  double time_us = 0;
+};
+struct CollectiveTable {
+  std::string op;     // all_reduce | all_gather | reduce_scatter | all_to_all | send_recv
+  std::string scope;  // intra_node | inter_node
+  std::int64_t ranks = 0;
+  std::string source;
+  std::vector<CollectivePoint> points;  // bytes strictly increasing
+};
+
+struct Cluster {
+  std::string name;
+  std::string file;
+  std::int64_t nodes = 0;
+  std::int64_t gpus_per_node = 0;
+  Gpu gpu;
+  IntraNodeLink intra_node;
+  std::optional<Network> inter_node;  // required when nodes > 1
+  std::optional<Figure> price_per_gpu_hour;
+  std::vector<CollectiveTable> collectives;
+
+  std::int64_t total_gpus() const { return nodes * gpus_per_node; }
+};
+
+// `name_or_path`: a file, or a catalog name (see common/data_path.h).
+Expected<Gpu> load_gpu(const std::string& name_or_path);
+Expected<Cluster> load_cluster(const std::string& name_or_path);
+// On parsed documents (the fuzz test uses these). A catalog GPU must give every figure as
+// {value, source}; an inline GPU in a cluster file may give plain numbers.
+Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_sources);
+Expected<Cluster> cluster_from_doc(const Doc& doc);
+
+}  // namespace tpp::hw
