@@ -1,0 +1,101 @@
+// GPU catalog and cluster files.
+#include <gtest/gtest.h>
+
+#include "common/data_path.h"
+#include "hardware_profiles/hardware.h"
+#include "test_util.h"
+
+namespace tpp {
+namespace {
+
+TEST(GpuCatalog, EveryShippedGpuLoadsWithSources) {
+  const char* names[] = {"A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-80GB", "H100-SXM5-80GB",
+                         "H100-PCIe-80GB", "H200-SXM-141GB", "H20-96GB",       "H800-SXM5-80GB",
+                         "L40S",           "A10",            "L4",             "RTX-4090"};
+  for (const char* n : names) {
+    auto g = hw::load_gpu(n);
+    ASSERT_TRUE(g) << g.error().str();
+    EXPECT_EQ(g->name, n);
+    for (const hw::Figure* f : {&g->memory_marketed_GB, &g->memory_driver_GiB,
+                                &g->hbm_bandwidth_GBps, &g->bf16_dense_tflops,
+                                &g->fp8_dense_tflops, &g->nvlink_unidir_GBps, &g->tdp_W})
+      EXPECT_FALSE(f->source.empty()) << n;
+    // The driver reports a little less than the marketed size (GB on the box = GiB here).
+    EXPECT_LT(g->memory_driver_GiB.value, g->memory_marketed_GB.value) << n;
+    EXPECT_GT(g->memory_driver_GiB.value, 0.9 * g->memory_marketed_GB.value) << n;
+  }
+  EXPECT_EQ(catalog_entries(Catalog::kGpus).size(), std::size(names));
+}
+
+TEST(GpuCatalog, Fp8OnlyFromHopperAndAda) {
+  EXPECT_FALSE(hw::load_gpu("A100-SXM4-80GB")->has_fp8);
+  EXPECT_FALSE(hw::load_gpu("A10")->has_fp8);
+  EXPECT_TRUE(hw::load_gpu("H100-SXM5-80GB")->has_fp8);
+  EXPECT_TRUE(hw::load_gpu("L40S")->has_fp8);
+}
+
+TEST(GpuCatalog, DriverBytes) {
+  auto g = hw::load_gpu("H100-SXM5-80GB");
+  ASSERT_TRUE(g);
+  // 79.18 GiB, as torch.cuda.get_device_properties(0).total_memory reported on an H100 SXM.
+  EXPECT_EQ(g->memory_driver_bytes(), 85'018'877'624);  // 79.18 x 2^30, rounded
+}
+
+TEST(Clusters, ShippedExamples) {
+  auto c = hw::load_cluster("a100x16");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->nodes, 16);
+  EXPECT_EQ(c->gpus_per_node, 8);
+  EXPECT_EQ(c->total_gpus(), 128);
+  EXPECT_EQ(c->gpu.name, "A100-SXM4-80GB");
+  EXPECT_EQ(c->intra_node.kind, hw::LinkKind::kNvswitch);
+  EXPECT_DOUBLE_EQ(c->intra_node.bandwidth_GBps.value, 300);  // from the GPU's NVLink figure
+  ASSERT_TRUE(c->inter_node);
+  EXPECT_DOUBLE_EQ(c->inter_node->node_bandwidth_GBps(), 200);  // 8 x 200 Gb/s
+  for (const char* n : {"h100x2", "h20x2", "a100x1", "h100x1"}) {
+    auto k = hw::load_cluster(n);
+    EXPECT_TRUE(k) << (k ? "" : k.error().str());
+  }
+  EXPECT_FALSE(hw::load_cluster("a100x1")->inter_node);
+}
+
+TEST(Clusters, InlineGpuPlainNumbersAndCollectives) {
+  auto path = test::write_temp("c.yaml", R"(name: lab
+nodes: 1
+gpus_per_node: 2
+gpu:
+  name: MyGPU
+  memory_marketed_GB: 48
+  memory_driver_GiB: 47.5
+  hbm_bandwidth_GBps: 900
+  bf16_dense_tflops: 200
+  fp16_dense_tflops: 200
+  fp8_dense_tflops: 0
+  int8_dense_tops: 400
+  has_fp8: false
+  nvlink_unidir_GBps: 0
+  pcie_unidir_GBps: 32
+  tdp_W: 300
+intra_node: {kind: pcie, latency_us: 3}
+price_per_gpu_hour: 1.25
+collectives:
+  - op: all_reduce
+    scope: intra_node
+    ranks: 2
+    source: "nccl-tests all_reduce_perf -b 8 -e 8M -f 4 -g 2"
+    points: [[8, 20.5], [1024, 21.0], [1048576, 80.25]]
+)");
+  auto c = hw::load_cluster(path);
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->gpu.name, "MyGPU");
+  EXPECT_EQ(c->gpu.memory_driver_GiB.source, path + ":7");
+  EXPECT_DOUBLE_EQ(c->intra_node.bandwidth_GBps.value, 32);  // the GPU's PCIe figure
+  ASSERT_EQ(c->collectives.size(), 1u);
+  EXPECT_EQ(c->collectives[0].points.size(), 3u);
+  EXPECT_DOUBLE_EQ(c->collectives[0].points[2].time_us, 80.25);
+  ASSERT_TRUE(c->price_per_gpu_hour);
+  EXPECT_DOUBLE_EQ(c->price_per_gpu_hour->value, 1.25);
+}
+
+}  // namespace
+}  // namespace tpp

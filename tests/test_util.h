@@ -1,0 +1,45 @@
+// Helpers shared by the tests: paths to shipped data and a model loader that fails the test
+// with the loader's own message.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "model/load.h"
+
+namespace tpp::test {
+
+inline std::string example(const std::string& name) {
+  return std::string(TPP_EXAMPLES) + "/" + name;
+}
+inline std::string hf(const std::string& name) {
+  return std::string(TPP_TEST_DATA) + "/hf/" + name;
+}
+
+inline model::Model load_or_die(const std::string& path) {
+  auto m = model::load_model(path);
+  if (!m) ADD_FAILURE() << m.error().str();
+  return m ? *m : model::Model{};
+}
+
+}  // namespace tpp::test
+
+#include <filesystem>
+#include <fstream>
+
+namespace tpp::test {
+
+// Writes `text` to a fresh file named `name` under a per-test temporary directory.
+inline std::string write_temp(const std::string& name, const std::string& text) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / "tpp_tests" /
+                              (std::string(info->test_suite_name()) + "." + info->name());
+  std::filesystem::create_directories(dir);
+  std::filesystem::path p = dir / name;
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+  return p.string();
+}
+
+}  // namespace tpp::test
