@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job, end to end: install, build, and plan DeepSeek-R1 on 16 x 8 A100-80GB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh build >/dev/null
+echo "\$ tpp-plan --model r1.yaml --cluster a100x16.yaml"
+build/tools/tpp-plan --model r1.yaml --cluster a100x16.yaml
