@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "common/data_path.h"
 #include "common/fields.h"
@@ -135,7 +136,16 @@ Expected<Gpu> load_gpu(const std::string& name_or_path) {
   if (!path) return path.error();
   auto doc = load_yaml_file(*path);
   if (!doc) return doc.error();
-  return gpu_from_doc(*doc, doc->root, true);
+  auto g = gpu_from_doc(*doc, doc->root, true);
+  // Catalog entries are found by file name, so the name inside must be the same.
+  std::string stem = std::filesystem::path(*path).stem().string();
+  if (g && g->name != stem) {
+    const Node* n = doc->root.find("name");
+    return make_error(*path, n ? n->line : 1, n ? n->col : 1,
+                      "field 'name' in gpu is '" + g->name + "' but the file is named '" + stem +
+                          ".yaml'");
+  }
+  return g;
 }
 
 namespace {

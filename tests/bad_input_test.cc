@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "hardware_profiles/hardware.h"
 #include "test_util.h"
@@ -235,6 +237,24 @@ TEST(BadGpuCatalogEntry, FigureWithoutSource) {
             "field 'memory_marketed_GB' in gpu must be {value: ..., source: \"...\"} (catalog "
             "figures need a source)");
   EXPECT_EQ(g.error().line, 2);
+}
+
+}  // namespace
+}  // namespace tpp
+
+namespace tpp {
+namespace {
+
+TEST(BadGpuCatalogEntry, NameMustMatchFileName) {
+  std::ifstream in(std::string(TPP_EXAMPLES) + "/../../hardware_profiles/gpus/A10.yaml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  text.replace(text.find("name: A10"), 9, "name: A11");
+  std::string path = test::write_temp("A10.yaml", text);
+  auto g = hw::load_gpu(path);
+  ASSERT_FALSE(g);
+  EXPECT_EQ(g.error().message, "field 'name' in gpu is 'A11' but the file is named 'A10.yaml'");
 }
 
 }  // namespace
