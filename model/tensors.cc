@@ -45,12 +45,12 @@ void add_attention(const Model& m, Builder& b) {
   }
   const std::int64_t q = a.num_heads * a.head_dim, kv = a.num_kv_heads * a.head_dim;
   b.add("self_attn.q_proj.weight", C::kAttention, S::kColumn, q, h, true);
-  b.add("self_attn.k_proj.weight", C::kAttention, S::kColumn, kv, h, true);
-  b.add("self_attn.v_proj.weight", C::kAttention, S::kColumn, kv, h, true);
+  b.add("self_attn.k_proj.weight", C::kAttention, S::kKvHeads, kv, h, true);
+  b.add("self_attn.v_proj.weight", C::kAttention, S::kKvHeads, kv, h, true);
   if (a.qkv_bias) {
     b.vec("self_attn.q_proj.bias", C::kAttention, S::kColumn, q);
-    b.vec("self_attn.k_proj.bias", C::kAttention, S::kColumn, kv);
-    b.vec("self_attn.v_proj.bias", C::kAttention, S::kColumn, kv);
+    b.vec("self_attn.k_proj.bias", C::kAttention, S::kKvHeads, kv);
+    b.vec("self_attn.v_proj.bias", C::kAttention, S::kKvHeads, kv);
   }
   b.add("self_attn.o_proj.weight", C::kAttention, S::kRow, h, q, true);
   if (a.o_bias) b.vec("self_attn.o_proj.bias", C::kAttention, S::kReplicated, h);
@@ -77,9 +77,9 @@ void add_moe(const Model& m, Builder& b) {
   const std::int64_t h = m.hidden_size, n = e.num_experts, w = e.expert_intermediate_size;
   b.add("mlp.gate.weight", C::kRouter, S::kReplicated, n, h, false);
   if (e.router_bias) b.vec("mlp.gate.e_score_correction_bias", C::kRouter, S::kReplicated, n);
-  b.add("mlp.experts.w1.weight", C::kExperts, S::kExpert, w, h, true, n);
-  b.add("mlp.experts.w3.weight", C::kExperts, S::kExpert, w, h, true, n);
-  b.add("mlp.experts.w2.weight", C::kExperts, S::kExpert, h, w, true, n);
+  b.add("mlp.experts.w1.weight", C::kExperts, S::kExpertColumn, w, h, true, n);
+  b.add("mlp.experts.w3.weight", C::kExperts, S::kExpertColumn, w, h, true, n);
+  b.add("mlp.experts.w2.weight", C::kExperts, S::kExpertRow, h, w, true, n);
   if (e.num_shared_experts > 0)
     add_gated_mlp(b, "mlp.shared_experts.", C::kSharedExperts, h, e.shared_intermediate_size,
                   false);

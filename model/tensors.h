@@ -31,9 +31,13 @@ const char* component_name(Component c);  // "embedding", "attention", ...
 enum class Split {
   kReplicated,  // ReplicatedLinear, norms, routers
   kColumn,      // ColumnParallelLinear / QKVParallelLinear / MergedColumnParallelLinear: rows
+  kKvHeads,     // the K and V parts of QKVParallelLinear: rows by KV head, each head replicated
+                // on tp / num_kv_heads ranks when tp > num_kv_heads
   kRow,         // RowParallelLinear: cols
   kVocab,       // VocabParallelEmbedding / ParallelLMHead: rows (vocab)
-  kExpert,      // FusedMoE: each expert's intermediate dim across TP, or experts across EP
+  kExpertColumn,  // FusedMoE w1/w3: each expert's intermediate rows across TP, or whole
+                  // experts across EP ranks
+  kExpertRow,     // FusedMoE w2: each expert's intermediate input across TP, or whole experts
 };
 
 struct TensorSpec {
