@@ -125,6 +125,8 @@ Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_source
   g.nvlink_unidir_GBps = need(f, "nvlink_unidir_GBps", 0, kMaxFigure, rs);
   g.pcie_unidir_GBps = need(f, "pcie_unidir_GBps", 1, kMaxFigure, rs);
   g.tdp_W = need(f, "tdp_W", 1, kMaxFigure, rs);
+  g.sm_count = need(f, "sm_count", 1, 100000, rs);
+  g.compute_capability = need(f, "compute_capability", 1, 100, rs);
   read_has_fp8(f, rs, g);
   check_gpu(f, g);
   if (auto e = f.finish()) return *e;

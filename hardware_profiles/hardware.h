@@ -32,6 +32,8 @@ struct Gpu {
   Figure nvlink_unidir_GBps;       // per GPU, one direction; 0 without NVLink
   Figure pcie_unidir_GBps;
   Figure tdp_W;
+  Figure sm_count;                 // streaming multiprocessors
+  Figure compute_capability;       // 8.0 (A100), 8.6, 8.9 (Ada), 9.0 (Hopper)
   bool has_fp8 = false;
   std::string has_fp8_source;
 
