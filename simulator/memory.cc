@@ -1,0 +1,401 @@
+#include "simulator/memory.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "model/tensors.h"
+
+namespace tpp::sim {
+namespace {
+
+constexpr double kGiB = 1073741824.0;
+std::int64_t gib_bytes(double g) { return static_cast<std::int64_t>(std::llround(g * kGiB)); }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::string gib(std::int64_t bytes) { return fmt::format("{:.2f} GiB", bytes / kGiB); }
+
+// ---- Measured constants (each with its source) --------------------------------------------
+// Non-torch memory per GPU: NCCL communicators, custom all-reduce buffers, cuBLAS workspace
+// (vLLM memory_profiling's non_torch_increase). Logged by vLLM 0.19 on H100 SXM (llm-d-planner
+// accuracy campaign, accuracy/results/v0.19.0): 0.24-0.27 GiB at TP1 over 19 models, 0.07 GiB
+// at TP1 with PP, 2.06-2.21 GiB at TP2/TP4 (NCCL state; vLLM's own buffers are 8-128 MiB).
+constexpr double kNonTorchTp1GiB = 0.25;
+constexpr double kNonTorchTp1PpGiB = 0.07;
+constexpr double kNonTorchTpGiB = 2.1;
+// V0 counts a little more as non-torch: 0.35 GiB at TP1 (vLLM 0.6.4, RTX 3090, issue #10517,
+// where the accounting includes part of the CUDA context) against V1's 0.25.
+constexpr double kNonTorchV0ExtraGiB = 0.10;
+// CUDA graph pool: 0.51-1.85 GiB, mean 1.04 GiB, over 58 vLLM 0.19 runs on H100 (same source;
+// Llama-3.1-8B: 0.91 GiB). vLLM captures graphs after sizing the KV cache, so they are counted
+// only with VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1 (default from vLLM 0.20).
+constexpr double kCudaGraphGiB = 1.04;
+// The CUDA context sits outside total x utilization from vLLM 0.9.1 (0.51 GiB on H100, 0.19):
+// CUDA graphs that are not counted must fit beside it in total x (1 - utilization).
+constexpr double kCudaContextGiB = 0.51;
+// Sampler peak per logit element, fitted on logged activation peaks (docs/memory-model.md):
+// V1 >= 0.17 (Triton top-k/top-p): the logits in the model dtype plus three fp32 copies
+// (float logits, probs, exponential q); V0 (torch sort path): 38 bytes.
+constexpr double kSamplerFp32Copies = 3;
+constexpr double kSamplerSortBytes = 38;
+constexpr double kSamplerSlackGiB = 0.05;  // fit intercept, same source
+// Forward peak of one dense layer, in units of hidden and intermediate activations of T tokens:
+// fitted on vLLM 0.19 (compiled, CodeLlama-7B; checked on Granite-3.1-8B) and V0 (eager,
+// RTX 3090 Llama-3.1-8B at T = 20000 and 29000): see docs/memory-model.md.
+constexpr double kFwdIntermediate = 3.0;
+constexpr double kFwdHiddenV1 = 4.25;
+constexpr double kFwdHiddenV0 = 3.0;
+
+// ---- Defaults vLLM picks --------------------------------------------------------------------
+
+// EngineArgs._set_default_args (vLLM 0.9-0.28): `vllm serve` on a GPU of at least 70 GiB that
+// is not an A100 gets 8192 batched tokens and 1024 sequences; any other GPU 2048 and 256.
+bool large_gpu(const hw::Gpu& g) {
+  std::string n = g.name;
+  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  return g.memory_driver_GiB.value >= 70 && n.find("a100") == std::string::npos;
+}
+
+bool is_fp8_kv(model::KvCacheDType d) {
+  return d == model::KvCacheDType::kFP8 || d == model::KvCacheDType::kFP8E4M3 ||
+         d == model::KvCacheDType::kFP8E5M2;
+}
+
+double kv_element_bytes(model::KvCacheDType d, model::DType model_dtype) {
+  switch (d) {
+    case model::KvCacheDType::kAuto: return model::dtype_bytes(model_dtype);
+    case model::KvCacheDType::kBF16:
+    case model::KvCacheDType::kF16: return 2;
+    default: return 1;
+  }
+}
+
+}  // namespace
+
+Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& gpu,
+                                          const ServingOptions& o) {
+  ResolvedOptions r{};
+  r.engine = o.engine;
+  r.enforce_eager = o.enforce_eager;
+  r.count_cuda_graphs = o.count_cuda_graphs && !o.enforce_eager;
+  r.swap_space_gib = o.swap_space_gib;
+  if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))
+    return make_error("", 0, 0, fmt::format("--gpu-memory-utilization must be in (0, 1], got {}",
+                                            o.gpu_memory_utilization));
+  r.gpu_memory_utilization = o.gpu_memory_utilization;
+  r.max_model_len = o.max_model_len > 0 ? o.max_model_len : m.max_position_embeddings;
+  if (r.max_model_len > m.max_position_embeddings)
+    return make_error("", 0, 0,
+                      fmt::format("--max-model-len {} exceeds the model's "
+                                  "max_position_embeddings {}",
+                                  r.max_model_len, m.max_position_embeddings));
+  r.kv_cache_dtype = o.kv_cache_dtype.value_or(m.kv_cache_dtype);
+  r.kv_bytes_per_element = kv_element_bytes(r.kv_cache_dtype, m.dtype);
+
+  // Block size: 16 on CUDA (CacheConfig). MLA on Hopper with an fp8 KV cache runs FlashMLA,
+  // which only takes 64 (vLLM 0.18+: Platform.update_block_size_for_backend; FLASH_ATTN_MLA,
+  // chosen first for a bf16 cache, takes any multiple of 16).
+  const bool hopper = gpu.compute_capability.value >= 9.0 && gpu.compute_capability.value < 10;
+  r.block_size = o.block_size > 0 ? o.block_size
+                 : (m.mla && hopper && is_fp8_kv(r.kv_cache_dtype)) ? 64 : 16;
+  static const std::int64_t kBlockSizes[] = {1, 8, 16, 32, 64, 128};
+  if (std::find(std::begin(kBlockSizes), std::end(kBlockSizes), r.block_size) ==
+      std::end(kBlockSizes))
+    return make_error("", 0, 0, fmt::format("--block-size must be one of 1, 8, 16, 32, 64, 128, "
+                                            "got {}", r.block_size));
+
+  if (o.engine == Engine::kV1) {
+    r.max_num_seqs = o.max_num_seqs > 0 ? o.max_num_seqs : (large_gpu(gpu) ? 1024 : 256);
+    r.max_num_batched_tokens = o.max_num_batched_tokens > 0 ? o.max_num_batched_tokens
+                               : (large_gpu(gpu) ? 8192 : 2048);
+  } else {
+    // V0 (<= 0.6): no chunked prefill unless max_model_len > 32768 (then 512 tokens a step).
+    r.max_num_seqs = o.max_num_seqs > 0 ? o.max_num_seqs : 256;
+    const bool chunked = r.max_model_len > 32768;
+    r.max_num_batched_tokens =
+        o.max_num_batched_tokens > 0 ? o.max_num_batched_tokens
+        : chunked ? 512 : std::max<std::int64_t>(r.max_model_len, 2048);
+    if (!chunked && r.max_num_batched_tokens < r.max_model_len)
+      return make_error("", 0, 0,
+                        fmt::format("--max-num-batched-tokens {} is smaller than --max-model-len "
+                                    "{} (V0 without chunked prefill needs a whole prompt a step)",
+                                    r.max_num_batched_tokens, r.max_model_len));
+  }
+  if (r.max_num_batched_tokens < r.max_num_seqs)
+    return make_error("", 0, 0, fmt::format("--max-num-batched-tokens {} must be at least "
+                                            "--max-num-seqs {}",
+                                            r.max_num_batched_tokens, r.max_num_seqs));
+  if (o.quantization && *o.quantization != m.quant.method &&
+      !(*o.quantization == model::QuantMethod::kFp8 &&
+        m.quant.method == model::QuantMethod::kNone))
+    return make_error("", 0, 0,
+                      fmt::format("--quantization {} does not match the checkpoint, which is {}; "
+                                  "only fp8 can be applied to an unquantized checkpoint",
+                                  model::quant_method_name(*o.quantization),
+                                  model::quant_method_name(m.quant.method)));
+  return r;
+}
+
+model::Model as_loaded(const model::Model& m, const ServingOptions& o) {
+  model::Model out = m;
+  if (o.quantization == model::QuantMethod::kFp8 && m.quant.method == model::QuantMethod::kNone) {
+    // vLLM's online fp8 (Fp8LinearMethod, not serialized): fp8 weights, one scale a tensor.
+    out.quant = model::Quantization{};
+    out.quant.method = model::QuantMethod::kFp8;
+    out.quant.weight_dtype = model::DType::kFP8E4M3;
+  }
+  return out;
+}
+
+namespace {
+
+struct LayerKinds {
+  std::int64_t dense_bytes = 0, moe_bytes = 0;
+};
+
+std::int64_t shard_bytes(const std::vector<model::TensorSpec>& ts, const model::Model& m,
+                         const ParallelConfig& p) {
+  std::int64_t sum = 0;
+  for (const auto& t : ts) {
+    Shard s = shard_of(t, m, p);
+    model::TensorSpec shard = t;
+    shard.rows = s.rows;
+    shard.cols = s.cols;
+    shard.count = s.count;
+    sum += model::storage_bytes(shard, m);
+  }
+  return sum;
+}
+
+// Every dense layer is alike, and so is every MoE layer: one of each is enough.
+LayerKinds layer_kinds(const model::Model& m, const ParallelConfig& p) {
+  std::int64_t dense_at = -1, moe_at = -1;
+  for (std::int64_t l = 0; l < m.num_layers && (dense_at < 0 || moe_at < 0); ++l) {
+    std::int64_t& at = m.is_moe_layer(l) ? moe_at : dense_at;
+    if (at < 0) at = l;
+  }
+  LayerKinds k;
+  if (dense_at >= 0) k.dense_bytes = shard_bytes(model::layer_tensors(m, dense_at), m, p);
+  if (moe_at >= 0) k.moe_bytes = shard_bytes(model::layer_tensors(m, moe_at), m, p);
+  return k;
+}
+
+// Bytes of one token's K and V (or MLA latent) in one layer on one rank:
+// vLLM AttentionSpec.page_size_bytes / block_size = 2 x kv heads on the rank x head size x
+// dtype, kv heads = max(1, total / tp) (ModelConfig.get_num_kv_heads); MLAAttentionSpec:
+// 1 x (kv_lora_rank + qk_rope_head_dim) x dtype, the same on every TP rank.
+std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfig& p,
+                                      double element_bytes) {
+  if (m.mla)
+    return static_cast<std::int64_t>((m.mla->kv_lora_rank + m.mla->qk_rope_head_dim) *
+                                     element_bytes);
+  const std::int64_t heads = std::max<std::int64_t>(1, m.attention.num_kv_heads / p.tp);
+  return static_cast<std::int64_t>(2 * heads * m.attention.head_dim * element_bytes);
+}
+
+// The activation peak of vLLM's profiling run on one rank (docs/memory-model.md):
+// V1 GPUModelRunner.profile_run runs max_num_batched_tokens tokens as min(max_num_seqs, T)
+// dummy requests without attention, then the sampler on one row per request, on the last PP
+// rank only; fused-MoE workspaces persist through it. V0 profiles with attention run and the
+// torch sort sampler.
+std::int64_t activation_peak(const model::Model& m, const hw::Gpu& gpu, const ParallelConfig& p,
+                             const ResolvedOptions& o, bool first, bool last, bool has_dense,
+                             bool has_moe) {
+  const double b = model::dtype_bytes(m.dtype);
+  const double T = static_cast<double>(o.max_num_batched_tokens);
+  const double R = static_cast<double>(std::min(o.max_num_seqs, o.max_num_batched_tokens));
+  const double h = static_cast<double>(m.hidden_size);
+  const double V = static_cast<double>(padded_vocab(m.vocab_size));
+  const double inter = has_dense ? static_cast<double>(m.intermediate_size) / p.tp : 0;
+  const bool v1 = o.engine == Engine::kV1;
+  double fwd = T * b * (kFwdIntermediate * inter + (v1 ? kFwdHiddenV1 : kFwdHiddenV0) * h);
+  if (!first) fwd += 2 * T * h * b;  // IntermediateTensors: hidden_states and residual
+  double sampler = 0;
+  if (last) {
+    sampler = v1 ? R * V * (b + 4 * kSamplerFp32Copies) +
+                       std::min(R, gpu.sm_count.value) * V * 4  // Triton top-k/top-p buffer
+                 : R * V * kSamplerSortBytes;
+    sampler += T * h * b + kSamplerSlackGiB * kGiB;
+  }
+  double moe = 0;
+  if (has_moe) {
+    const double w = static_cast<double>(m.moe->expert_intermediate_size) /
+                     (p.expert_parallel ? 1 : p.tp);
+    moe = T * m.moe->experts_per_token * (std::max(2 * w, h) + w) * b;
+  }
+  return static_cast<std::int64_t>(std::max(fwd, sampler) + moe);
+}
+
+std::int64_t non_torch(const ParallelConfig& p, Engine e) {
+  double g = p.tp > 1 ? kNonTorchTpGiB : (p.pp > 1 ? kNonTorchTp1PpGiB : kNonTorchTp1GiB);
+  return gib_bytes(g + (e == Engine::kV0 ? kNonTorchV0ExtraGiB : 0));
+}
+
+std::string split_name(const ParallelConfig& p) {
+  return fmt::format("tp={}, pp={}", p.tp, p.pp);
+}
+
+}  // namespace
+
+MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const ParallelConfig& p,
+                           const ResolvedOptions& o) {
+  MemoryPlan plan;
+  plan.parallel = p;
+  plan.options = o;
+  plan.total_bytes = gpu.memory_driver_bytes();
+  plan.budget_bytes = static_cast<std::int64_t>(
+      std::floor(static_cast<double>(plan.total_bytes) * o.gpu_memory_utilization));
+
+  const LayerKinds kinds = layer_kinds(m, p);
+  const double b = model::dtype_bytes(m.dtype);
+  const std::int64_t vocab_shard = static_cast<std::int64_t>(
+      static_cast<double>(padded_vocab(m.vocab_size) / p.tp * m.hidden_size) * b);
+  // get_rope's cos_sin_cache [max_position, rotary_dim] in the model dtype, one per rank
+  // (rotary_embedding.py; _ROPE_DICT shares it across layers). MLA rotates qk_rope_head_dim.
+  const std::int64_t rotary_dim = m.mla ? m.mla->qk_rope_head_dim : m.attention.head_dim;
+  const std::int64_t rope_cache =
+      static_cast<std::int64_t>(static_cast<double>(m.max_position_embeddings * rotary_dim) * b);
+  const std::int64_t kv_layer = kv_bytes_per_token_layer(m, p, o.kv_bytes_per_element);
+  const std::int64_t graphs = o.enforce_eager ? 0 : gib_bytes(kCudaGraphGiB);
+
+  const auto parts = pp_partition(m.num_layers, p.pp, p.pp_layer_partition);
+  std::int64_t first_layer = 0;
+  plan.gpu_blocks = INT64_MAX;
+  for (std::size_t s = 0; s < parts.size(); ++s) {
+    StageMemory st;
+    st.pp_rank = static_cast<std::int64_t>(s);
+    st.first_layer = first_layer;
+    st.num_layers = parts[s];
+    const bool first = s == 0, last = s + 1 == parts.size();
+    std::int64_t dense = 0, moe = 0;
+    for (std::int64_t l = first_layer; l < first_layer + parts[s]; ++l)
+      (m.is_moe_layer(l) ? moe : dense) += 1;
+    first_layer += parts[s];
+
+    st.weights_bytes = dense * kinds.dense_bytes + moe * kinds.moe_bytes + rope_cache;
+    if (first) st.weights_bytes += vocab_shard;  // embed_tokens
+    // lm_head on the last stage (with PP and tied embeddings, a copy of embed_tokens).
+    if (last && !(m.tie_word_embeddings && p.pp == 1)) st.weights_bytes += vocab_shard;
+    if (last) st.weights_bytes += static_cast<std::int64_t>(m.hidden_size * b);  // final norm
+    st.activation_peak_bytes = activation_peak(m, gpu, p, o, first, last, dense > 0, moe > 0);
+    st.non_torch_bytes = non_torch(p, o.engine);
+    st.cuda_graph_bytes = graphs;
+    st.kv_cache_bytes = plan.budget_bytes - st.weights_bytes - st.activation_peak_bytes -
+                        st.non_torch_bytes - (o.count_cuda_graphs ? graphs : 0);
+    st.kv_bytes_per_token = kv_layer * st.num_layers;
+    const std::int64_t avail = std::max<std::int64_t>(0, st.kv_cache_bytes);
+    if (o.engine == Engine::kV1) {
+      // kv_cache_utils.get_num_blocks: available // page_size // num_layers.
+      st.gpu_blocks = avail / (o.block_size * kv_layer) / st.num_layers;
+    } else {
+      // CacheEngine.get_cache_block_size: one block spans every layer of the rank.
+      const std::int64_t block = o.block_size * st.kv_bytes_per_token;
+      st.gpu_blocks = avail / block;
+      st.cpu_blocks = gib_bytes(o.swap_space_gib) / block;
+    }
+    if (st.gpu_blocks < plan.gpu_blocks) {
+      plan.gpu_blocks = st.gpu_blocks;
+      plan.binding_stage = s;
+    }
+    plan.stages.push_back(st);
+  }
+
+  plan.kv_cache_tokens = plan.gpu_blocks * o.block_size;
+  plan.max_concurrency = max_concurrency(plan.gpu_blocks, o);
+  if (o.engine == Engine::kV1) {
+    plan.max_model_len_that_fits = plan.kv_cache_tokens;
+  } else {
+    // V0: each of the pp virtual engines holds blocks // pp, and one request must fit in one
+    // (raise_if_cache_size_invalid).
+    plan.max_model_len_that_fits = plan.gpu_blocks / p.pp * o.block_size;
+    if (p.pp > 1)
+      plan.notes.push_back(fmt::format("V0 splits the blocks over {} virtual engines: {} each",
+                                       p.pp, plan.gpu_blocks / p.pp));
+  }
+
+  const StageMemory& bind = plan.stages[plan.binding_stage];
+  const std::string where =
+      split_name(p) + (p.pp > 1 ? fmt::format(" (PP stage {})", bind.pp_rank) : "");
+  const std::string offer = fmt::format("the GPU offers {} at utilization {:.2f}",
+                                        gib(plan.budget_bytes), o.gpu_memory_utilization);
+  if (bind.weights_bytes > plan.budget_bytes) {
+    plan.why_not = fmt::format("weights need {} per GPU at {}; {}", gib(bind.weights_bytes),
+                               where, offer);
+  } else if (bind.kv_cache_bytes <= 0 || plan.gpu_blocks == 0) {
+    plan.why_not = fmt::format(
+        "weights {} + activations {} + non-torch {}{} leave no room for the KV cache at {}; {} "
+        "({} short)",
+        gib(bind.weights_bytes), gib(bind.activation_peak_bytes), gib(bind.non_torch_bytes),
+        o.count_cuda_graphs ? " + CUDA graphs " + gib(bind.cuda_graph_bytes) : "", where, offer,
+        gib(std::max<std::int64_t>(0, -bind.kv_cache_bytes)));
+  } else if (plan.max_model_len_that_fits < o.max_model_len) {
+    plan.why_not = fmt::format(
+        "the KV cache holds {} tokens at {}, fewer than one request of max_model_len {}; the "
+        "largest max_model_len that fits is {}",
+        plan.kv_cache_tokens, where, o.max_model_len, plan.max_model_len_that_fits);
+  }
+  plan.fits = plan.why_not.empty();
+  if (!o.count_cuda_graphs && graphs > 0 &&
+      graphs > static_cast<std::int64_t>(static_cast<double>(plan.total_bytes) *
+                                         (1 - o.gpu_memory_utilization)) -
+                   gib_bytes(kCudaContextGiB))
+    plan.notes.push_back(fmt::format(
+        "CUDA graphs (about {}) may not fit beside the CUDA context in the {} outside the "
+        "budget; lower --gpu-memory-utilization or use --enforce-eager",
+        gib(graphs),
+        gib(static_cast<std::int64_t>(static_cast<double>(plan.total_bytes) *
+                                      (1 - o.gpu_memory_utilization)))));
+  return plan;
+}
+
+double max_concurrency(std::int64_t blocks, const ResolvedOptions& o) {
+  if (o.engine == Engine::kV1)
+    return static_cast<double>(blocks) /
+           static_cast<double>(ceil_div(o.max_model_len, o.block_size));
+  return static_cast<double>(blocks * o.block_size) / static_cast<double>(o.max_model_len);
+}
+
+std::vector<ParallelConfig> enumerate_splits(const model::Model& m, std::int64_t gpus,
+                                             bool expert_parallel) {
+  std::vector<ParallelConfig> out;
+  for (std::int64_t tp = 1; tp <= gpus; ++tp) {
+    if (gpus % tp != 0) continue;
+    for (std::int64_t pp = 1; pp <= gpus / tp && pp <= m.num_layers; ++pp) {
+      if ((gpus / tp) % pp != 0) continue;
+      ParallelConfig p;
+      p.tp = tp;
+      p.pp = pp;
+      p.dp = gpus / (tp * pp);
+      p.expert_parallel = expert_parallel;
+      if (!check_parallel(m, p)) out.push_back(p);
+    }
+  }
+  return out;
+}
+
+std::optional<ParallelConfig> smallest_fitting_split(const model::Model& m, const hw::Gpu& gpu,
+                                                     std::int64_t max_gpus,
+                                                     std::int64_t gpus_per_node,
+                                                     const ResolvedOptions& o,
+                                                     bool expert_parallel) {
+  std::vector<ParallelConfig> cands;
+  for (std::int64_t tp = 1; tp <= max_gpus; ++tp)
+    for (std::int64_t pp = 1; tp * pp <= max_gpus && pp <= m.num_layers; ++pp) {
+      ParallelConfig p;
+      p.tp = tp;
+      p.pp = pp;
+      p.expert_parallel = expert_parallel;
+      if (!check_parallel(m, p)) cands.push_back(p);
+    }
+  std::sort(cands.begin(), cands.end(), [&](const ParallelConfig& a, const ParallelConfig& c) {
+    auto key = [&](const ParallelConfig& x) {
+      return std::make_tuple(x.tp * x.pp, x.tp > gpus_per_node, x.pp);
+    };
+    return key(a) < key(c);
+  });
+  for (const auto& p : cands)
+    if (simulate_memory(m, gpu, p, o).fits) return p;
+  return std::nullopt;
+}
+
+}  // namespace tpp::sim

@@ -1,0 +1,116 @@
+// Per-GPU memory of a vLLM deployment and the KV-cache blocks it gets, for any TP/PP split,
+// without a GPU. The accounting is vLLM's own (see docs/memory-model.md for every formula and
+// the vLLM file and function it comes from):
+//
+//   available = total_gpu_memory x gpu_memory_utilization - (weights + activation peak + non-torch)
+//   V1: blocks = floor(floor(available / page_bytes) / layers_on_rank), page = block_size x
+//       kv bytes per token per layer; the engine takes the minimum over ranks.
+//   V0: blocks = floor(available / (block_size x layers_on_rank x kv bytes per token per layer)).
+//
+// V1 follows vLLM 0.9.1-0.19 (the engine of `vllm serve` today, gpu_memory_utilization 0.9,
+// CUDA graphs outside the budget unless counted); V0 follows vLLM 0.6.5-0.10.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "hardware_profiles/hardware.h"
+#include "model/model.h"
+#include "simulator/parallel.h"
+
+namespace tpp::sim {
+
+enum class Engine { kV1, kV0 };
+
+// vLLM's serving options, by vLLM's names. 0 / nullopt = vLLM's default for this GPU and engine.
+struct ServingOptions {
+  Engine engine = Engine::kV1;
+  double gpu_memory_utilization = 0.9;
+  std::int64_t max_model_len = 0;           // default: the model's max_position_embeddings
+  std::int64_t block_size = 0;              // default 16 (MLA backends may force 64)
+  std::optional<model::KvCacheDType> kv_cache_dtype;  // default: the model's
+  std::int64_t max_num_seqs = 0;            // default: 1024 or 256 (V1, by GPU); 256 (V0)
+  std::int64_t max_num_batched_tokens = 0;  // default: 8192 or 2048 (V1); max(len, 2048) (V0)
+  bool enforce_eager = false;               // no CUDA graphs
+  bool count_cuda_graphs = false;           // VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1
+  std::optional<model::QuantMethod> quantization;  // --quantization (fp8 on a bf16 checkpoint)
+  double swap_space_gib = 4;                // V0 CPU swap space per GPU
+};
+
+// The options with every default resolved, as the engine would run.
+struct ResolvedOptions {
+  Engine engine;
+  double gpu_memory_utilization;
+  std::int64_t max_model_len, block_size, max_num_seqs, max_num_batched_tokens;
+  model::KvCacheDType kv_cache_dtype;
+  double kv_bytes_per_element;
+  bool enforce_eager, count_cuda_graphs;
+  double swap_space_gib;
+};
+
+// One PP stage; every TP rank of a stage holds the same (the vocabulary is padded so that it
+// splits evenly).
+struct StageMemory {
+  std::int64_t pp_rank = 0;
+  std::int64_t first_layer = 0, num_layers = 0;
+  std::int64_t weights_bytes = 0;
+  std::int64_t activation_peak_bytes = 0;
+  std::int64_t non_torch_bytes = 0;
+  std::int64_t cuda_graph_bytes = 0;        // reported; deducted only when counted
+  std::int64_t kv_cache_bytes = 0;          // available for the KV cache (negative: no room)
+  std::int64_t kv_bytes_per_token = 0;      // one token over this stage's layers
+  std::int64_t gpu_blocks = 0;
+  std::int64_t cpu_blocks = 0;              // V0 swap blocks
+};
+
+struct MemoryPlan {
+  ParallelConfig parallel;
+  ResolvedOptions options;
+  std::int64_t total_bytes = 0;             // the driver's total per GPU
+  std::int64_t budget_bytes = 0;            // total x utilization
+  std::vector<StageMemory> stages;
+  std::size_t binding_stage = 0;            // the stage with the fewest blocks
+  std::int64_t gpu_blocks = 0;              // the engine's: min over ranks
+  std::int64_t kv_cache_tokens = 0;
+  double max_concurrency = 0;               // requests of max_model_len at once
+  std::int64_t max_model_len_that_fits = 0; // largest length one request can have
+  bool fits = false;
+  std::string why_not;                      // empty when it fits
+  std::vector<std::string> notes;
+};
+
+// Resolves vLLM's defaults for this model, GPU and options; an error for options vLLM rejects
+// (utilization outside (0, 1], max_model_len above the model's, an unknown quantization).
+Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& gpu,
+                                          const ServingOptions& o);
+
+// The model as the engine loads it: --quantization fp8 on an unquantized checkpoint stores the
+// linear weights as fp8 with one scale per tensor (vLLM's online Fp8LinearMethod).
+model::Model as_loaded(const model::Model& m, const ServingOptions& o);
+
+// Memory of one split. The split must pass check_parallel(); a split that does not fit is a
+// plan with fits = false and why_not saying which term broke it and by how much.
+MemoryPlan simulate_memory(const model::Model& loaded, const hw::Gpu& gpu,
+                           const ParallelConfig& p, const ResolvedOptions& o);
+
+// Requests of max_model_len the KV cache holds at once: V1 blocks / cdiv(max_model_len,
+// block_size) (get_max_concurrency_for_kv_cache_config); V0 blocks x block_size / max_model_len.
+double max_concurrency(std::int64_t blocks, const ResolvedOptions& o);
+
+// Every split of `gpus` GPUs: tp x pp x dp = gpus, tp and pp as vLLM accepts them for this
+// model (check_parallel), pp at most the layers.
+std::vector<ParallelConfig> enumerate_splits(const model::Model& m, std::int64_t gpus,
+                                             bool expert_parallel);
+
+// The split with the fewest GPUs per replica (at most `max_gpus`) that fits, preferring TP
+// inside a node (`gpus_per_node`) and then fewer pipeline stages; nullopt when none does.
+std::optional<ParallelConfig> smallest_fitting_split(const model::Model& loaded,
+                                                     const hw::Gpu& gpu, std::int64_t max_gpus,
+                                                     std::int64_t gpus_per_node,
+                                                     const ResolvedOptions& o,
+                                                     bool expert_parallel);
+
+}  // namespace tpp::sim
