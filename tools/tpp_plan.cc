@@ -1,12 +1,18 @@
-// tpp-plan: reads a model and a cluster and prints what it knows of them (later: the ranked
-// TP/PP/DP plans). Exit codes: 0 success, 2 bad input or bad flags (one line on stderr).
+// tpp-plan: for a model on a cluster, the memory of every TP/PP split (or of one, with
+// --tp/--pp): weights, activations, KV-cache blocks, as vLLM would allocate them.
+// Exit codes: 0 success; 2 bad input, bad flags, or a requested split that does not fit
+// (one line on stderr).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 #include "common/data_path.h"
 #include "hardware_profiles/hardware.h"
 #include "model/load.h"
+#include "planner/memory_report.h"
+#include "planner/plan_memory.h"
 #include "planner/summary.h"
 
 namespace {
@@ -18,12 +24,40 @@ int fail(const std::string& line) {
   return kExitBadInput;
 }
 
+int fail(const tpp::Error& e) { return fail(e.file.empty() ? "tpp-plan: " + e.str() : e.str()); }
+
+// "31,30" -> {31, 30}; empty on a malformed list (reported by the caller).
+bool parse_partition(const std::string& s, std::vector<std::int64_t>* out) {
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      std::size_t used = 0;
+      long long v = std::stoll(item, &used);
+      if (used != item.size()) return false;
+      out->push_back(v);
+    } catch (...) {
+      return false;
+    }
+  }
+  return !out->empty();
+}
+
+std::string split_text(const tpp::sim::ParallelConfig& p) {
+  return "tp=" + std::to_string(p.tp) + ", pp=" + std::to_string(p.pp) + " (" +
+         std::to_string(p.tp * p.pp) + " GPUs)";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"tpp-plan: which TP/PP split to run a model with on a cluster, and what it gives",
+  CLI::App app{"tpp-plan: which TP/PP split to run a model with on a cluster, and the memory "
+               "and vLLM KV-cache blocks each GPU gets",
                "tpp-plan"};
-  std::string model_arg, cluster_arg, format = "text";
+  std::string model_arg, cluster_arg, format = "text", engine = "v1", kv_dtype, quant, partition;
+  tpp::planner::MemoryRequest req;
+  std::int64_t tp = 0, pp = 0, dp = 0;
+  auto& so = req.serving;
   app.add_option("--model", model_arg,
                  "model: tpp YAML, a Hugging Face config.json (or its directory), or a catalog "
                  "name such as r1")
@@ -31,6 +65,34 @@ int main(int argc, char** argv) {
   app.add_option("--cluster", cluster_arg, "cluster YAML, or a catalog name such as a100x16")
       ->required();
   app.add_option("--format", format, "output format")->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--tp,--tensor-parallel-size", tp, "evaluate this tensor-parallel size only");
+  app.add_option("--pp,--pipeline-parallel-size", pp, "evaluate this pipeline-parallel size only");
+  app.add_option("--dp,--data-parallel-size", dp, "data-parallel replicas (with --tp/--pp)");
+  app.add_flag("--enable-expert-parallel", req.expert_parallel,
+               "split whole experts over tp x dp ranks instead of each expert over tp");
+  app.add_option("--pp-layer-partition", partition,
+                 "layers per PP stage, e.g. 31,30 (vLLM's VLLM_PP_LAYER_PARTITION, also read "
+                 "from the environment)");
+  app.add_option("--gpu-memory-utilization", so.gpu_memory_utilization,
+                 "fraction of GPU memory vLLM may use")
+      ->capture_default_str();
+  app.add_option("--max-model-len", so.max_model_len, "default: the model's context length");
+  app.add_option("--block-size", so.block_size, "KV-cache block in tokens (default 16)");
+  app.add_option("--kv-cache-dtype", kv_dtype, "auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2")
+      ->check(CLI::IsMember({"auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
+  app.add_option("--max-num-seqs", so.max_num_seqs, "default: vLLM's for the GPU and engine");
+  app.add_option("--max-num-batched-tokens", so.max_num_batched_tokens,
+                 "default: vLLM's for the GPU and engine");
+  app.add_flag("--enforce-eager", so.enforce_eager, "no CUDA graphs");
+  app.add_flag("--count-cuda-graphs", so.count_cuda_graphs,
+               "deduct CUDA-graph memory from the KV cache "
+               "(vLLM's VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)");
+  app.add_option("--quantization", quant, "fp8 on an unquantized checkpoint, or the checkpoint's")
+      ->check(CLI::IsMember({"fp8", "awq", "gptq", "compressed-tensors"}));
+  app.add_option("--swap-space", so.swap_space_gib, "V0 CPU swap space per GPU, GiB")
+      ->capture_default_str();
+  app.add_option("--vllm-engine", engine, "v1 (default) or v0")
+      ->check(CLI::IsMember({"v1", "v0"}));
   app.set_version_flag("--version", std::string("tpp-plan ") + TPP_VERSION);
   try {
     app.parse(argc, argv);
@@ -41,22 +103,57 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return fail(std::string("tpp-plan: error: ") + e.what() + " (see --help)");
   }
+  if (app.count("--tp")) req.tp = tp;
+  if (app.count("--pp")) req.pp = pp;
+  if (app.count("--dp")) req.dp = dp;
+  so.engine = engine == "v0" ? tpp::sim::Engine::kV0 : tpp::sim::Engine::kV1;
+  if (!kv_dtype.empty()) so.kv_cache_dtype = tpp::model::parse_kv_cache_dtype(kv_dtype);
+  if (!quant.empty())
+    so.quantization = quant == "fp8"    ? tpp::model::QuantMethod::kFp8
+                      : quant == "awq"  ? tpp::model::QuantMethod::kAwq
+                      : quant == "gptq" ? tpp::model::QuantMethod::kGptq
+                                        : tpp::model::QuantMethod::kCompressedTensors;
+  if (partition.empty())
+    if (const char* env = std::getenv("VLLM_PP_LAYER_PARTITION")) partition = env;
+  if (!partition.empty() && !parse_partition(partition, &req.pp_layer_partition))
+    return fail("tpp-plan: error: --pp-layer-partition must be comma-separated layer counts, "
+                "got '" + partition + "'");
 
   auto model_path = tpp::resolve_input(model_arg, tpp::Catalog::kModels);
-  if (!model_path) return fail(model_path.error().str());
+  if (!model_path) return fail(model_path.error());
   auto model = tpp::model::load_model(*model_path);
-  if (!model) return fail(model.error().str());
+  if (!model) return fail(model.error());
   auto cluster = tpp::hw::load_cluster(cluster_arg);
-  if (!cluster) return fail(cluster.error().str());
+  if (!cluster) return fail(cluster.error());
+  auto result = tpp::planner::plan_memory(*model, *cluster, req);
+  if (!result) return fail(result.error());
 
+  const auto& plans = result->plans;
+  bool ok = false;
+  for (const auto& p : plans) ok = ok || p.fits;
   if (format == "json") {
     nlohmann::json j;
     j["tpp_version"] = TPP_VERSION;
     j["model"] = tpp::planner::model_json(*model);
     j["cluster"] = tpp::planner::cluster_json(*cluster);
+    j["serving"] = tpp::planner::serving_json(result->options);
+    j["plans"] = nlohmann::json::array();
+    for (const auto& p : plans) j["plans"].push_back(tpp::planner::plan_json(p));
+    if (result->smallest_fit)
+      j["smallest_fit"] = {{"tp", result->smallest_fit->tp}, {"pp", result->smallest_fit->pp}};
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << tpp::planner::model_text(*model) << "\n" << tpp::planner::cluster_text(*cluster);
+    std::cout << tpp::planner::model_text(*model) << "\n"
+              << tpp::planner::cluster_text(*cluster) << "\n"
+              << tpp::planner::serving_text(result->options)
+              << tpp::planner::memory_table(plans, result->single);
   }
-  return 0;
+  if (ok) return 0;
+  std::string smallest = result->smallest_fit
+                             ? "smallest split that fits: " + split_text(*result->smallest_fit)
+                             : "no split of the cluster's " +
+                                   std::to_string(cluster->total_gpus()) + " GPUs fits";
+  if (result->single) return fail("tpp-plan: error: " + plans.front().why_not + "; " + smallest);
+  return fail("tpp-plan: error: no split of " + cluster->name + " fits " + model->name + " (" +
+              plans.front().why_not + "); " + smallest);
 }

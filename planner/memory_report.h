@@ -1,0 +1,24 @@
+// Memory plans as text and JSON. JSON field names are a contract (scripts read them):
+// plans[] with tp, pp, dp, fits, and memory { total_bytes, weights_bytes,
+// activation_peak_bytes, non_torch_bytes, cuda_graph_bytes, kv_cache_bytes, kv_bytes_per_token,
+// gpu_blocks, block_size, kv_cache_tokens, max_concurrency, stages[] }. The memory figures of a
+// plan are those of its binding PP stage (the one with the fewest blocks, which the engine's
+// minimum takes); stages[] has every stage's.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "simulator/memory.h"
+
+namespace tpp::planner {
+
+nlohmann::json serving_json(const sim::ResolvedOptions& o);
+nlohmann::json plan_json(const sim::MemoryPlan& p);
+// One row per plan; with `stages`, a row per PP stage under each plan.
+std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages);
+std::string serving_text(const sim::ResolvedOptions& o);
+
+}  // namespace tpp::planner
