@@ -124,3 +124,75 @@ TEST(Cli, BadInputIsOneLineAndExitTwo) {
 
 }  // namespace
 }  // namespace tpp
+
+namespace tpp {
+namespace {
+
+TEST(CliMemory, OneSplitJsonFields) {
+  CliRun r = tpp_plan("--model r1 --cluster h20x2 --tp 8 --pp 2 --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["plans"].size(), 1u);
+  const auto& p = j["plans"][0];
+  EXPECT_EQ(p["tp"], 8);
+  EXPECT_EQ(p["pp"], 2);
+  EXPECT_EQ(p["dp"], 1);
+  EXPECT_EQ(p["fits"], true);
+  for (const char* k : {"total_bytes", "weights_bytes", "activation_peak_bytes",
+                        "non_torch_bytes", "cuda_graph_bytes", "kv_cache_bytes",
+                        "kv_bytes_per_token", "gpu_blocks", "block_size", "kv_cache_tokens",
+                        "max_concurrency"}) {
+    EXPECT_TRUE(p["memory"].contains(k)) << k;
+    EXPECT_TRUE(p["memory"]["stages"][0].contains(k)) << k;
+  }
+  EXPECT_EQ(p["memory"]["stages"].size(), 2u);
+  EXPECT_EQ(p["memory"]["stages"][0]["kv_bytes_per_token"], 31 * 1152);
+  EXPECT_EQ(p["memory"]["stages"][1]["kv_bytes_per_token"], 30 * 1152);
+  EXPECT_EQ(p["memory"]["block_size"], 16);
+  EXPECT_EQ(j["serving"]["max_model_len"], 163840);
+}
+
+TEST(CliMemory, EverySplitOfTheCluster) {
+  CliRun r = tpp_plan("--model llama-3.1-8b --cluster h100x2 --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["plans"].size(), 10u);
+  for (const auto& p : j["plans"])
+    EXPECT_EQ(p["tp"].get<int>() * p["pp"].get<int>() * p["dp"].get<int>(), 16);
+}
+
+TEST(CliMemory, BadSplitsAndOptionsAreOneLine) {
+  expect_one_line_error(tpp_plan("--model llama-3.1-8b --cluster h100x1 --tp 3"),
+                        "tpp-plan: error: 32 attention heads are not divisible by tp=3");
+  expect_one_line_error(tpp_plan("--model llama-3.1-8b --cluster h100x1 --pp 100"),
+                        "tpp-plan: error: pp=100 exceeds the 32 layers");
+  expect_one_line_error(tpp_plan("--model llama-3.1-8b --cluster h100x1 --tp 4 --pp 4"),
+                        "tpp-plan: error: tp=4 x pp=4 x dp=1 needs 16 GPUs; the cluster h100x1 "
+                        "has 8");
+  expect_one_line_error(
+      tpp_plan("--model llama-3.1-8b --cluster h100x1 --gpu-memory-utilization 1.5"),
+      "tpp-plan: error: --gpu-memory-utilization must be in (0, 1], got 1.5");
+  expect_one_line_error(
+      tpp_plan("--model llama-3.1-8b --cluster h100x1 --pp 2 --pp-layer-partition 20,10"),
+      "tpp-plan: error: the PP layer partition adds up to 30 layers, the model has 32");
+  expect_one_line_error(
+      tpp_plan("--model llama-3.1-8b --cluster h100x1 --pp 2 --pp-layer-partition 20,x"),
+      "tpp-plan: error: --pp-layer-partition must be comma-separated layer counts, got '20,x'");
+}
+
+TEST(CliMemory, TooLittleMemorySaysWhyAndWhatFits) {
+  CliRun r = tpp_plan("--model r1 --cluster h100x1 --tp 8");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "tpp-plan: error: weights need 79.31 GiB per GPU at tp=8, pp=1; the GPU offers "
+            "71.26 GiB at utilization 0.90; no split of the cluster's 8 GPUs fits\n");
+  EXPECT_NE(r.out.find("no: weights need"), std::string::npos);  // the table still shows it
+  CliRun l = tpp_plan("--model llama-3.1-70b --cluster h100x1 --tp 1 --max-model-len 8192");
+  EXPECT_EQ(l.code, 2);
+  EXPECT_EQ(lines(l.err), 1);
+  EXPECT_NE(l.err.find("smallest split that fits: tp=2, pp=1 (2 GPUs)"), std::string::npos)
+      << l.err;
+}
+
+}  // namespace
+}  // namespace tpp

@@ -106,7 +106,8 @@ TEST(Fuzz, ClusterYaml) {
       "name: x\nnodes: 1\ngpus_per_node: 2\ngpu: {name: G, memory_marketed_GB: 24, "
       "memory_driver_GiB: 23, hbm_bandwidth_GBps: 900, bf16_dense_tflops: 100, "
       "fp16_dense_tflops: 100, fp8_dense_tflops: 0, int8_dense_tops: 200, has_fp8: false, "
-      "nvlink_unidir_GBps: 0, pcie_unidir_GBps: 32, tdp_W: 300}\n"
+      "nvlink_unidir_GBps: 0, pcie_unidir_GBps: 32, tdp_W: 300, sm_count: 80, "
+      "compute_capability: 8.9}\n"
       "intra_node: {kind: pcie, latency_us: 2}\n"
       "collectives:\n  - {op: all_reduce, scope: intra_node, ranks: 2, source: s, "
       "points: [[8, 10.5], [1024, 12]]}\n"};

@@ -76,6 +76,8 @@ gpu:
   nvlink_unidir_GBps: 0
   pcie_unidir_GBps: 32
   tdp_W: 300
+  sm_count: 100
+  compute_capability: 8.9
 intra_node: {kind: pcie, latency_us: 3}
 price_per_gpu_hour: 1.25
 collectives:
