@@ -366,3 +366,27 @@ TEST(MemorySplits, EnumerationAndSmallestFit) {
 
 }  // namespace
 }  // namespace tpp
+
+namespace tpp {
+namespace {
+
+TEST(MemoryR1, ExpertParallelHoldsWholeExperts) {
+  model::Model m = test::load_or_die(test::example("r1.yaml"));
+  hw::Gpu h20 = gpu("H20-96GB");
+  ParallelConfig tp8 = split(8, 2);
+  ParallelConfig ep = tp8;
+  ep.expert_parallel = true;  // ep = tp x dp = 8: 32 whole experts a rank, same bytes
+  EXPECT_EQ(plan(m, h20, tp8).stages[1].weights_bytes, plan(m, h20, ep).stages[1].weights_bytes);
+  ep.dp = 2;  // ep = 16: 16 experts a rank
+  const std::int64_t per_layer_experts_tp8 =
+      256LL * (3 * 256 * 7168) + 256LL * 4 * (2 * 2 * 56 + 56 * 2);
+  EXPECT_EQ(plan(m, h20, tp8).stages[1].weights_bytes -
+                plan(m, h20, ep).stages[1].weights_bytes,
+            30 * per_layer_experts_tp8 / 2);  // stage 1: 30 MoE layers
+  // The fused-MoE workspace is sized by whole experts under EP.
+  EXPECT_GT(plan(m, h20, ep).stages[1].activation_peak_bytes,
+            plan(m, h20, tp8).stages[1].activation_peak_bytes);
+}
+
+}  // namespace
+}  // namespace tpp
