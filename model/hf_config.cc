@@ -214,12 +214,7 @@ Expected<Model> model_from_hf_config(const Doc& doc) {
         e.dense_layers.push_back(l);
     m.moe = e;
   } else if (deepseek) {
-    Mla x;
-    x.q_lora_rank = f.integer_or("q_lora_rank", 0, 1, kMaxHidden);
-    x.kv_lora_rank = f.integer("kv_lora_rank", 1, kMaxHidden);
-    x.qk_nope_head_dim = f.integer("qk_nope_head_dim", 1, kMaxHeadDim);
-    x.qk_rope_head_dim = f.integer("qk_rope_head_dim", 1, kMaxHeadDim);
-    x.v_head_dim = f.integer("v_head_dim", 1, kMaxHeadDim);
+    Mla x = read_mla_fields(f);
     m.mla = x;
     a.head_dim = x.qk_nope_head_dim + x.qk_rope_head_dim;
     hints.head_dim_explicit = true;

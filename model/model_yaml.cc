@@ -32,13 +32,7 @@ std::optional<Error> read_attention(const Doc& doc, const Node& node, Model& m,
 
 std::optional<Error> read_mla(const Doc& doc, const Node& node, Model& m) {
   Fields f(doc, node, "mla");
-  Mla x;
-  x.q_lora_rank = f.integer_or("q_lora_rank", 0, 0, kMaxHidden);
-  x.kv_lora_rank = f.integer("kv_lora_rank", 1, kMaxHidden);
-  x.qk_nope_head_dim = f.integer("qk_nope_head_dim", 1, kMaxHeadDim);
-  x.qk_rope_head_dim = f.integer("qk_rope_head_dim", 1, kMaxHeadDim);
-  x.v_head_dim = f.integer("v_head_dim", 1, kMaxHeadDim);
-  m.mla = x;
+  m.mla = read_mla_fields(f);
   return f.finish();
 }
 

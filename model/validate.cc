@@ -23,6 +23,16 @@ Error FieldPositions::error(const std::string& field, const std::string& message
   return make_error(file, l, c, "field '" + key(field) + "': " + message);
 }
 
+Mla read_mla_fields(Fields& f) {
+  Mla x;
+  x.q_lora_rank = f.integer_or("q_lora_rank", 0, 0, kMaxHidden);
+  x.kv_lora_rank = f.integer("kv_lora_rank", 1, kMaxHidden);
+  x.qk_nope_head_dim = f.integer("qk_nope_head_dim", 1, kMaxHeadDim);
+  x.qk_rope_head_dim = f.integer("qk_rope_head_dim", 1, kMaxHeadDim);
+  x.v_head_dim = f.integer("v_head_dim", 1, kMaxHeadDim);
+  return x;
+}
+
 namespace {
 std::string s(std::int64_t v) { return std::to_string(v); }
 }  // namespace

@@ -33,6 +33,10 @@ struct ValidationHints {
   bool head_dim_must_match_hidden = false;  // architectures that derive head_dim themselves
 };
 
+// The MLA fields, which tpp's YAML (section mla) and DeepSeek configs (top level) spell alike.
+// q_lora_rank absent, null or 0: no query compression.
+Mla read_mla_fields(Fields& f);
+
 std::optional<Error> validate_model(const Model& m, const FieldPositions& pos,
                                     const ValidationHints& hints);
 
