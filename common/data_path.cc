@@ -15,6 +15,7 @@ const char* source_subdir(Catalog c) {
     case Catalog::kModels: return "model/examples";
     case Catalog::kGpus: return "hardware_profiles/gpus";
     case Catalog::kClusters: return "hardware_profiles/clusters";
+    case Catalog::kWorkloads: return "workloads";
   }
   return "";
 }
@@ -32,6 +33,7 @@ const char* catalog_name(Catalog c) {
     case Catalog::kModels: return "models";
     case Catalog::kGpus: return "gpus";
     case Catalog::kClusters: return "clusters";
+    case Catalog::kWorkloads: return "workloads";
   }
   return "";
 }
