@@ -116,3 +116,79 @@ std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages)
 }
 
 }  // namespace tpp::planner
+
+namespace tpp::planner {
+namespace {
+
+nlohmann::json pct(const sim::Percentiles& p) {
+  return {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"mean", p.mean}};
+}
+
+}  // namespace
+
+nlohmann::json performance_json(const sim::ServingResult& r) {
+  nlohmann::json j;
+  j["throughput_requests_per_s"] = r.throughput_requests_per_s;
+  j["output_tokens_per_s"] = r.output_tokens_per_s;
+  j["total_tokens_per_s"] = r.total_tokens_per_s;
+  j["output_tokens_per_s_per_gpu"] = r.output_tokens_per_s_per_gpu;
+  j["total_tokens_per_s_per_gpu"] = r.total_tokens_per_s_per_gpu;
+  j["goodput_requests_per_s"] = r.goodput_requests_per_s;
+  j["ttft_ms"] = pct(r.ttft_ms);
+  j["tpot_ms"] = pct(r.tpot_ms);
+  j["itl_ms"] = pct(r.itl_ms);
+  j["e2e_ms"] = pct(r.e2e_ms);
+  j["requests"] = r.requests;
+  j["finished"] = r.finished;
+  j["rejected"] = r.rejected;
+  j["preemptions"] = r.preemptions;
+  j["steps"] = r.steps;
+  j["makespan_s"] = r.makespan_s;
+  j["kv_utilization_mean"] = r.kv_utilization_mean;
+  j["kv_utilization_max"] = r.kv_utilization_max;
+  nlohmann::json b = nlohmann::json::array();
+  for (std::size_t s = 0; s < r.breakdown.size(); ++s) {
+    const auto& t = r.breakdown[s];
+    b.push_back({{"stage", s}, {"compute", t.compute}, {"tp_comm", t.tp_comm},
+                 {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm}, {"bubble", t.bubble}});
+  }
+  j["breakdown"] = b;
+  return j;
+}
+
+std::string performance_table(const std::vector<sim::MemoryPlan>& plans,
+                              const std::vector<std::optional<sim::ServingResult>>& perf,
+                              bool stages) {
+  std::string s = fmt::format("{:>4}{:>4}{:>5}  {:>17}{:>17}{:>9}{:>10}{:>9}{:>11}{:>10}{:>8}\n",
+                              "tp", "pp", "dp", "TTFT p50/p99", "TPOT p50/p99", "ITL p50",
+                              "E2E p50", "req/s", "out tok/s", "tok/s/GPU", "preempt");
+  s += fmt::format("{:>4}{:>4}{:>5}  {:>17}{:>17}{:>9}{:>10}\n", "", "", "", "ms", "ms", "ms", "s");
+  for (std::size_t k = 0; k < plans.size() && k < perf.size(); ++k) {
+    const auto& p = plans[k].parallel;
+    if (!perf[k]) continue;
+    const sim::ServingResult& r = *perf[k];
+    s += fmt::format("{:>4}{:>4}{:>5}  {:>17}{:>17}{:>9.1f}{:>10.2f}{:>9.2f}{:>11.0f}{:>10.0f}{:>8}\n",
+                     p.tp, p.pp, p.dp,
+                     fmt::format("{:.1f} / {:.1f}", r.ttft_ms.p50, r.ttft_ms.p99),
+                     fmt::format("{:.2f} / {:.2f}", r.tpot_ms.p50, r.tpot_ms.p99), r.itl_ms.p50,
+                     r.e2e_ms.p50 / 1e3, r.throughput_requests_per_s, r.output_tokens_per_s,
+                     r.output_tokens_per_s_per_gpu, r.preemptions);
+    if (!stages) continue;
+    for (std::size_t st = 0; st < r.breakdown.size(); ++st) {
+      const auto& t = r.breakdown[st];
+      const double span = r.makespan_s > 0 ? r.makespan_s : 1;
+      s += fmt::format("      stage {}: compute {:.2f} s ({:.0f}%), TP comm {:.2f} s ({:.0f}%), "
+                       "PP transfer {:.3f} s, EP comm {:.2f} s, bubble/idle {:.2f} s ({:.0f}%) "
+                       "of {:.2f} s\n",
+                       st, t.compute, 100 * t.compute / span, t.tp_comm, 100 * t.tp_comm / span,
+                       t.pp_comm, t.ep_comm, t.bubble, 100 * t.bubble / span, r.makespan_s);
+    }
+    s += fmt::format("      {} of {} requests finished, {} rejected; KV cache {:.0f}% used on "
+                     "average, {:.0f}% at most; {} steps\n",
+                     r.finished, r.requests, r.rejected, 100 * r.kv_utilization_mean,
+                     100 * r.kv_utilization_max, r.steps);
+  }
+  return s;
+}
+
+}  // namespace tpp::planner

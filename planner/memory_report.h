@@ -12,6 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "simulator/memory.h"
+#include "simulator/serving.h"
+
+#include <optional>
 
 namespace tpp::planner {
 
@@ -20,5 +23,18 @@ nlohmann::json plan_json(const sim::MemoryPlan& p);
 // One row per plan; with `stages`, a row per PP stage under each plan.
 std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages);
 std::string serving_text(const sim::ResolvedOptions& o);
+
+}  // namespace tpp::planner
+
+namespace tpp::planner {
+
+// plans[].performance: throughput_requests_per_s, output_tokens_per_s, total_tokens_per_s,
+// ttft_ms, tpot_ms, itl_ms, e2e_ms ({p50, p90, p99, mean}), breakdown[] per stage (seconds of
+// compute, tp_comm, ep_comm, pp_comm, bubble), and counts.
+nlohmann::json performance_json(const sim::ServingResult& r);
+// A row per plan that was simulated; with `stages`, the time breakdown per stage.
+std::string performance_table(const std::vector<sim::MemoryPlan>& plans,
+                              const std::vector<std::optional<sim::ServingResult>>& perf,
+                              bool stages);
 
 }  // namespace tpp::planner

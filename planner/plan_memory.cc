@@ -48,4 +48,18 @@ Expected<MemoryResult> plan_memory(const model::Model& m, const hw::Cluster& c,
   return out;
 }
 
+void simulate_performance(const model::Model& m, const hw::Cluster& c, const MemoryRequest& r,
+                          const sim::Workload& w, const sim::Slo& slo, MemoryResult* result) {
+  const model::Model loaded = sim::as_loaded(m, r.serving);
+  result->performance.clear();
+  for (const auto& plan : result->plans) {
+    if (!plan.fits) {
+      result->performance.emplace_back();
+      continue;
+    }
+    sim::StepCostModel cost(loaded, c, plan.parallel, plan.options);
+    result->performance.push_back(sim::simulate_serving(cost, plan, w, slo));
+  }
+}
+
 }  // namespace tpp::planner

@@ -9,6 +9,8 @@
 #include "hardware_profiles/hardware.h"
 #include "model/model.h"
 #include "simulator/memory.h"
+#include "simulator/serving.h"
+#include "simulator/workload.h"
 
 namespace tpp::planner {
 
@@ -24,11 +26,16 @@ struct MemoryResult {
   std::vector<sim::MemoryPlan> plans;
   bool single = false;                           // one split was asked for
   std::optional<sim::ParallelConfig> smallest_fit;  // when a plan does not fit
+  std::vector<std::optional<sim::ServingResult>> performance;  // per plan, when simulated
 };
 
 // Errors (exit 2 in the CLI): options vLLM rejects, a split vLLM rejects ("128 attention heads
 // are not divisible by tp=3"), a split larger than the cluster.
 Expected<MemoryResult> plan_memory(const model::Model& m, const hw::Cluster& c,
                                    const MemoryRequest& r);
+
+// Serves `w` on every plan that fits (the same workload and seed for each).
+void simulate_performance(const model::Model& m, const hw::Cluster& c, const MemoryRequest& r,
+                          const sim::Workload& w, const sim::Slo& slo, MemoryResult* result);
 
 }  // namespace tpp::planner

@@ -180,19 +180,6 @@ LayerKinds layer_kinds(const model::Model& m, const ParallelConfig& p) {
   return k;
 }
 
-// Bytes of one token's K and V (or MLA latent) in one layer on one rank:
-// vLLM AttentionSpec.page_size_bytes / block_size = 2 x kv heads on the rank x head size x
-// dtype, kv heads = max(1, total / tp) (ModelConfig.get_num_kv_heads); MLAAttentionSpec:
-// 1 x (kv_lora_rank + qk_rope_head_dim) x dtype, the same on every TP rank.
-std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfig& p,
-                                      double element_bytes) {
-  if (m.mla)
-    return static_cast<std::int64_t>((m.mla->kv_lora_rank + m.mla->qk_rope_head_dim) *
-                                     element_bytes);
-  const std::int64_t heads = std::max<std::int64_t>(1, m.attention.num_kv_heads / p.tp);
-  return static_cast<std::int64_t>(2 * heads * m.attention.head_dim * element_bytes);
-}
-
 // The activation peak of vLLM's profiling run on one rank (docs/memory-model.md):
 // V1 GPUModelRunner.profile_run runs max_num_batched_tokens tokens as min(max_num_seqs, T)
 // dummy requests without attention, then the sampler on one row per request, on the last PP
@@ -346,6 +333,19 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
         gib(static_cast<std::int64_t>(static_cast<double>(plan.total_bytes) *
                                       (1 - o.gpu_memory_utilization)))));
   return plan;
+}
+
+// Bytes of one token's K and V (or MLA latent) in one layer on one rank:
+// vLLM AttentionSpec.page_size_bytes / block_size = 2 x kv heads on the rank x head size x
+// dtype, kv heads = max(1, total / tp) (ModelConfig.get_num_kv_heads); MLAAttentionSpec:
+// 1 x (kv_lora_rank + qk_rope_head_dim) x dtype, the same on every TP rank.
+std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfig& p,
+                                      double element_bytes) {
+  if (m.mla)
+    return static_cast<std::int64_t>((m.mla->kv_lora_rank + m.mla->qk_rope_head_dim) *
+                                     element_bytes);
+  const std::int64_t heads = std::max<std::int64_t>(1, m.attention.num_kv_heads / p.tp);
+  return static_cast<std::int64_t>(2 * heads * m.attention.head_dim * element_bytes);
 }
 
 double max_concurrency(std::int64_t blocks, const ResolvedOptions& o) {

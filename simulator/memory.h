@@ -96,6 +96,10 @@ model::Model as_loaded(const model::Model& m, const ServingOptions& o);
 MemoryPlan simulate_memory(const model::Model& loaded, const hw::Gpu& gpu,
                            const ParallelConfig& p, const ResolvedOptions& o);
 
+// Bytes of one token's K and V (or MLA latent) in one layer on one rank.
+std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfig& p,
+                                      double element_bytes);
+
 // Requests of max_model_len the KV cache holds at once: V1 blocks / cdiv(max_model_len,
 // block_size) (get_max_concurrency_for_kv_cache_config); V0 blocks x block_size / max_model_len.
 double max_concurrency(std::int64_t blocks, const ResolvedOptions& o);

@@ -1,1 +1,313 @@
-// placeholder
+#include "simulator/step_cost.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/tensors.h"
+
+namespace tpp::sim {
+namespace {
+
+// Tensor-core GEMMs work on tiles of 16 rows (the m16n8k16 MMA shape of Ampere and Hopper):
+// a GEMM of M tokens costs the FLOPs of M rounded up to 16. This is the shape dependence of the
+// achievable rate at small batches; large shapes run at the efficiency of Efficiency::compute.
+constexpr double kTileRows = 16;
+// Kernels a layer launches (vLLM Llama layer: 2 norms, qkv, rope, attention, o, all-reduce,
+// gate_up, act, down, all-reduce, residual adds; a MoE layer adds router, top-k, align,
+// 2 grouped GEMMs, the combine and the shared expert). Counted from the model code.
+constexpr double kKernelsDense = 12;
+constexpr double kKernelsMoe = 20;
+// Host cost per kernel launch, eager and replayed from a CUDA graph. Assumptions of the order
+// that CUDA's launch latency has, until bench/gpu_probe.cu measures them on the GPU.
+constexpr double kLaunchEagerS = 4e-6;
+constexpr double kLaunchGraphS = 1e-6;
+// vLLM captures CUDA graphs for batches of up to 512 tokens (CompilationConfig
+// max_capture_size default); larger batches run eagerly.
+constexpr std::int64_t kMaxCaptureTokens = 512;
+// Bytes an element-wise pass moves per token, in units of hidden and intermediate activations:
+// 2 RMSNorms (read + write), 2 residual adds (2 reads + 1 write), rope on q and k, and the
+// SiLU-and-mul (read 2 I, write I): about 10 h + 3 I.
+constexpr double kElemHidden = 10;
+constexpr double kElemInter = 3;
+
+double round_up(double x, double to) { return std::ceil(x / to) * to; }
+
+double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
+  const double bf16 = (m.dtype == model::DType::kF16 ? g.fp16_dense_tflops.value
+                                                      : g.bf16_dense_tflops.value) * 1e12;
+  if (!quantized) return bf16;
+  const auto w = m.quant.weight_dtype;
+  // fp8 weights run fp8 GEMMs where the GPU has them (w8a8 with dynamic activation scales);
+  // on A100 vLLM's weight-only fp8 kernels (Marlin) read 1 byte and compute in bf16.
+  if (w == model::DType::kFP8E4M3 && g.has_fp8) return g.fp8_dense_tflops.value * 1e12;
+  // compressed-tensors int8 w8a8 runs int8 GEMMs; AWQ/GPTQ are weight-only (bf16/fp16 math).
+  if (w == model::DType::kINT8 && m.quant.method == model::QuantMethod::kCompressedTensors)
+    return g.int8_dense_tops.value * 1e12;
+  return bf16;
+}
+
+}  // namespace
+
+void BatchShape::add(std::int64_t new_tokens, std::int64_t context) {
+  tokens += new_tokens;
+  seqs += 1;
+  const double q = static_cast<double>(new_tokens), c = static_cast<double>(context);
+  if (new_tokens == 1 && context > 0) {
+    decode_tokens += 1;
+    decode_context += c + 1;
+  } else {
+    prefill_tokens += new_tokens;
+    prefill_pairs += q * c + q * (q + 1) / 2;
+    prefill_context += c;
+  }
+}
+
+StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& cluster,
+                             const ParallelConfig& p, const ResolvedOptions& o, Efficiency e)
+    : m_(loaded), c_(cluster), p_(p), o_(o), e_(e) {
+  const hw::Gpu& g = c_.gpu;
+  act_bytes_ = model::dtype_bytes(m_.dtype);
+  bf16_flops_ = peak_flops(g, m_, false) * e_.compute;
+  mem_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.memory;
+  kv_bytes_token_layer_ =
+      static_cast<double>(kv_bytes_per_token_layer(m_, p_, o_.kv_bytes_per_element));
+
+  auto gemms_of = [&](std::int64_t layer) {
+    std::vector<Gemm> out;
+    for (const auto& t : model::layer_tensors(m_, layer)) {
+      if (t.cols <= 1) continue;  // norms and biases: element-wise
+      Shard s = shard_of(t, m_, p_);
+      model::TensorSpec sh = t;
+      sh.rows = s.rows;
+      sh.cols = s.cols;
+      sh.count = s.count;
+      const bool expert = t.split == model::Split::kExpertColumn ||
+                          t.split == model::Split::kExpertRow;
+      out.push_back(Gemm{static_cast<double>(s.rows), static_cast<double>(s.cols),
+                         static_cast<double>(model::storage_bytes(sh, m_)),
+                         peak_flops(g, m_, t.quantized) * e_.compute, expert,
+                         static_cast<double>(s.count)});
+    }
+    return out;
+  };
+  std::vector<Gemm> dense, moe;
+  for (std::int64_t l = 0; l < m_.num_layers && (dense.empty() || moe.empty()); ++l) {
+    auto& slot = m_.is_moe_layer(l) ? moe : dense;
+    if (slot.empty()) slot = gemms_of(l);
+  }
+  const auto parts = pp_partition(m_.num_layers, p_.pp, p_.pp_layer_partition);
+  std::int64_t layer = 0;
+  for (std::size_t s = 0; s < parts.size(); ++s) {
+    Stage st;
+    for (std::int64_t l = layer; l < layer + parts[s]; ++l)
+      (m_.is_moe_layer(l) ? st.moe_layers : st.dense_layers) += 1;
+    layer += parts[s];
+    st.first = s == 0;
+    st.last = s + 1 == parts.size();
+    st.dense = dense;
+    st.moe = moe;
+    // ParallelLMHead [padded vocab / tp, hidden], unquantized.
+    const double vocab_rows = static_cast<double>(padded_vocab(m_.vocab_size) / p_.tp);
+    const double h = static_cast<double>(m_.hidden_size);
+    st.lm_head = Gemm{vocab_rows, h, vocab_rows * h * act_bytes_, bf16_flops_, false, 1};
+    // Layout DP x PP x TP with TP innermost (vLLM): does any rank of this stage send to a
+    // rank of the next stage on another node?
+    const std::int64_t gpn = c_.gpus_per_node, tp = p_.tp, si = static_cast<std::int64_t>(s);
+    for (std::int64_t t = 0; t < tp && !st.last; ++t)
+      st.send_cross_node |= (si * tp + t) / gpn != ((si + 1) * tp + t) / gpn;
+    stages_.push_back(std::move(st));
+  }
+}
+
+double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
+  if (tokens <= 0) return 0;
+  const double flops = 2 * round_up(tokens, kTileRows) * g.rows * g.cols;
+  const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
+  return std::max(flops / g.flops_per_s, bytes / mem_bw_);
+}
+
+double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, const BatchShape& b) const {
+  const double T = static_cast<double>(b.tokens);
+  double t = 0;
+  for (const Gemm& g : gs) {
+    if (!g.expert) {
+      t += gemm_time(g, T);
+      continue;
+    }
+    // Routed experts: T x k token-expert pairs spread uniformly over the E experts; a rank
+    // holding `count` of them receives count / E of the pairs and reads the weights of the
+    // experts the batch touches: E_local x (1 - (1 - k/E)^T) of them on average.
+    const double E = static_cast<double>(m_.moe->num_experts);
+    const double k = static_cast<double>(m_.moe->experts_per_token);
+    const double routed = T * k * g.count / E;
+    const double touched = g.count * (1 - std::pow(1 - k / E, T));
+    if (touched <= 0) continue;
+    const double per_expert = routed / touched;
+    const double flops = 2 * touched * round_up(per_expert, kTileRows) * g.rows * g.cols;
+    const double bytes = touched * g.weight_bytes / g.count + routed * (g.rows + g.cols) * act_bytes_;
+    t += std::max(flops / g.flops_per_s, bytes / mem_bw_);
+  }
+  return t;
+}
+
+double StepCostModel::attention_time(const BatchShape& b) const {
+  const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
+  auto roof = [&](double flops, double bytes) {
+    return std::max(flops / bf16_flops_, bytes / mem_bw_);
+  };
+  if (m_.mla) {
+    const auto& x = *m_.mla;
+    const double latent = static_cast<double>(x.kv_lora_rank + x.qk_rope_head_dim);
+    // Decode with weight absorption (vLLM MLA decode): MQA over the latent cache, scores over
+    // kv_lora + rope and values over kv_lora.
+    const double dec = roof(2 * heads * b.decode_context * (latent + x.kv_lora_rank),
+                            b.decode_context * kv_bytes_token_layer_);
+    // Prefill without absorption: decompress the cached context through kv_b_proj, then
+    // attention with qk head size nope + rope and v head size v.
+    const double decompress = 2 * b.prefill_context * x.kv_lora_rank * heads *
+                              (x.qk_nope_head_dim + x.v_head_dim);
+    const double pre = roof(decompress + 2 * heads * b.prefill_pairs *
+                                             (x.qk_nope_head_dim + x.qk_rope_head_dim + x.v_head_dim),
+                            (b.prefill_context + b.prefill_tokens) * kv_bytes_token_layer_);
+    return dec + pre;
+  }
+  const double d = static_cast<double>(m_.attention.head_dim);
+  // QK^T and PV: 2 FLOPs a multiply-add, d per pair each, per head.
+  const double pre = roof(4 * heads * d * b.prefill_pairs,
+                          (b.prefill_context + b.prefill_tokens) * kv_bytes_token_layer_ +
+                              2 * b.prefill_tokens * heads * d * act_bytes_);
+  const double dec = roof(4 * heads * d * b.decode_context, b.decode_context * kv_bytes_token_layer_);
+  return pre + dec;
+}
+
+double StepCostModel::elementwise_time(const BatchShape& b, bool moe) const {
+  const double T = static_cast<double>(b.tokens);
+  double inter = 0;
+  if (moe) {
+    const auto& e = *m_.moe;
+    const double w = static_cast<double>(e.expert_intermediate_size) / (p_.expert_parallel ? 1 : p_.tp);
+    inter = static_cast<double>(e.experts_per_token) * w +
+            static_cast<double>(e.shared_intermediate_size) / p_.tp;
+  } else {
+    inter = static_cast<double>(m_.intermediate_size) / p_.tp;
+  }
+  return T * act_bytes_ * (kElemHidden * static_cast<double>(m_.hidden_size) + kElemInter * inter) /
+         mem_bw_;
+}
+
+StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
+  const Stage& st = stages_[stage];
+  StepCost c;
+  if (b.tokens == 0) return c;
+  const double dl = static_cast<double>(st.dense_layers), ml = static_cast<double>(st.moe_layers);
+  const double layers = dl + ml;
+  c.gemm = dl * layer_gemms(st.dense, b) + ml * layer_gemms(st.moe, b);
+  c.attention = layers * attention_time(b);
+  c.elementwise = dl * elementwise_time(b, false) + ml * elementwise_time(b, true);
+  // The first stage gathers one embedding row per token; the last computes logits for the last
+  // token of each sequence only (vLLM's logits_indices).
+  if (st.first)
+    c.elementwise += static_cast<double>(b.tokens) * static_cast<double>(m_.hidden_size) *
+                     act_bytes_ * 2 / mem_bw_;
+  if (st.last) c.gemm += gemm_time(st.lm_head, static_cast<double>(b.seqs));
+  const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
+  c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? kLaunchGraphS : kLaunchEagerS);
+
+  const double h = static_cast<double>(m_.hidden_size);
+  const double hidden_bytes = static_cast<double>(b.tokens) * h * act_bytes_;
+  if (p_.tp > 1) {
+    // Two all-reduces of [tokens, hidden] per layer (after o_proj and after the MLP or MoE),
+    // the vocab-parallel embedding's all-reduce on the first stage, and the logits gather on
+    // the last (one row per sequence, the vocabulary split over TP).
+    c.tp_comm = 2 * layers * all_reduce_s(hidden_bytes, p_.tp);
+    if (st.first) c.tp_comm += all_reduce_s(hidden_bytes, p_.tp);
+    if (st.last)
+      c.tp_comm += all_gather_s(static_cast<double>(b.seqs) *
+                                    static_cast<double>(padded_vocab(m_.vocab_size)) * act_bytes_,
+                                p_.tp);
+  }
+  if (m_.moe && p_.expert_parallel && p_.dp > 1 && p_.ep() > 1) {
+    // Dispatch and combine: each token's hidden state to and from its k experts' ranks.
+    const double n = static_cast<double>(p_.ep());
+    const double bytes = hidden_bytes * static_cast<double>(m_.moe->experts_per_token) * (n - 1) / n;
+    c.ep_comm = ml * 2 * all_gather_s(bytes * n / (n - 1), p_.ep());
+  }
+  // IntermediateTensors (hidden_states and residual) to the next stage.
+  if (!st.last) c.pp_comm = send_s(2 * hidden_bytes, st.send_cross_node);
+  return c;
+}
+
+namespace {
+
+// A measured nccl-tests table for `op` over `ranks` in `scope`: the time at `bytes`,
+// interpolated between points and extrapolated beyond the last at its bandwidth.
+double measured_s(const hw::Cluster& c, const std::string& op, std::int64_t ranks, double bytes,
+                  bool intra, bool* found) {
+  *found = false;
+  for (const auto& t : c.collectives) {
+    if (t.op != op || t.ranks != ranks || (t.scope == "intra_node") != intra) continue;
+    *found = true;
+    const auto& pts = t.points;
+    if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
+    for (std::size_t k = 1; k < pts.size(); ++k) {
+      const double b0 = static_cast<double>(pts[k - 1].bytes), b1 = static_cast<double>(pts[k].bytes);
+      if (bytes <= b1)
+        return (pts[k - 1].time_us + (pts[k].time_us - pts[k - 1].time_us) * (bytes - b0) / (b1 - b0)) * 1e-6;
+    }
+    const auto& last = pts.back();
+    return last.time_us * 1e-6 * bytes / static_cast<double>(last.bytes);
+  }
+  return 0;
+}
+
+}  // namespace
+
+double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
+  if (n <= 1) return 0;
+  const std::int64_t g = c_.gpus_per_node;
+  bool found = false;
+  double t = measured_s(c_, "all_reduce", n, bytes, n <= g, &found);
+  if (found) return t;
+  const double intra_bw = c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link;
+  const double intra_a = c_.intra_node.latency_us.value * 1e-6;
+  // nccl-tests: busbw = algbw x factor, so time = bytes x factor / busbw, plus one link
+  // latency for each of the ring's steps.
+  auto ring = [](double bytes_, double factor, double bw, double alpha, double steps) {
+    return bytes_ * factor / bw + steps * alpha;
+  };
+  const double nd = static_cast<double>(n);
+  if (n <= g || !c_.inter_node) return ring(bytes, 2 * (nd - 1) / nd, intra_bw, intra_a, 2 * (nd - 1));
+  // Spanning nodes: reduce-scatter inside each node, all-reduce of the 1/g shards across the
+  // nodes over each GPU's share of the network, all-gather inside the node.
+  const double gd = static_cast<double>(g), nodes = nd / gd;
+  const double net_bw = c_.inter_node->node_bandwidth_GBps() * 1e9 / gd * e_.link;
+  const double net_a = c_.inter_node->latency_us.value * 1e-6;
+  return 2 * ring(bytes, (gd - 1) / gd, intra_bw, intra_a, gd - 1) +
+         ring(bytes / gd, 2 * (nodes - 1) / nodes, net_bw, net_a, 2 * (nodes - 1));
+}
+
+double StepCostModel::all_gather_s(double bytes, std::int64_t n) const {
+  if (n <= 1) return 0;
+  const std::int64_t g = c_.gpus_per_node;
+  bool found = false;
+  double t = measured_s(c_, "all_gather", n, bytes, n <= g, &found);
+  if (found) return t;
+  const double nd = static_cast<double>(n);
+  const bool intra = n <= g || !c_.inter_node;
+  const double bw = intra ? c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link
+                          : c_.inter_node->node_bandwidth_GBps() * 1e9 /
+                                static_cast<double>(g) * e_.link;
+  const double alpha = (intra ? c_.intra_node.latency_us.value : c_.inter_node->latency_us.value) * 1e-6;
+  return bytes * (nd - 1) / nd / bw + (nd - 1) * alpha;
+}
+
+double StepCostModel::send_s(double bytes, bool cross_node) const {
+  if (cross_node && c_.inter_node)
+    return bytes / (c_.inter_node->node_bandwidth_GBps() * 1e9 /
+                    static_cast<double>(c_.gpus_per_node) * e_.link) +
+           c_.inter_node->latency_us.value * 1e-6;
+  return bytes / (c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link) +
+         c_.intra_node.latency_us.value * 1e-6;
+}
+
+}  // namespace tpp::sim

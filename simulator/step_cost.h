@@ -1,1 +1,94 @@
-// placeholder
+// The time of one forward step of a batch on one PP stage, per rank: GEMMs with their sharded
+// shapes (roofline: max of FLOPs over achievable FLOP/s and bytes over achievable bandwidth),
+// attention (prefill FLOPs, decode KV bytes), element-wise kernels, kernel launches, TP
+// all-reduces, the PP send to the next stage, and the EP all-to-all. Every constant names its
+// source in step_cost.cc; docs/performance-model.md lists them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "hardware_profiles/hardware.h"
+#include "model/model.h"
+#include "simulator/memory.h"
+#include "simulator/parallel.h"
+
+namespace tpp::sim {
+
+// What a batch's cost depends on, accumulated one sequence at a time.
+struct BatchShape {
+  std::int64_t tokens = 0;          // new tokens: prefill chunks and decodes
+  std::int64_t seqs = 0;            // sequences (rows of logits on the last stage)
+  std::int64_t prefill_tokens = 0;
+  std::int64_t decode_tokens = 0;
+  double prefill_pairs = 0;         // causal query-key pairs of the prefill chunks
+  double prefill_context = 0;       // cached tokens the prefill chunks attend to
+  double decode_context = 0;        // tokens the decodes read from the KV cache (incl. their own)
+
+  // A sequence with `context` tokens already cached computes `new_tokens` more.
+  void add(std::int64_t new_tokens, std::int64_t context);
+};
+
+// Seconds on one rank of one stage.
+struct StepCost {
+  double gemm = 0, attention = 0, elementwise = 0, launch = 0;  // compute, by kind
+  double tp_comm = 0;   // all-reduces (and the logits gather) inside the TP group
+  double ep_comm = 0;   // expert-parallel all-to-all
+  double pp_comm = 0;   // hidden states and residual to the next stage
+  double compute() const { return gemm + attention + elementwise + launch; }
+  double total() const { return compute() + tp_comm + ep_comm + pp_comm; }
+};
+
+// Achievable fractions of the datasheet peaks (documented defaults; a measured table may
+// replace them later).
+struct Efficiency {
+  double compute = 0.80;  // dense GEMM: measured 798 of 989 TFLOP/s (H100, 8192^3 bf16) and
+                          // MAMF 80.3% (H100) / 86.9% (A100), stas00/ml-engineering
+  double memory = 0.90;   // HBM: a device-to-device copy moved 3.0 of 3.35 TB/s on an H100
+  double link = 0.80;     // NCCL bus bandwidth as a fraction of the link's (assumption)
+};
+
+class StepCostModel {
+ public:
+  StepCostModel(const model::Model& loaded, const hw::Cluster& cluster, const ParallelConfig& p,
+                const ResolvedOptions& o, Efficiency e = {});
+
+  std::size_t num_stages() const { return stages_.size(); }
+  StepCost cost(std::size_t stage, const BatchShape& b) const;
+
+  // Collective times in seconds for `bytes` per rank over `ranks` GPUs (nccl-tests terms:
+  // busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for all-gather), from the cluster's
+  // measured table when it has one for the op and size, else alpha-beta on the link the group
+  // spans (hierarchical when it spans nodes).
+  double all_reduce_s(double bytes, std::int64_t ranks) const;
+  double all_gather_s(double bytes, std::int64_t ranks) const;
+  double send_s(double bytes, bool cross_node) const;
+
+ private:
+  struct Gemm {
+    double rows, cols, weight_bytes;  // one rank's shard
+    double flops_per_s;               // achievable for its dtype
+    bool expert;                      // per routed expert (count = experts on the rank)
+    double count;
+  };
+  struct Stage {
+    std::int64_t dense_layers = 0, moe_layers = 0;
+    Gemm lm_head{};  // last stage: logits for one row per sequence
+    bool first = false, last = false, send_cross_node = false;
+    std::vector<Gemm> dense, moe;
+  };
+  double gemm_time(const Gemm& g, double tokens) const;
+  double layer_gemms(const std::vector<Gemm>& gs, const BatchShape& b) const;
+  double attention_time(const BatchShape& b) const;
+  double elementwise_time(const BatchShape& b, bool moe) const;
+
+  model::Model m_;
+  const hw::Cluster& c_;
+  ParallelConfig p_;
+  ResolvedOptions o_;
+  Efficiency e_;
+  std::vector<Stage> stages_;
+  double bf16_flops_, mem_bw_, act_bytes_, kv_bytes_token_layer_;
+};
+
+}  // namespace tpp::sim

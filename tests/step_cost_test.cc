@@ -1,1 +1,276 @@
-// placeholder
+// The step cost model: golden numbers by hand on a tiny model and a made-up GPU with round
+// figures, and the properties every cost term must have.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "hardware_profiles/hardware.h"
+#include "simulator/step_cost.h"
+#include "test_util.h"
+
+namespace tpp {
+namespace {
+
+using sim::BatchShape;
+using sim::Efficiency;
+using sim::ParallelConfig;
+using sim::StepCostModel;
+
+// 100 TFLOP/s bf16 (200 fp8), 1000 GB/s HBM, 100 GB/s NVLink with 1 us, 2 nodes of 8 with
+// 8 x 100 Gb/s (100 GB/s a node) and 10 us.
+hw::Cluster round_cluster(bool fp8 = false, std::int64_t nodes = 2) {
+  hw::Cluster c;
+  c.name = "round";
+  c.nodes = nodes;
+  c.gpus_per_node = 8;
+  auto fig = [](double v) { return hw::Figure{v, "test"}; };
+  hw::Gpu& g = c.gpu;
+  g.name = "Round";
+  g.memory_marketed_GB = fig(80);
+  g.memory_driver_GiB = fig(79);
+  g.hbm_bandwidth_GBps = fig(1000);
+  g.bf16_dense_tflops = fig(100);
+  g.fp16_dense_tflops = fig(100);
+  g.fp8_dense_tflops = fig(fp8 ? 200 : 0);
+  g.int8_dense_tops = fig(200);
+  g.has_fp8 = fp8;
+  g.sm_count = fig(100);
+  g.compute_capability = fig(9.0);
+  c.intra_node.kind = hw::LinkKind::kNvswitch;
+  c.intra_node.bandwidth_GBps = fig(100);
+  c.intra_node.latency_us = fig(1);
+  hw::Network n;
+  n.kind = "infiniband";
+  n.nics_per_node = 8;
+  n.nic_bandwidth_Gbps = fig(100);
+  n.latency_us = fig(10);
+  c.inter_node = n;
+  return c;
+}
+
+constexpr Efficiency kIdeal{1.0, 1.0, 1.0};
+
+sim::ResolvedOptions options(const model::Model& m, const hw::Gpu& g) {
+  return *sim::resolve_options(m, g, {});
+}
+
+ParallelConfig split(std::int64_t tp, std::int64_t pp = 1) {
+  ParallelConfig p;
+  p.tp = tp;
+  p.pp = pp;
+  return p;
+}
+
+TEST(StepCost, TinyLlamaDecodeByHand) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  StepCostModel cost(m, c, split(1), options(m, c.gpu), kIdeal);
+  BatchShape b;
+  b.add(1, 100);  // one decode token with 100 tokens cached
+  sim::StepCost s = cost.cost(0, b);
+  // Every GEMM is memory-bound at 1 token: weight bytes plus the token's input and output
+  // (bf16), over 1e12 B/s. Per layer: q, o [256, 256]; k, v [64, 256]; gate, up [688, 256];
+  // down [256, 688].
+  auto g = [](double r, double cl) { return (2 * r * cl + 2 * (r + cl)) / 1e12; };
+  const double layer = 2 * g(256, 256) + 2 * g(64, 256) + 2 * g(688, 256) + g(256, 688);
+  // The LM head [1024, 256] for the one sequence's logits.
+  EXPECT_NEAR(s.gemm, 4 * layer + g(1024, 256), 1e-15);
+  // Attention: 101 cached tokens x (K and V of 2 heads x 32 x 2 bytes) = 256 B each, read.
+  EXPECT_NEAR(s.attention, 4 * 101 * 256 / 1e12, 1e-15);
+  // Element-wise: 1 token x 2 bytes x (10 x 256 + 3 x 688) per layer, and the embedding row
+  // (read and written).
+  EXPECT_NEAR(s.elementwise, (4 * 2.0 * (10 * 256 + 3 * 688) + 2 * 256 * 2) / 1e12, 1e-15);
+  EXPECT_NEAR(s.launch, 4 * 12 * 1e-6, 1e-15);  // CUDA-graph replay, 12 kernels a layer
+  EXPECT_EQ(s.tp_comm, 0);
+  EXPECT_EQ(s.pp_comm, 0);
+}
+
+TEST(StepCost, TinyLlamaPrefillIsComputeBound) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  StepCostModel cost(m, c, split(1), options(m, c.gpu), kIdeal);
+  BatchShape b;
+  b.add(1000, 0);  // a 1000-token prompt: rounds up to 1008 rows of the 16-row tile
+  sim::StepCost s = cost.cost(0, b);
+  auto g = [](double r, double cl) {
+    return std::max(2 * 1008 * r * cl / 1e14, (2 * r * cl + 1000 * 2 * (r + cl)) / 1e12);
+  };
+  const double layer = 2 * g(256, 256) + 2 * g(64, 256) + 2 * g(688, 256) + g(256, 688);
+  const double lm_head = std::max(2 * 16 * 1024 * 256 / 1e14, (2.0 * 1024 * 256 + 2 * 1280) / 1e12);
+  EXPECT_NEAR(s.gemm, 4 * layer + lm_head, 1e-12);  // logits for the one sequence
+  // Causal attention: 1000 x 1001 / 2 pairs x 4 FLOPs x 32 dims x 8 heads, or the K/V bytes.
+  const double pairs = 1000.0 * 1001 / 2;
+  const double attn = std::max(4 * 8 * 32 * pairs / 1e14,
+                               (1000 * 256 + 2 * 1000 * 8 * 32 * 2) / 1e12);
+  EXPECT_NEAR(s.attention, 4 * attn, 1e-12);
+  EXPECT_NEAR(s.launch, 4 * 12 * 4e-6, 1e-15);  // 1000 tokens > 512: eager launches
+}
+
+TEST(StepCost, TensorParallelAllReducesByHand) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  StepCostModel cost(m, c, split(2), options(m, c.gpu), kIdeal);
+  BatchShape b;
+  for (int k = 0; k < 8; ++k) b.add(1, 50);
+  sim::StepCost s = cost.cost(0, b);
+  // 2 all-reduces x 4 layers + the embedding's, of 8 x 256 x 2 bytes over 2 ranks:
+  // 2(n-1)/n x bytes / 100 GB/s + 2(n-1) x 1 us; plus the logits all-gather of
+  // 8 rows x 1024 x 2 bytes: (n-1)/n x bytes / 100 GB/s + 1 us.
+  const double ar = 4096.0 / 100e9 + 2e-6;
+  const double ag = 0.5 * 8 * 1024 * 2 / 100e9 + 1e-6;
+  EXPECT_NEAR(s.tp_comm, 9 * ar + ag, 1e-15);
+}
+
+TEST(StepCost, PipelineSendByHand) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  StepCostModel cost(m, c, split(1, 2), options(m, c.gpu), kIdeal);
+  BatchShape b;
+  b.add(100, 0);
+  // hidden_states and residual, 100 x 256 x 2 bytes each, over NVLink: bytes / 100 GB/s + 1 us.
+  EXPECT_NEAR(cost.cost(0, b).pp_comm, 2 * 100 * 256 * 2 / 100e9 + 1e-6, 1e-15);
+  EXPECT_EQ(cost.cost(1, b).pp_comm, 0);  // the last stage sends nothing
+}
+
+TEST(StepCostProperties, MoreBandwidthIsNeverSlower) {
+  model::Model m = test::load_or_die(test::example("tiny-mixtral.yaml"));
+  hw::Cluster slow = round_cluster(), fast = round_cluster();
+  fast.gpu.hbm_bandwidth_GBps.value *= 2;
+  fast.intra_node.bandwidth_GBps.value *= 2;
+  for (std::int64_t tp : {1, 2, 4}) {
+    StepCostModel a(m, slow, split(tp, 2), options(m, slow.gpu));
+    StepCostModel b(m, fast, split(tp, 2), options(m, fast.gpu));
+    for (std::int64_t tokens : {1, 7, 64, 512, 4096}) {
+      BatchShape x;
+      for (std::int64_t k = 0; k < tokens; ++k) x.add(1, 10 * k);
+      BatchShape y;
+      y.add(tokens, 0);
+      for (const BatchShape& s : {x, y})
+        for (std::size_t st = 0; st < 2; ++st)
+          EXPECT_LE(b.cost(st, s).total(), a.cost(st, s).total()) << tp << " " << tokens;
+    }
+  }
+}
+
+TEST(StepCostProperties, CommunicationOnlyWhereTheSplitHasIt) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  BatchShape b;
+  b.add(64, 0);
+  StepCostModel tp1(m, c, split(1), options(m, c.gpu));
+  EXPECT_EQ(tp1.cost(0, b).tp_comm, 0);
+  EXPECT_EQ(tp1.cost(0, b).pp_comm, 0);
+  StepCostModel tp2(m, c, split(2), options(m, c.gpu));
+  EXPECT_GT(tp2.cost(0, b).tp_comm, 0);
+  EXPECT_EQ(tp2.cost(0, b).pp_comm, 0);
+}
+
+TEST(StepCostProperties, TpGroupSpanningNodesPaysTheNetwork) {
+  model::Model m = test::load_or_die(test::example("r1.yaml"));
+  hw::Cluster c = round_cluster();
+  StepCostModel cost(m, c, split(8), options(m, c.gpu));
+  const double bytes = 64 * 7168 * 2;
+  const double inside = cost.all_reduce_s(bytes, 8);
+  const double across = cost.all_reduce_s(bytes, 16);
+  EXPECT_GT(across, inside);
+  // The network term: an all-reduce of bytes / 8 over 2 nodes at 100 GB/s / 8 GPUs, 10 us a step.
+  EXPECT_GT(across, 2 * 10e-6);
+  hw::Cluster faster = c;
+  faster.inter_node->nic_bandwidth_Gbps.value *= 8;
+  faster.inter_node->latency_us.value = 1;
+  StepCostModel f(m, faster, split(8), options(m, faster.gpu));
+  EXPECT_LT(f.all_reduce_s(bytes, 16), across);
+  EXPECT_EQ(f.all_reduce_s(bytes, 8), inside);  // inside a node the network does not matter
+}
+
+TEST(StepCostProperties, PipelineBoundaryAcrossNodesPaysTheNetwork) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  BatchShape b;
+  b.add(128, 0);
+  StepCostModel inside(m, c, split(4, 2), options(m, c.gpu));   // stages on GPUs 0-3, 4-7
+  StepCostModel across(m, c, split(8, 2), options(m, c.gpu));   // stages on nodes 0 and 1
+  EXPECT_GT(across.cost(0, b).pp_comm, inside.cost(0, b).pp_comm);
+}
+
+TEST(StepCost, MeasuredCollectiveTableIsUsed) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  c.collectives.push_back({"all_reduce", "intra_node", 8, "nccl-tests all_reduce_perf",
+                           {{1024, 20.0}, {1048576, 60.0}}});
+  StepCostModel cost(m, c, split(8), options(m, c.gpu));
+  EXPECT_DOUBLE_EQ(cost.all_reduce_s(512, 8), 20e-6);    // below the table: its first time
+  EXPECT_NEAR(cost.all_reduce_s(1024 + (1048576 - 1024) / 2.0, 8), 40e-6, 1e-12);  // between
+  EXPECT_NEAR(cost.all_reduce_s(2 * 1048576, 8), 120e-6, 1e-12);  // beyond: at its algbw
+  EXPECT_GT(cost.all_reduce_s(1024, 4), 0);  // no table for 4 ranks: alpha-beta
+}
+
+TEST(StepCost, Fp8WeightsComputeInBf16WithoutFp8TensorCores) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-8b.yaml"));
+  m.quant.method = model::QuantMethod::kFp8;
+  m.quant.weight_dtype = model::DType::kFP8E4M3;
+  hw::Cluster a100like = round_cluster(false), h100like = round_cluster(true);
+  StepCostModel a(m, a100like, split(1), options(m, a100like.gpu), kIdeal);
+  StepCostModel h(m, h100like, split(1), options(m, h100like.gpu), kIdeal);
+  BatchShape big;
+  big.add(16384, 0);  // compute-bound: fp8 tensor cores run twice as fast
+  EXPECT_NEAR(a.cost(0, big).gemm / h.cost(0, big).gemm, 2.0, 0.05);
+  BatchShape one;
+  one.add(1, 10);  // memory-bound: both read the same 1-byte weights
+  EXPECT_NEAR(a.cost(0, one).gemm, h.cost(0, one).gemm, 1e-15);
+}
+
+TEST(StepCost, MoeReadsOnlyTheExpertsABatchTouches) {
+  model::Model m = test::load_or_die(test::example("tiny-mixtral.yaml"));
+  hw::Cluster c = round_cluster();
+  StepCostModel cost(m, c, split(1), options(m, c.gpu), kIdeal);
+  BatchShape one, many;
+  one.add(1, 10);  // 1 token, top-2 of 4 experts: 2 experts' weights
+  for (int k = 0; k < 256; ++k) many.add(1, 10);  // nearly all 4
+  const double expert_bytes = 3.0 * 512 * 256 * 2;
+  const double ratio = (many.tokens > 0 ? cost.cost(0, many).gemm - cost.cost(0, one).gemm : 0);
+  EXPECT_GT(ratio, 4 * 1.9 * expert_bytes / 1e12 * 0.9);  // about 2 more experts a layer
+}
+
+}  // namespace
+}  // namespace tpp
+
+namespace tpp {
+namespace {
+
+// The sanity table of docs/performance-model.md: Llama-3.1-70B on 8 x H100 SXM at TP8, one
+// decode token: the published lower bound is weight bytes / HBM bandwidth (141.1 GB / 8 GPUs /
+// 3.35 TB/s = 5.27 ms); the model reads the weights at the achievable 90% of it and adds
+// attention, element-wise, launches and 161 all-reduces.
+TEST(StepCostSanity, Llama70BDecodeAtBatch1IsNearTheHbmBound) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-70b.yaml"));
+  auto c = hw::load_cluster("h100x1");
+  ASSERT_TRUE(c);
+  sim::ParallelConfig p;
+  p.tp = 8;
+  StepCostModel cost(m, *c, p, *sim::resolve_options(m, c->gpu, {}));
+  const double bound = 70'553'706'496.0 * 2 / 8 / 3.35e12;
+  // The embedding is a lookup: every other weight is read each step.
+  const double read_bound = (70'553'706'496.0 - 128256.0 * 8192) * 2 / 8 / 3.35e12;
+  for (std::int64_t batch : {1, 8, 64}) {
+    BatchShape b;
+    for (std::int64_t k = 0; k < batch; ++k) b.add(1, 1024);
+    sim::StepCost s = cost.cost(0, b);
+    std::printf("llama-3.1-70b tp8 h100 decode batch %lld ctx 1024: gemm %.3f attention %.3f "
+                "elementwise %.3f launch %.3f tp_comm %.3f total %.3f ms (bound %.3f ms)\n",
+                static_cast<long long>(batch), s.gemm * 1e3, s.attention * 1e3,
+                s.elementwise * 1e3, s.launch * 1e3, s.tp_comm * 1e3, s.total() * 1e3,
+                bound * 1e3);
+    EXPECT_GE(s.total(), bound);
+    EXPECT_GE(s.gemm, read_bound / 0.9);  // weights at 90% of peak bandwidth
+    EXPECT_LE(s.gemm, read_bound / 0.9 * 1.05);  // + activations
+    // The rest is per-layer overhead (161 all-reduces, 960 launches): at batch 1, under 2x
+    // the bound.
+    if (batch == 1) {
+      EXPECT_LE(s.total(), 2.0 * bound);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tpp

@@ -43,6 +43,12 @@ bool parse_partition(const std::string& s, std::vector<std::int64_t>* out) {
   return !out->empty();
 }
 
+std::string fmt_rate(double r) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", r);
+  return buf;
+}
+
 std::string split_text(const tpp::sim::ParallelConfig& p) {
   return "tp=" + std::to_string(p.tp) + ", pp=" + std::to_string(p.pp) + " (" +
          std::to_string(p.tp * p.pp) + " GPUs)";
@@ -55,6 +61,8 @@ int main(int argc, char** argv) {
                "and vLLM KV-cache blocks each GPU gets",
                "tpp-plan"};
   std::string model_arg, cluster_arg, format = "text", engine = "v1", kv_dtype, quant, partition;
+  std::string workload_arg;
+  tpp::sim::Slo slo;
   tpp::planner::MemoryRequest req;
   std::int64_t tp = 0, pp = 0, dp = 0;
   auto& so = req.serving;
@@ -91,6 +99,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fp8", "awq", "gptq", "compressed-tensors"}));
   app.add_option("--swap-space", so.swap_space_gib, "V0 CPU swap space per GPU, GiB")
       ->capture_default_str();
+  app.add_option("--workload", workload_arg,
+                 "serve this workload on every split that fits and predict TTFT, TPOT, "
+                 "throughput (YAML, or a catalog name such as chat)");
+  app.add_option("--slo-ttft-ms", slo.ttft_ms, "TTFT objective for goodput, ms");
+  app.add_option("--slo-tpot-ms", slo.tpot_ms, "TPOT objective for goodput, ms");
   app.add_option("--vllm-engine", engine, "v1 (default) or v0")
       ->check(CLI::IsMember({"v1", "v0"}));
   app.set_version_flag("--version", std::string("tpp-plan ") + TPP_VERSION);
@@ -125,8 +138,23 @@ int main(int argc, char** argv) {
   if (!model) return fail(model.error());
   auto cluster = tpp::hw::load_cluster(cluster_arg);
   if (!cluster) return fail(cluster.error());
+  if (app.count("--slo-ttft-ms") && !(slo.ttft_ms > 0))
+    return fail("tpp-plan: error: --slo-ttft-ms must be positive");
+  if (app.count("--slo-tpot-ms") && !(slo.tpot_ms > 0))
+    return fail("tpp-plan: error: --slo-tpot-ms must be positive");
+  std::optional<tpp::sim::Workload> workload;
+  if (!workload_arg.empty()) {
+    auto w = tpp::sim::load_workload(workload_arg);
+    if (!w) return fail(w.error());
+    workload = *w;
+  }
   auto result = tpp::planner::plan_memory(*model, *cluster, req);
   if (!result) return fail(result.error());
+  if (workload) {
+    if (so.engine == tpp::sim::Engine::kV0)
+      return fail("tpp-plan: error: --workload simulates vLLM's V1 engine; drop --vllm-engine v0");
+    tpp::planner::simulate_performance(*model, *cluster, req, *workload, slo, &*result);
+  }
 
   const auto& plans = result->plans;
   bool ok = false;
@@ -138,7 +166,20 @@ int main(int argc, char** argv) {
     j["cluster"] = tpp::planner::cluster_json(*cluster);
     j["serving"] = tpp::planner::serving_json(result->options);
     j["plans"] = nlohmann::json::array();
-    for (const auto& p : plans) j["plans"].push_back(tpp::planner::plan_json(p));
+    for (std::size_t k = 0; k < plans.size(); ++k) {
+      nlohmann::json pj = tpp::planner::plan_json(plans[k]);
+      if (k < result->performance.size() && result->performance[k])
+        pj["performance"] = tpp::planner::performance_json(*result->performance[k]);
+      j["plans"].push_back(pj);
+    }
+    if (workload)
+      j["workload"] = {{"name", workload->name},
+                       {"source", workload->file},
+                       {"requests", workload->requests.size()},
+                       {"arrival", tpp::sim::arrival_name(workload->arrival)},
+                       {"rate_per_s", workload->rate_per_s},
+                       {"concurrency", workload->concurrency},
+                       {"seed", workload->seed}};
     if (result->smallest_fit)
       j["smallest_fit"] = {{"tp", result->smallest_fit->tp}, {"pp", result->smallest_fit->pp}};
     std::cout << j.dump(2) << "\n";
@@ -147,6 +188,14 @@ int main(int argc, char** argv) {
               << tpp::planner::cluster_text(*cluster) << "\n"
               << tpp::planner::serving_text(result->options)
               << tpp::planner::memory_table(plans, result->single);
+    if (workload)
+      std::cout << "\nserving " << workload->name << " (" << workload->requests.size()
+                << " requests, " << tpp::sim::arrival_name(workload->arrival) << " arrivals"
+                << (workload->arrival == tpp::sim::ArrivalProcess::kClosedLoop
+                        ? ", concurrency " + std::to_string(workload->concurrency)
+                        : ", " + fmt_rate(workload->rate_per_s) + " requests/s")
+                << ", seed " << workload->seed << ") on vLLM V1, per split that fits:\n"
+                << tpp::planner::performance_table(plans, result->performance, result->single);
   }
   if (ok) return 0;
   std::string smallest = result->smallest_fit

@@ -1,0 +1,128 @@
+#include "simulator/scheduler.h"
+
+#include <algorithm>
+
+namespace tpp::sim {
+
+Scheduler::Scheduler(const SchedulerConfig& config)
+    : config_(config), free_blocks_(config.num_blocks) {}
+
+std::int64_t Scheduler::blocks_for(std::int64_t tokens) const {
+  return (tokens + config_.block_size - 1) / config_.block_size;
+}
+
+void Scheduler::add(const Request& r, double now) {
+  Seq s;
+  s.req = r;
+  s.req.arrival_s = now;
+  const std::int64_t total = r.input_tokens + r.output_tokens;
+  s.rejected = (config_.max_model_len > 0 && total > config_.max_model_len) ||
+               blocks_for(total) > config_.num_blocks;
+  seqs_.push_back(s);
+  if (s.rejected) return;
+  waiting_.push_back(static_cast<std::int32_t>(seqs_.size() - 1));
+  ++unfinished_;
+}
+
+void Scheduler::preempt(std::int32_t i) {
+  Seq& s = seqs_[static_cast<std::size_t>(i)];
+  free_blocks_ += s.blocks;
+  s.blocks = 0;
+  s.computed = 0;  // recomputation: the prompt and the tokens generated so far
+  s.running = false;
+  ++s.preemptions;
+  ++preemptions_;
+  running_.erase(std::find(running_.begin(), running_.end(), i));
+  waiting_.push_front(i);
+}
+
+void Scheduler::take(Batch& b, std::int32_t i, std::int64_t n, std::int64_t need,
+                     std::int64_t& budget) {
+  Seq& s = seqs_[static_cast<std::size_t>(i)];
+  s.blocks += need;
+  free_blocks_ -= need;
+  s.in_flight = true;
+  b.items.push_back({i, n, s.computed});
+  b.shape.add(n, s.computed);
+  budget -= n;
+}
+
+// Running requests, in admission order. Returns whether any request was preempted.
+bool Scheduler::schedule_running(Batch& b, std::int64_t& budget) {
+  bool preempted = false;
+  for (std::size_t k = 0; k < running_.size() && budget > 0; ++k) {
+    const std::int32_t i = running_[k];
+    Seq& s = seqs_[static_cast<std::size_t>(i)];
+    if (s.in_flight) continue;
+    const std::int64_t n = std::min(s.req.input_tokens + s.generated - s.computed, budget);
+    std::int64_t need = blocks_for(s.computed + n) - s.blocks;
+    bool self_preempted = false;
+    while (need > free_blocks_) {
+      // Preempt the last-admitted running request that is not in flight (maybe this one).
+      auto victim = std::find_if(running_.rbegin(), running_.rend(), [&](std::int32_t j) {
+        return !seqs_[static_cast<std::size_t>(j)].in_flight;
+      });
+      if (victim == running_.rend()) break;
+      const std::int32_t v = *victim;
+      preempt(v);
+      preempted = true;
+      if (v == i) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted || need > free_blocks_) break;
+    take(b, i, n, need, budget);
+  }
+  return preempted;
+}
+
+void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<std::int64_t>(running_.size()) < config_.max_num_seqs) {
+    const std::int32_t i = waiting_.front();
+    Seq& s = seqs_[static_cast<std::size_t>(i)];
+    const std::int64_t n = std::min(s.req.input_tokens + s.generated - s.computed, budget);
+    const std::int64_t need = blocks_for(s.computed + n) - s.blocks;
+    if (need > free_blocks_) break;
+    waiting_.pop_front();
+    running_.push_back(i);
+    s.running = true;
+    take(b, i, n, need, budget);
+  }
+}
+
+Batch Scheduler::schedule() {
+  Batch b;
+  b.items.reserve(running_.size() + waiting_.size() / 4 + 1);
+  std::int64_t budget = config_.max_num_batched_tokens;
+  if (!schedule_running(b, budget)) schedule_waiting(b, budget);
+  return b;
+}
+
+std::int64_t Scheduler::complete(const Batch& b, double now, std::vector<double>* itl_s) {
+  std::int64_t finished = 0;
+  for (const ScheduledSeq& item : b.items) {
+    Seq& s = seqs_[static_cast<std::size_t>(item.seq)];
+    s.in_flight = false;
+    if (!s.running) continue;  // preempted while in flight cannot happen; kept for safety
+    s.computed += item.new_tokens;
+    if (s.computed < s.req.input_tokens + s.generated) continue;  // prefill not done yet
+    ++s.generated;
+    if (s.first_token_s < 0) s.first_token_s = now;
+    else if (itl_s) itl_s->push_back((now - s.last_token_s) * 1e3);  // ms
+    s.last_token_s = now;
+    if (s.generated < s.req.output_tokens) continue;
+    s.finished = true;
+    s.running = false;
+    s.finish_s = now;
+    free_blocks_ += s.blocks;
+    s.blocks = 0;
+    running_.erase(std::find(running_.begin(), running_.end(), item.seq));
+    --unfinished_;
+    ++finished;
+  }
+  return finished;
+}
+
+}  // namespace tpp::sim

@@ -1,0 +1,89 @@
+// vLLM V1's scheduler, as a state machine with no clock of its own: the serving simulation
+// drives it with predicted step times, and the executor can drive the same code with the real
+// clock. Semantics (vllm/v1/core/sched/scheduler.py Scheduler.schedule):
+// - one token budget per step (max_num_batched_tokens), at most max_num_seqs running;
+// - running requests first, in admission order: a decode takes 1 token, an unfinished prefill
+//   a chunk of what is left (chunked prefill, always on in V1);
+// - KV blocks of block_size tokens come from one pool; when a running request needs a block and
+//   none is free, the last-admitted running request is preempted by recomputation (its blocks
+//   freed, its progress reset, back to the front of the waiting queue);
+// - waiting requests are admitted in arrival order only in a step without preemptions, while
+//   their first chunk's blocks are free;
+// - a step that completes a request's pending tokens samples one new token.
+// Requests not finished by a batch in flight are not scheduled again (V1's batch queue for PP).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "simulator/step_cost.h"
+#include "simulator/workload.h"
+
+namespace tpp::sim {
+
+struct SchedulerConfig {
+  std::int64_t max_num_seqs = 256;
+  std::int64_t max_num_batched_tokens = 2048;
+  std::int64_t block_size = 16;
+  std::int64_t num_blocks = 0;
+  std::int64_t max_model_len = 0;
+};
+
+struct ScheduledSeq {
+  std::int32_t seq;         // index into Scheduler::seqs()
+  std::int64_t new_tokens;  // tokens computed this step
+  std::int64_t context;     // tokens already in the KV cache
+};
+
+struct Batch {
+  std::vector<ScheduledSeq> items;
+  BatchShape shape;
+  bool empty() const { return items.empty(); }
+};
+
+struct Seq {
+  Request req;
+  std::int64_t computed = 0;   // tokens whose KV is cached
+  std::int64_t generated = 0;  // output tokens sampled
+  std::int64_t blocks = 0;
+  bool in_flight = false, running = false, finished = false, rejected = false;
+  std::int64_t preemptions = 0;
+  double first_token_s = -1, last_token_s = -1, finish_s = -1;
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(const SchedulerConfig& config);
+
+  // A request arrives. One that can never fit (longer than max_model_len, or more blocks than
+  // the whole pool) is rejected, as vLLM rejects it.
+  void add(const Request& r, double now);
+  Batch schedule();
+  // The batch's forward pass finished at `now`. Inter-token gaps (ms) go to `itl_s`.
+  // Returns how many requests finished.
+  std::int64_t complete(const Batch& b, double now, std::vector<double>* itl_s);
+
+  const std::vector<Seq>& seqs() const { return seqs_; }
+  std::int64_t unfinished() const { return unfinished_; }
+  std::int64_t used_blocks() const { return config_.num_blocks - free_blocks_; }
+  std::int64_t preemptions() const { return preemptions_; }
+  bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+
+ private:
+  std::int64_t blocks_for(std::int64_t tokens) const;
+  void preempt(std::int32_t i);
+  bool schedule_running(Batch& b, std::int64_t& budget);
+  void schedule_waiting(Batch& b, std::int64_t& budget);
+  void take(Batch& b, std::int32_t i, std::int64_t n, std::int64_t need, std::int64_t& budget);
+
+  SchedulerConfig config_;
+  std::vector<Seq> seqs_;
+  std::deque<std::int32_t> waiting_;
+  std::vector<std::int32_t> running_;  // admission order
+  std::int64_t free_blocks_;
+  std::int64_t unfinished_ = 0;
+  std::int64_t preemptions_ = 0;
+};
+
+}  // namespace tpp::sim
