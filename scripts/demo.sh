@@ -6,3 +6,6 @@ scripts/setup.sh
 scripts/build.sh build >/dev/null
 echo "\$ tpp-plan --model r1.yaml --cluster a100x16.yaml"
 build/tools/tpp-plan --model r1.yaml --cluster a100x16.yaml
+echo
+echo "\$ tpp-plan --model r1.yaml --cluster h100x2.yaml --workload chat.yaml --tp 8 --pp 2"
+build/tools/tpp-plan --model r1.yaml --cluster h100x2.yaml --workload chat.yaml --tp 8 --pp 2

@@ -196,3 +196,48 @@ TEST(CliMemory, TooLittleMemorySaysWhyAndWhatFits) {
 
 }  // namespace
 }  // namespace tpp
+
+namespace tpp {
+namespace {
+
+TEST(CliPerformance, WorkloadOnOneSplitTextAndJson) {
+  CliRun t = tpp_plan("--model r1.yaml --cluster h100x2.yaml --workload chat.yaml --tp 8 --pp 2");
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("TTFT p50/p99"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("stage 1: compute"), std::string::npos) << t.out;
+  CliRun j = tpp_plan("--model r1 --cluster h100x2 --workload chat --tp 8 --pp 2 --format json");
+  ASSERT_EQ(j.code, 0) << j.err;
+  auto doc = nlohmann::json::parse(j.out);
+  const auto& perf = doc["plans"][0]["performance"];
+  for (const char* k : {"throughput_requests_per_s", "output_tokens_per_s", "total_tokens_per_s"})
+    EXPECT_GT(perf[k].get<double>(), 0) << k;
+  for (const char* k : {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"})
+    for (const char* q : {"p50", "p90", "p99"}) EXPECT_GT(perf[k][q].get<double>(), 0) << k << q;
+  ASSERT_EQ(perf["breakdown"].size(), 2u);
+  for (const char* k : {"compute", "tp_comm", "pp_comm", "bubble"})
+    EXPECT_TRUE(perf["breakdown"][0].contains(k)) << k;
+  EXPECT_GT(perf["breakdown"][0]["pp_comm"].get<double>(), 0);
+  EXPECT_EQ(perf["breakdown"][1]["pp_comm"].get<double>(), 0);
+  EXPECT_EQ(doc["workload"]["name"], "chat");
+  // Deterministic: the same command prints the same bytes.
+  EXPECT_EQ(tpp_plan("--model r1 --cluster h100x2 --workload chat --tp 8 --pp 2 --format json").out,
+            j.out);
+}
+
+TEST(CliPerformance, BadWorkloadIsOneLine) {
+  std::string bad = test::write_temp(
+      "w.yaml",
+      "name: w\nnum_requests: 0\narrival: {process: poisson, rate_per_s: 1}\n"
+      "input_tokens: {distribution: fixed, value: 10}\n"
+      "output_tokens: {distribution: fixed, value: 10}\n");
+  CliRun r = tpp_plan("--model llama-3.1-8b --cluster h100x1 --workload '" + bad + "'");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_EQ(r.err.rfind(bad + ":2:1: error: ", 0), 0u) << r.err;
+  expect_one_line_error(
+      tpp_plan("--model llama-3.1-8b --cluster h100x1 --workload chat --slo-ttft-ms 0"),
+      "tpp-plan: error: --slo-ttft-ms must be positive");
+}
+
+}  // namespace
+}  // namespace tpp

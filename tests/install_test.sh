@@ -13,7 +13,7 @@ echo "$out" | grep -q "\"source\": \"$prefix/share/tpp/models/r1.yaml\"" ||
   { echo "model not read from the prefix:"; echo "$out" | grep '"source"'; exit 1; }
 echo "$out" | grep -q "\"source\": \"$prefix/share/tpp/clusters/h100x2.yaml\"" ||
   { echo "cluster not read from the prefix"; exit 1; }
-for d in models gpus clusters; do
+for d in models gpus clusters workloads; do
   [ -n "$(ls "$prefix/share/tpp/$d")" ] || { echo "empty $d catalog"; exit 1; }
 done
 echo "install test: OK ($prefix)"
