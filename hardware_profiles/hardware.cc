@@ -213,6 +213,31 @@ std::optional<Error> read_collective(const Doc& doc, const Node& node, Cluster& 
   return std::nullopt;
 }
 
+std::optional<Error> read_efficiency(const Doc& doc, const Node& node, Cluster& c) {
+  Fields f(doc, node, "efficiency");
+  MeasuredEfficiency e;
+  e.source = f.string("source");
+  e.memory = f.number_or("memory", 0, 0.01, 1);
+  const Node* g = f.raw("gemm");
+  if (f.ok() && g && g->kind != Node::Kind::Seq)
+    f.fail("gemm", "field 'gemm' in efficiency must be a list of [tokens, fraction] pairs");
+  if (auto err = f.finish()) return err;
+  for (const Node& p : g ? g->items : std::vector<Node>{}) {
+    bool ok = p.kind == Node::Kind::Seq && p.items.size() == 2 &&
+              (p.items[0].kind == Node::Kind::Int || p.items[0].kind == Node::Kind::Float) &&
+              (p.items[1].kind == Node::Kind::Int || p.items[1].kind == Node::Kind::Float) &&
+              p.items[0].f >= 1 && p.items[1].f > 0 && p.items[1].f <= 1;
+    if (!ok)
+      return make_error(doc.file, p.line, p.col,
+                        "each gemm efficiency must be [tokens >= 1, fraction in (0, 1]]");
+    if (!e.gemm.empty() && p.items[0].f <= e.gemm.back().first)
+      return make_error(doc.file, p.line, p.col, "gemm efficiencies must have increasing tokens");
+    e.gemm.emplace_back(p.items[0].f, p.items[1].f);
+  }
+  c.efficiency = e;
+  return std::nullopt;
+}
+
 }  // namespace
 
 Expected<Cluster> cluster_from_doc(const Doc& doc) {
@@ -227,6 +252,7 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
   const Node* inter = f.map_or_null("inter_node");
   c.price_per_gpu_hour = read_figure(f, "price_per_gpu_hour", 0, 1e6, false, false);
   const Node* coll = f.raw("collectives");
+  const Node* eff = f.map_or_null("efficiency");
   if (f.ok() && !gpu) f.missing("gpu");
   if (f.ok() && !intra) f.missing("intra_node");
   if (f.ok() && c.nodes > 1 && !inter)
@@ -250,6 +276,8 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
   if (auto e = read_intra(doc, *intra, c)) return *e;
   if (inter)
     if (auto e = read_inter(doc, *inter, c)) return *e;
+  if (eff)
+    if (auto e = read_efficiency(doc, *eff, c)) return *e;
   if (coll)
     for (const Node& item : coll->items)
       if (auto e = read_collective(doc, item, c, c.total_gpus())) return *e;

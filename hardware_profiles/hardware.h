@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/doc.h"
@@ -70,6 +71,14 @@ struct CollectiveTable {
   std::vector<CollectivePoint> points;  // bytes strictly increasing
 };
 
+// Measured efficiencies of this cluster's GPUs (tpp-profile, or bench/gpu_probe): the fraction
+// of the datasheet peak a GEMM of M tokens achieves, and of HBM bandwidth a large copy achieves.
+struct MeasuredEfficiency {
+  std::string source;
+  std::vector<std::pair<double, double>> gemm;  // (tokens M, fraction of peak), M increasing
+  double memory = 0;                            // 0: not measured
+};
+
 struct Cluster {
   std::string name;
   std::string file;
@@ -80,6 +89,7 @@ struct Cluster {
   std::optional<Network> inter_node;  // required when nodes > 1
   std::optional<Figure> price_per_gpu_hour;
   std::vector<CollectiveTable> collectives;
+  std::optional<MeasuredEfficiency> efficiency;
 
   std::int64_t total_gpus() const { return nodes * gpus_per_node; }
 };

@@ -68,6 +68,8 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   const hw::Gpu& g = c_.gpu;
   act_bytes_ = model::dtype_bytes(m_.dtype);
   bf16_flops_ = peak_flops(g, m_, false) * e_.compute;
+  // A measured memory efficiency in the cluster file replaces the default.
+  if (c_.efficiency && c_.efficiency->memory > 0) e_.memory = c_.efficiency->memory;
   mem_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.memory;
   kv_bytes_token_layer_ =
       static_cast<double>(kv_bytes_per_token_layer(m_, p_, o_.kv_bytes_per_element));
@@ -119,11 +121,28 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   }
 }
 
+double StepCostModel::compute_efficiency(double tokens) const {
+  if (!c_.efficiency || c_.efficiency->gemm.empty()) return 1.0;  // already in flops_per_s
+  const auto& t = c_.efficiency->gemm;
+  double eff = t.back().second;
+  if (tokens <= t.front().first) {
+    eff = t.front().second;
+  } else {
+    for (std::size_t k = 1; k < t.size(); ++k)
+      if (tokens <= t[k].first) {
+        const double f = (tokens - t[k - 1].first) / (t[k].first - t[k - 1].first);
+        eff = t[k - 1].second + f * (t[k].second - t[k - 1].second);
+        break;
+      }
+  }
+  return eff / e_.compute;  // flops_per_s carries e_.compute; replace it by the measured one
+}
+
 double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   if (tokens <= 0) return 0;
   const double flops = 2 * round_up(tokens, kTileRows) * g.rows * g.cols;
   const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
-  return std::max(flops / g.flops_per_s, bytes / mem_bw_);
+  return std::max(flops / (g.flops_per_s * compute_efficiency(tokens)), bytes / mem_bw_);
 }
 
 double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, const BatchShape& b) const {

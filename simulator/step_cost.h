@@ -78,6 +78,9 @@ class StepCostModel {
     std::vector<Gemm> dense, moe;
   };
   double gemm_time(const Gemm& g, double tokens) const;
+  // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
+  // its ends) when it has one, else Efficiency::compute.
+  double compute_efficiency(double tokens) const;
   double layer_gemms(const std::vector<Gemm>& gs, const BatchShape& b) const;
   double attention_time(const BatchShape& b) const;
   double elementwise_time(const BatchShape& b, bool moe) const;

@@ -274,3 +274,54 @@ TEST(StepCostSanity, Llama70BDecodeAtBatch1IsNearTheHbmBound) {
 
 }  // namespace
 }  // namespace tpp
+
+namespace tpp {
+namespace {
+
+TEST(StepCost, MeasuredEfficiencyTableReplacesTheDefaults) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-8b.yaml"));
+  hw::Cluster ideal = round_cluster(), measured = round_cluster();
+  measured.efficiency = hw::MeasuredEfficiency{"gpu_probe", {{16, 0.25}, {16384, 0.5}}, 0.5};
+  StepCostModel a(m, ideal, split(1), options(m, ideal.gpu), kIdeal);
+  StepCostModel b(m, measured, split(1), options(m, measured.gpu), kIdeal);
+  BatchShape one;
+  one.add(1, 10);  // memory-bound: half the bandwidth, twice the time
+  EXPECT_NEAR(b.cost(0, one).gemm, 2 * a.cost(0, one).gemm, 1e-12);
+  BatchShape big;
+  big.add(16384, 0);  // compute-bound at the table's last point: half the peak
+  EXPECT_NEAR(b.cost(0, big).gemm / a.cost(0, big).gemm, 2.0, 0.01);
+}
+
+TEST(StepCost, EfficiencyTableInTheClusterFile) {
+  std::string path = test::write_temp("c.yaml", R"(name: lab
+nodes: 1
+gpus_per_node: 8
+gpu: H100-SXM5-80GB
+intra_node: {kind: nvswitch, latency_us: 1}
+efficiency:
+  source: "bench/gpu_probe on this cluster, 2026-11-28"
+  memory: 0.88
+  gemm: [[1, 0.02], [256, 0.45], [8192, 0.79]]
+)");
+  auto c = hw::load_cluster(path);
+  ASSERT_TRUE(c) << c.error().str();
+  ASSERT_TRUE(c->efficiency);
+  EXPECT_EQ(c->efficiency->gemm.size(), 3u);
+  EXPECT_DOUBLE_EQ(c->efficiency->memory, 0.88);
+  std::string bad = test::write_temp("b.yaml", R"(name: lab
+nodes: 1
+gpus_per_node: 8
+gpu: H100-SXM5-80GB
+intra_node: {kind: nvswitch, latency_us: 1}
+efficiency:
+  source: probe
+  gemm: [[256, 0.45], [16, 0.2]]
+)");
+  auto e = hw::load_cluster(bad);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().line, 8);
+  EXPECT_EQ(e.error().message, "gemm efficiencies must have increasing tokens");
+}
+
+}  // namespace
+}  // namespace tpp
