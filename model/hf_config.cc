@@ -156,6 +156,7 @@ Expected<Model> model_from_hf_config(const Doc& doc) {
 
   std::string nm = f.string_or("_name_or_path", "");
   m.name = nm.empty() || nm.front() == '/' || nm.front() == '.' ? name_from_path(doc.file) : nm;
+  if (m.name.find('/') != std::string::npos) m.hf_repo = m.name;
   m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
   m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
   m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);

@@ -83,6 +83,7 @@ const char* attention_kind_name(AttentionKind k);
 
 struct Model {
   std::string name;
+  std::string hf_repo;       // the Hugging Face repository vLLM loads it from, when known
   std::string architecture;  // the HF architecture it was read as, or "tpp-yaml"
   std::string source;        // the file it came from
   std::int64_t hidden_size = 0;

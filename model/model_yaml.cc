@@ -103,6 +103,7 @@ Expected<Model> model_from_yaml(const Doc& doc) {
   ValidationHints hints;
   Fields f(doc, doc.root, "model");
   m.name = f.string("name");
+  m.hf_repo = f.string_or("hf_repo", "");
   m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
   m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
   m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);

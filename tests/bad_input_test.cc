@@ -50,7 +50,7 @@ TEST(BadModelYaml, TypoedKeySuggestsNearest) {
             "m.yaml:9:3: error: unknown key 'num_kv_heads' in attention (did you mean "
             "'num_key_value_heads'?)");
   EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) + "colour: blue\n"),
-            "m.yaml:10:1: error: unknown key 'colour' in model (valid keys: name, hidden_size, "
+            "m.yaml:10:1: error: unknown key 'colour' in model (valid keys: name, hf_repo, hidden_size, "
             "num_hidden_layers, vocab_size, max_position_embeddings, intermediate_size, "
             "tie_word_embeddings, mlp_bias, dtype, kv_cache_dtype, num_nextn_predict_layers, "
             "attention, mla, moe, quantization)");
