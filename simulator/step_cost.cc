@@ -145,8 +145,19 @@ double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   return std::max(flops / (g.flops_per_s * compute_efficiency(tokens)), bytes / mem_bw_);
 }
 
-double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, const BatchShape& b) const {
-  const double T = static_cast<double>(b.tokens);
+double StepCostModel::cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
+                                   std::int64_t tokens) const {
+  const std::size_t t = static_cast<std::size_t>(tokens);
+  if (t >= cache.size()) {
+    if (t > 65536) return layer_gemms(gs, tokens);
+    cache.resize(t + 1, -1.0);
+  }
+  if (cache[t] < 0) cache[t] = layer_gemms(gs, tokens);
+  return cache[t];
+}
+
+double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t tokens) const {
+  const double T = static_cast<double>(tokens);
   double t = 0;
   for (const Gemm& g : gs) {
     if (!g.expert) {
@@ -220,7 +231,9 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   if (b.tokens == 0) return c;
   const double dl = static_cast<double>(st.dense_layers), ml = static_cast<double>(st.moe_layers);
   const double layers = dl + ml;
-  c.gemm = dl * layer_gemms(st.dense, b) + ml * layer_gemms(st.moe, b);
+  // Every stage has the same layer kinds, so one cache of each serves them all.
+  c.gemm = (dl > 0 ? dl * cached_gemms(st.dense, dense_cache_, b.tokens) : 0) +
+           (ml > 0 ? ml * cached_gemms(st.moe, moe_cache_, b.tokens) : 0);
   c.attention = layers * attention_time(b);
   c.elementwise = dl * elementwise_time(b, false) + ml * elementwise_time(b, true);
   // The first stage gathers one embedding row per token; the last computes logits for the last

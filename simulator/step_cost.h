@@ -81,7 +81,11 @@ class StepCostModel {
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
   // its ends) when it has one, else Efficiency::compute.
   double compute_efficiency(double tokens) const;
-  double layer_gemms(const std::vector<Gemm>& gs, const BatchShape& b) const;
+  double layer_gemms(const std::vector<Gemm>& gs, std::int64_t tokens) const;
+  // GEMM time of one layer depends on the token count alone: memoised per count (the serving
+  // simulation asks for the same few counts thousands of times).
+  double cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
+                      std::int64_t tokens) const;
   double attention_time(const BatchShape& b) const;
   double elementwise_time(const BatchShape& b, bool moe) const;
 
@@ -91,6 +95,7 @@ class StepCostModel {
   ResolvedOptions o_;
   Efficiency e_;
   std::vector<Stage> stages_;
+  mutable std::vector<double> dense_cache_, moe_cache_;
   double bf16_flops_, mem_bw_, act_bytes_, kv_bytes_token_layer_;
 };
 

@@ -157,8 +157,17 @@ TEST(CliMemory, EverySplitOfTheCluster) {
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["plans"].size(), 10u);
-  for (const auto& p : j["plans"])
-    EXPECT_EQ(p["tp"].get<int>() * p["pp"].get<int>() * p["dp"].get<int>(), 16);
+  int all = 0, one = 0;
+  for (const auto& p : j["plans"]) {
+    const int gpus = p["tp"].get<int>() * p["pp"].get<int>() * p["dp"].get<int>();
+    EXPECT_LE(gpus, 16);
+    EXPECT_LE(p["tp"].get<int>(), 8);  // TP stays inside a node by default
+    all += 16 - gpus < p["tp"].get<int>() * p["pp"].get<int>();  // as many replicas as fit
+    one += p["dp"].get<int>() == 1;
+    EXPECT_TRUE(p["memory"].contains("gpu_blocks"));
+  }
+  EXPECT_GT(all, 0);
+  EXPECT_GT(one, 0);
 }
 
 TEST(CliMemory, BadSplitsAndOptionsAreOneLine) {
@@ -237,6 +246,66 @@ TEST(CliPerformance, BadWorkloadIsOneLine) {
   expect_one_line_error(
       tpp_plan("--model llama-3.1-8b --cluster h100x1 --workload chat --slo-ttft-ms 0"),
       "tpp-plan: error: --slo-ttft-ms must be positive");
+}
+
+}  // namespace
+}  // namespace tpp
+
+namespace tpp {
+namespace {
+
+TEST(CliSearch, RankedTableRecommendationAndLaunch) {
+  CliRun r = tpp_plan("--model llama-3.1-8b --cluster h100x1 --top 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("recommended: "), std::string::npos);
+  EXPECT_NE(r.out.find("vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("python3 -m sglang.launch_server"), std::string::npos);
+  EXPECT_NE(r.out.find("(top 3 shown)"), std::string::npos);
+  CliRun md = tpp_plan("--model llama-3.1-8b --cluster h100x1 --format markdown --top 2");
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_NE(md.out.find("| rank | tp | pp |"), std::string::npos) << md.out;
+}
+
+TEST(CliSearch, JsonAndPlanFile) {
+  std::string plan = test::write_temp("plan.json", "");
+  CliRun r = tpp_plan("--model r1 --cluster h100x2 --format json -o '" + plan + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  int recommended = 0;
+  for (const auto& p : j["plans"]) {
+    EXPECT_TRUE(p.contains("rank") && p.contains("rejected_reason") && p.contains("recommended"));
+    if (p["recommended"].get<bool>()) {
+      ++recommended;
+      EXPECT_EQ(p["rank"], 1);
+      EXPECT_TRUE(p["launch"].contains("vllm") && p["launch"].contains("sglang"));
+      EXPECT_TRUE(p.contains("performance"));
+    }
+  }
+  EXPECT_EQ(recommended, 1);
+  std::ifstream in(plan);
+  auto f = nlohmann::json::parse(in);
+  EXPECT_EQ(f["model"]["name"], "DeepSeek-R1");
+  EXPECT_LE(f["split"]["tp"].get<int>() * f["split"]["pp"].get<int>(), 16);
+  EXPECT_TRUE(f["predicted"].contains("performance"));
+  EXPECT_TRUE(f["serving"].contains("max_num_batched_tokens"));
+  EXPECT_NE(f["launch"]["vllm"].get<std::string>().find("vllm serve deepseek-ai/DeepSeek-R1"),
+            std::string::npos);
+}
+
+TEST(CliSearch, BadInputAndNothingFits) {
+  expect_one_line_error(
+      tpp_plan("--model llama-3.1-8b --cluster h100x1 --objective goodput"),
+      "tpp-plan: error: --objective goodput needs --slo-ttft-ms or --slo-tpot-ms");
+  expect_one_line_error(
+      tpp_plan("--model llama-3.1-8b --cluster h100x1 --slo-tpot-ms 0"),
+      "tpp-plan: error: --slo-tpot-ms must be positive");
+  CliRun big = tpp_plan("--model r1 --cluster h100x1");
+  EXPECT_EQ(big.code, 2);
+  EXPECT_EQ(big.err,
+            "tpp-plan: error: DeepSeek-R1 does not fit on any split of h100x1; it needs at least "
+            "11 H100-SXM5-80GB GPUs (tp=1, pp=11)\n");
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // (one line on stderr).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -13,6 +15,8 @@
 #include "model/load.h"
 #include "planner/memory_report.h"
 #include "planner/plan_memory.h"
+#include "planner/search.h"
+#include "planner/search_report.h"
 #include "planner/summary.h"
 
 namespace {
@@ -54,6 +58,60 @@ std::string split_text(const tpp::sim::ParallelConfig& p) {
          std::to_string(p.tp * p.pp) + " GPUs)";
 }
 
+// Prints the search's result; exit 2 when nothing can be recommended.
+int report_search(const tpp::model::Model& m, const tpp::hw::Cluster& c,
+                  const tpp::sim::Workload& w, const tpp::planner::SearchResult& r,
+                  const std::string& format, std::size_t top, const std::string& output_file,
+                  const tpp::planner::MemoryRequest& req) {
+  if (format == "json") {
+    nlohmann::json j;
+    j["tpp_version"] = TPP_VERSION;
+    j["model"] = tpp::planner::model_json(m);
+    j["cluster"] = tpp::planner::cluster_json(c);
+    if (!r.candidates.empty())
+      j["serving"] = tpp::planner::serving_json(r.candidates.front().memory.options);
+    j["workload"] = {{"name", w.name}, {"source", w.file}, {"requests", w.requests.size()},
+                     {"seed", w.seed}};
+    j["search"] = {{"candidates", r.candidates.size()}, {"simulated", r.simulated},
+                   {"seconds", r.seconds}};
+    j["plans"] = tpp::planner::candidates_json(m, c, r);
+    j["reasons"] = r.reasons;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    const bool md = format == "markdown";
+    if (!md) std::cout << tpp::planner::model_text(m) << "\n" << tpp::planner::cluster_text(c) << "\n";
+    std::cout << "searched " << r.candidates.size() << " splits, simulated " << r.simulated
+              << " with workload " << w.name << " (" << w.requests.size() << " requests, seed "
+              << w.seed << "), in " << fmt_rate(std::round(r.seconds * 100) / 100) << " s\n"
+              << tpp::planner::search_table(r, top, md) << "\n"
+              << tpp::planner::recommendation_text(m, c, r);
+  }
+  if (!r.recommended) {
+    // The smallest cluster of this GPU that would hold the model.
+    auto opts = tpp::sim::resolve_options(m, c.gpu, req.serving);
+    std::string need = "no number of these GPUs up to 1024 holds it";
+    if (opts) {
+      auto p = tpp::sim::smallest_fitting_split(tpp::sim::as_loaded(m, req.serving), c.gpu, 1024,
+                                                c.gpus_per_node, *opts, req.expert_parallel);
+      if (p)
+        need = "it needs at least " + std::to_string(p->tp * p->pp) + " " + c.gpu.name +
+               " GPUs (tp=" + std::to_string(p->tp) + ", pp=" + std::to_string(p->pp) + ")";
+    }
+    bool any_fit = false;
+    for (const auto& cand : r.candidates) any_fit = any_fit || cand.memory.fits;
+    return fail("tpp-plan: error: " + m.name +
+                (any_fit ? " fits, but no split meets the SLOs on " + c.name
+                         : " does not fit on any split of " + c.name) +
+                "; " + need);
+  }
+  if (!output_file.empty()) {
+    std::ofstream out(output_file);
+    out << tpp::planner::plan_file_json(m, c, w, r.candidates[*r.recommended]).dump(2) << "\n";
+    if (!out) return fail("tpp-plan: error: cannot write " + output_file);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,8 +119,10 @@ int main(int argc, char** argv) {
                "and vLLM KV-cache blocks each GPU gets",
                "tpp-plan"};
   std::string model_arg, cluster_arg, format = "text", engine = "v1", kv_dtype, quant, partition;
-  std::string workload_arg;
+  std::string workload_arg, objective = "throughput", output_file;
   tpp::sim::Slo slo;
+  bool cross_node_tp = false;
+  std::size_t top = 10;
   tpp::planner::MemoryRequest req;
   std::int64_t tp = 0, pp = 0, dp = 0;
   auto& so = req.serving;
@@ -72,7 +132,16 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--cluster", cluster_arg, "cluster YAML, or a catalog name such as a100x16")
       ->required();
-  app.add_option("--format", format, "output format")->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--format", format, "output format (text and table are the same)")
+      ->check(CLI::IsMember({"text", "table", "json", "markdown"}));
+  app.add_option("--objective", objective,
+                 "what the search maximises: throughput (output tokens/s per GPU), latency "
+                 "(TPOT p50), ttft (TTFT p50), goodput (requests/s per GPU within the SLOs), "
+                 "cost (output tokens per dollar)")
+      ->check(CLI::IsMember({"throughput", "latency", "ttft", "goodput", "cost"}));
+  app.add_flag("--allow-cross-node-tp", cross_node_tp, "let TP groups span nodes");
+  app.add_option("--top", top, "ranked splits to show (0: all)")->capture_default_str();
+  app.add_option("-o,--output", output_file, "write the recommended plan (JSON) for the executor");
   app.add_option("--tp,--tensor-parallel-size", tp, "evaluate this tensor-parallel size only");
   app.add_option("--pp,--pipeline-parallel-size", pp, "evaluate this pipeline-parallel size only");
   app.add_option("--dp,--data-parallel-size", dp, "data-parallel replicas (with --tp/--pp)");
@@ -148,6 +217,25 @@ int main(int argc, char** argv) {
     if (!w) return fail(w.error());
     workload = *w;
   }
+  const bool search_mode = !req.tp && !req.pp && !req.dp;
+  if (search_mode) {
+    if (!workload) {  // the documented default workload of the search
+      auto w = tpp::sim::load_workload("chat");
+      if (!w) return fail(w.error());
+      workload = *w;
+    }
+    if (so.engine == tpp::sim::Engine::kV0)
+      return fail("tpp-plan: error: the search simulates vLLM's V1 engine; drop --vllm-engine v0");
+    if (objective == "goodput" && slo.ttft_ms <= 0 && slo.tpot_ms <= 0)
+      return fail("tpp-plan: error: --objective goodput needs --slo-ttft-ms or --slo-tpot-ms");
+    tpp::planner::SearchOptions sopt;
+    sopt.objective = *tpp::planner::parse_objective(objective);
+    sopt.allow_cross_node_tp = cross_node_tp;
+    sopt.slo = slo;
+    auto found = tpp::planner::search(*model, *cluster, req, *workload, sopt);
+    if (!found) return fail(found.error());
+    return report_search(*model, *cluster, *workload, *found, format, top, output_file, req);
+  }
   auto result = tpp::planner::plan_memory(*model, *cluster, req);
   if (!result) return fail(result.error());
   if (workload) {
@@ -159,6 +247,7 @@ int main(int argc, char** argv) {
   const auto& plans = result->plans;
   bool ok = false;
   for (const auto& p : plans) ok = ok || p.fits;
+  if (format == "markdown") format = "text";
   if (format == "json") {
     nlohmann::json j;
     j["tpp_version"] = TPP_VERSION;

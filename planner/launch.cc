@@ -1,0 +1,68 @@
+#include "planner/launch.h"
+
+#include <fmt/format.h>
+
+namespace tpp::planner {
+namespace {
+
+std::string model_ref(const model::Model& m) { return m.hf_repo.empty() ? m.name : m.hf_repo; }
+
+}  // namespace
+
+Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::MemoryPlan& plan) {
+  const sim::ParallelConfig& p = plan.parallel;
+  const sim::ResolvedOptions& o = plan.options;
+  const std::int64_t per_replica = p.tp * p.pp;
+  const bool multi_node = per_replica > c.gpus_per_node;
+  const std::int64_t nodes = (per_replica + c.gpus_per_node - 1) / c.gpus_per_node;
+  Launch l;
+  std::string serve = fmt::format(
+      "vllm serve {} --tensor-parallel-size {} --pipeline-parallel-size {}", model_ref(m), p.tp,
+      p.pp);
+  if (p.dp > 1) serve += fmt::format(" --data-parallel-size {}", p.dp);
+  if (p.expert_parallel) serve += " --enable-expert-parallel";
+  serve += fmt::format(" --gpu-memory-utilization {:.2f} --max-model-len {} --max-num-seqs {} "
+                       "--max-num-batched-tokens {} --block-size {}",
+                       o.gpu_memory_utilization, o.max_model_len, o.max_num_seqs,
+                       o.max_num_batched_tokens, o.block_size);
+  if (o.kv_cache_dtype != model::KvCacheDType::kAuto)
+    serve += fmt::format(" --kv-cache-dtype {}", model::kv_cache_dtype_name(o.kv_cache_dtype));
+  if (o.enforce_eager) serve += " --enforce-eager";
+  if (!p.pp_layer_partition.empty()) {
+    std::string parts;
+    for (auto n : p.pp_layer_partition) parts += (parts.empty() ? "" : ",") + std::to_string(n);
+    serve = "VLLM_PP_LAYER_PARTITION=" + parts + " " + serve;
+  }
+  if (multi_node) {
+    // docs.vllm.ai, "Distributed inference and serving": a Ray cluster over the nodes, then
+    // vllm serve on the head node with the Ray executor.
+    l.vllm = fmt::format(
+        "# each replica spans {} nodes of {} GPUs: start a Ray cluster over them\n"
+        "ray start --head --port=6379                      # on the head node\n"
+        "ray start --address=<head-node-ip>:6379           # on {}\n"
+        "{} --distributed-executor-backend ray        # on the head node",
+        nodes, c.gpus_per_node,
+        nodes == 2 ? std::string("the other node") : fmt::format("each of the other {} nodes", nodes - 1),
+        serve);
+  } else {
+    l.vllm = serve;
+  }
+  std::string sg = fmt::format(
+      "python3 -m sglang.launch_server --model-path {} --tp-size {} --pp-size {}", model_ref(m),
+      p.tp, p.pp);
+  if (p.dp > 1) sg += fmt::format(" --dp-size {}", p.dp);
+  if (p.expert_parallel) sg += fmt::format(" --ep-size {}", p.ep());
+  sg += fmt::format(" --mem-fraction-static {:.2f} --context-length {} --max-running-requests {} "
+                    "--chunked-prefill-size {}",
+                    o.gpu_memory_utilization, o.max_model_len, o.max_num_seqs,
+                    o.max_num_batched_tokens);
+  if (model::kv_cache_dtype_name(o.kv_cache_dtype) != std::string("auto"))
+    sg += " --kv-cache-dtype fp8_e4m3";
+  if (multi_node)
+    sg += fmt::format(" --nnodes {} --node-rank <0..{}> --dist-init-addr <head-node-ip>:5000",
+                      nodes, nodes - 1);
+  l.sglang = sg;
+  return l;
+}
+
+}  // namespace tpp::planner

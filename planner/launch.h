@@ -1,0 +1,21 @@
+// The commands that deploy a plan: `vllm serve` with the split and the serving options (and, for
+// a plan that spans nodes, the Ray steps vLLM documents for multi-node serving), and SGLang's
+// equivalent `sglang.launch_server` flags.
+#pragma once
+
+#include <string>
+
+#include "hardware_profiles/hardware.h"
+#include "model/model.h"
+#include "simulator/memory.h"
+
+namespace tpp::planner {
+
+struct Launch {
+  std::string vllm;    // one command, or the Ray steps then the command, one per line
+  std::string sglang;
+};
+
+Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::MemoryPlan& p);
+
+}  // namespace tpp::planner

@@ -1,0 +1,25 @@
+// The search's output: a ranked table (text or markdown), the recommendation with its reasons
+// and launch commands, the JSON of every candidate, and the plan file the executor reads.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "planner/launch.h"
+#include "planner/search.h"
+
+namespace tpp::planner {
+
+std::string search_table(const SearchResult& r, std::size_t top, bool markdown);
+std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
+                                const SearchResult& r);
+// plans[]: plan_json + performance + rank, recommended, rejected_reason, pareto, gpus,
+// launch.vllm, launch.sglang.
+nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
+                               const SearchResult& r);
+// The chosen plan with everything the executor needs (-o plan.json).
+nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
+                              const sim::Workload& w, const Candidate& chosen);
+
+}  // namespace tpp::planner
