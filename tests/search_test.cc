@@ -127,3 +127,32 @@ TEST(Search, CostObjectiveNeedsAPrice) {
 
 }  // namespace
 }  // namespace tpp
+
+namespace tpp {
+namespace {
+
+// TP16 across two nodes against TP8 x PP2 for DeepSeek-R1 on 2 x 8 H100: a faster network
+// between the nodes narrows TP16's TPOT against TP8 x PP2 (TP16 pays 122 cross-node
+// all-reduces a step; PP2 one small send).
+TEST(SearchPhysics, FasterInterNodeNetworkFavoursTp16) {
+  model::Model m = test::load_or_die(test::example("r1.yaml"));
+  auto w = *sim::load_workload("chat");
+  SearchOptions o;
+  o.allow_cross_node_tp = true;
+  o.progress = false;
+  auto ratio = [&](const hw::Cluster& c) {
+    auto r = *planner::search(m, c, {}, w, o);
+    const planner::Candidate* tp16 = find(r, 16, 1, 1);
+    const planner::Candidate* pp2 = find(r, 8, 2, 1);
+    EXPECT_TRUE(tp16 && pp2 && tp16->perf && pp2->perf);
+    return tp16->perf->tpot_ms.p50 / pp2->perf->tpot_ms.p50;
+  };
+  hw::Cluster ib = *hw::load_cluster("h100x2");
+  hw::Cluster nvl = ib;  // an NVLink-class network between the nodes: 900 GB/s, 1 us
+  nvl.inter_node->nic_bandwidth_Gbps.value = 900;
+  nvl.inter_node->latency_us.value = 1;
+  EXPECT_LT(ratio(nvl), ratio(ib));
+}
+
+}  // namespace
+}  // namespace tpp
