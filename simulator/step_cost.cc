@@ -294,13 +294,21 @@ double measured_s(const hw::Cluster& c, const std::string& op, std::int64_t rank
 
 }  // namespace
 
+double StepCostModel::net_bw_per_gpu() const {
+  return c_.inter_node->node_bandwidth_GBps() * 1e9 / static_cast<double>(c_.gpus_per_node) *
+         e_.link;
+}
+
+double StepCostModel::intra_bw() const {
+  return c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link;
+}
+
 double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
   bool found = false;
   double t = measured_s(c_, "all_reduce", n, bytes, n <= g, &found);
   if (found) return t;
-  const double intra_bw = c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link;
   const double intra_a = c_.intra_node.latency_us.value * 1e-6;
   // nccl-tests: busbw = algbw x factor, so time = bytes x factor / busbw, plus one link
   // latency for each of the ring's steps.
@@ -308,14 +316,14 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
     return bytes_ * factor / bw + steps * alpha;
   };
   const double nd = static_cast<double>(n);
-  if (n <= g || !c_.inter_node) return ring(bytes, 2 * (nd - 1) / nd, intra_bw, intra_a, 2 * (nd - 1));
+  if (n <= g || !c_.inter_node)
+    return ring(bytes, 2 * (nd - 1) / nd, intra_bw(), intra_a, 2 * (nd - 1));
   // Spanning nodes: reduce-scatter inside each node, all-reduce of the 1/g shards across the
   // nodes over each GPU's share of the network, all-gather inside the node.
   const double gd = static_cast<double>(g), nodes = nd / gd;
-  const double net_bw = c_.inter_node->node_bandwidth_GBps() * 1e9 / gd * e_.link;
   const double net_a = c_.inter_node->latency_us.value * 1e-6;
-  return 2 * ring(bytes, (gd - 1) / gd, intra_bw, intra_a, gd - 1) +
-         ring(bytes / gd, 2 * (nodes - 1) / nodes, net_bw, net_a, 2 * (nodes - 1));
+  return 2 * ring(bytes, (gd - 1) / gd, intra_bw(), intra_a, gd - 1) +
+         ring(bytes / gd, 2 * (nodes - 1) / nodes, net_bw_per_gpu(), net_a, 2 * (nodes - 1));
 }
 
 double StepCostModel::all_gather_s(double bytes, std::int64_t n) const {
@@ -326,20 +334,15 @@ double StepCostModel::all_gather_s(double bytes, std::int64_t n) const {
   if (found) return t;
   const double nd = static_cast<double>(n);
   const bool intra = n <= g || !c_.inter_node;
-  const double bw = intra ? c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link
-                          : c_.inter_node->node_bandwidth_GBps() * 1e9 /
-                                static_cast<double>(g) * e_.link;
+  const double bw = intra ? intra_bw() : net_bw_per_gpu();
   const double alpha = (intra ? c_.intra_node.latency_us.value : c_.inter_node->latency_us.value) * 1e-6;
   return bytes * (nd - 1) / nd / bw + (nd - 1) * alpha;
 }
 
 double StepCostModel::send_s(double bytes, bool cross_node) const {
   if (cross_node && c_.inter_node)
-    return bytes / (c_.inter_node->node_bandwidth_GBps() * 1e9 /
-                    static_cast<double>(c_.gpus_per_node) * e_.link) +
-           c_.inter_node->latency_us.value * 1e-6;
-  return bytes / (c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link) +
-         c_.intra_node.latency_us.value * 1e-6;
+    return bytes / net_bw_per_gpu() + c_.inter_node->latency_us.value * 1e-6;
+  return bytes / intra_bw() + c_.intra_node.latency_us.value * 1e-6;
 }
 
 }  // namespace tpp::sim

@@ -81,6 +81,9 @@ class StepCostModel {
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
   // its ends) when it has one, else Efficiency::compute.
   double compute_efficiency(double tokens) const;
+  // Achievable bytes/s of one GPU's share of its node's NICs, and of its NVLink/PCIe link.
+  double net_bw_per_gpu() const;
+  double intra_bw() const;
   double layer_gemms(const std::vector<Gemm>& gs, std::int64_t tokens) const;
   // GEMM time of one layer depends on the token count alone: memoised per count (the serving
   // simulation asks for the same few counts thousands of times).

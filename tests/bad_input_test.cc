@@ -34,11 +34,7 @@ std::string replace(std::string text, const std::string& from, const std::string
 std::string model_error(const std::string& name, const std::string& text) {
   std::string path = test::write_temp(name, text);
   auto m = model::load_model(path);
-  if (m) return "(loaded)";
-  std::string s = m.error().str();
-  std::string dir = std::filesystem::path(path).parent_path().string() + "/";
-  if (s.rfind(dir, 0) == 0) s = s.substr(dir.size());
-  return s;
+  return m ? "(loaded)" : test::relative_error(m.error(), path);
 }
 
 TEST(BadModelYaml, ValidBaseLoads) { EXPECT_EQ(model_error("m.yaml", kTinyLlama), "(loaded)"); }
@@ -191,11 +187,7 @@ TEST(BadHfConfig, Errors) {
 std::string cluster_error(const std::string& text) {
   std::string path = test::write_temp("c.yaml", text);
   auto c = hw::load_cluster(path);
-  if (c) return "(loaded)";
-  std::string s = c.error().str();
-  std::string dir = std::filesystem::path(path).parent_path().string() + "/";
-  if (s.rfind(dir, 0) == 0) s = s.substr(dir.size());
-  return s;
+  return c ? "(loaded)" : test::relative_error(c.error(), path);
 }
 
 const char* kCluster = R"(name: two

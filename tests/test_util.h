@@ -43,3 +43,15 @@ inline std::string write_temp(const std::string& name, const std::string& text) 
 }
 
 }  // namespace tpp::test
+
+namespace tpp::test {
+
+// An error line with the temporary directory of `path` cut off, so tests can assert it whole.
+inline std::string relative_error(const Error& e, const std::string& path) {
+  std::string s = e.str();
+  std::string dir = std::filesystem::path(path).parent_path().string() + "/";
+  if (s.rfind(dir, 0) == 0) s = s.substr(dir.size());
+  return s;
+}
+
+}  // namespace tpp::test

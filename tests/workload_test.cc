@@ -46,11 +46,7 @@ Workload load_text(const std::string& text) {
 std::string workload_error(const std::string& text) {
   std::string path = test::write_temp("w.yaml", text);
   auto w = sim::load_workload(path);
-  if (w) return "(loaded)";
-  std::string s = w.error().str();
-  std::string dir = std::filesystem::path(path).parent_path().string() + "/";
-  if (s.rfind(dir, 0) == 0) s = s.substr(dir.size());
-  return s;
+  return w ? "(loaded)" : test::relative_error(w.error(), path);
 }
 
 // A workload of `n` requests whose input lengths follow `dist` (a flow map body).
