@@ -104,7 +104,10 @@ void mark_pareto(std::vector<Candidate>& cs) {
 
 double share(double part, double span) { return span > 0 ? 100 * part / span : 0; }
 
-std::string comm_shares(const sim::ServingResult& r) {
+// Where the time goes, in shares of each stage's time and in milliseconds a step: a step's
+// TP all-reduces (2 a layer and the embedding's, over every stage) and its PP sends.
+std::string comm_shares(const sim::ServingResult& r, const sim::ParallelConfig& p,
+                        std::int64_t layers) {
   double tp = 0, pp = 0, bubble = 0;
   for (const auto& s : r.breakdown) {
     tp += s.tp_comm;
@@ -112,19 +115,28 @@ std::string comm_shares(const sim::ServingResult& r) {
     bubble += s.bubble;
   }
   const double n = static_cast<double>(r.breakdown.size());
-  return fmt::format("TP communication {:.0f}%, PP transfer {:.1f}%, bubbles {:.0f}% of each "
-                     "stage's time",
-                     share(tp / n, r.makespan_s), share(pp / n, r.makespan_s),
-                     share(bubble / n, r.makespan_s));
+  const double steps = r.steps > 0 ? static_cast<double>(r.steps) : 1;
+  std::string s = fmt::format("TP communication {:.0f}%, PP transfer {:.1f}%, bubbles {:.0f}% of "
+                              "each stage's time",
+                              share(tp / n, r.makespan_s), share(pp / n, r.makespan_s),
+                              share(bubble / n, r.makespan_s));
+  if (p.tp > 1)
+    s += fmt::format(" ({} all-reduces a step{}, {:.2f} ms of each)", 2 * layers + 1,
+                     p.tp > 8 ? " across nodes" : "", tp / steps * 1e3);
+  if (p.pp > 1)
+    s += fmt::format(" ({} send{} a step, {:.3f} ms)", p.pp - 1, p.pp > 2 ? "s" : "",
+                     pp / steps * 1e3);
+  return s;
 }
 
-std::string reasons(const Candidate& a, const Candidate* b, Objective o) {
+std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::int64_t layers) {
   const sim::ServingResult& r = *a.perf;
   std::string s = fmt::format(
       "{} on {} GPUs: {:.0f} output tokens/s per GPU, TPOT p50 {:.2f} ms, TTFT p50 {:.1f} ms; "
       "{}; KV cache of {} tokens a replica ({:.1f} requests of max_model_len).",
       split_name(a.memory.parallel), a.gpus, r.output_tokens_per_s_per_gpu, r.tpot_ms.p50,
-      r.ttft_ms.p50, comm_shares(r), a.memory.kv_cache_tokens, a.memory.max_concurrency);
+      r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers), a.memory.kv_cache_tokens,
+      a.memory.max_concurrency);
   if (!b || !b->perf) return s + " No other split fits.";
   const sim::ServingResult& q = *b->perf;
   auto pct = [](double x, double y) { return y != 0 ? 100 * (x - y) / std::fabs(y) : 0; };
@@ -135,7 +147,7 @@ std::string reasons(const Candidate& a, const Candidate* b, Objective o) {
       split_name(b->memory.parallel), objective_name(o), r.output_tokens_per_s_per_gpu,
       q.output_tokens_per_s_per_gpu,
       pct(r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu), r.tpot_ms.p50,
-      q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50, comm_shares(q));
+      q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50, comm_shares(q, b->memory.parallel, layers));
   return s;
 }
 
@@ -267,7 +279,8 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   if (out.recommended) {
     out.candidates[*out.recommended].recommended = true;
     out.reasons = reasons(out.candidates[*out.recommended],
-                          out.runner_up ? &out.candidates[*out.runner_up] : nullptr, o.objective);
+                          out.runner_up ? &out.candidates[*out.runner_up] : nullptr, o.objective,
+                          m.num_layers);
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
