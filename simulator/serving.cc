@@ -77,7 +77,7 @@ std::size_t least_loaded(const std::vector<Replica>& engines) {
   return best;
 }
 
-void fill_result(ServingResult& r, Loop& loop, const Workload& w, const Slo& slo) {
+void fill_result(ServingResult& r, Loop& loop, const Slo& slo) {
   const ParallelConfig& p = loop.plan.parallel;
   std::vector<double> ttft, tpot, e2e;
   double first_arrival = kNever, last_finish = 0, out_tokens = 0, all_tokens = 0, good = 0;
@@ -101,7 +101,6 @@ void fill_result(ServingResult& r, Loop& loop, const Workload& w, const Slo& slo
     }
     r.preemptions += e.sched.preemptions();
   }
-  (void)w;
   r.makespan_s = r.finished > 0 ? last_finish - first_arrival : 0;
   const double span = r.makespan_s > 0 ? r.makespan_s : 1;
   const double gpus = static_cast<double>(p.tp * p.pp * p.dp);
@@ -201,7 +200,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
     }
   }
   ServingResult r;
-  fill_result(r, loop, w, slo);
+  fill_result(r, loop, slo);
   return r;
 }
 
