@@ -23,13 +23,6 @@ attention:
   num_key_value_heads: 2
 )";
 
-std::string replace(std::string text, const std::string& from, const std::string& to) {
-  auto k = text.find(from);
-  EXPECT_NE(k, std::string::npos) << from;
-  if (k != std::string::npos) text.replace(k, from.size(), to);
-  return text;
-}
-
 // Loads `text` saved as `name` and returns the error line with the temp directory cut off.
 std::string model_error(const std::string& name, const std::string& text) {
   std::string path = test::write_temp(name, text);
@@ -40,9 +33,9 @@ std::string model_error(const std::string& name, const std::string& text) {
 TEST(BadModelYaml, ValidBaseLoads) { EXPECT_EQ(model_error("m.yaml", kTinyLlama), "(loaded)"); }
 
 TEST(BadModelYaml, TypoedKeySuggestsNearest) {
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "hidden_size", "hiden_size")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "hidden_size", "hiden_size")),
             "m.yaml:2:1: error: unknown key 'hiden_size' in model (did you mean 'hidden_size'?)");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "  num_key_value_heads", "  num_kv_heads")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "  num_key_value_heads", "  num_kv_heads")),
             "m.yaml:9:3: error: unknown key 'num_kv_heads' in attention (did you mean "
             "'num_key_value_heads'?)");
   EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) + "colour: blue\n"),
@@ -53,18 +46,18 @@ TEST(BadModelYaml, TypoedKeySuggestsNearest) {
 }
 
 TEST(BadModelYaml, MissingRequiredField) {
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "vocab_size: 1024\n", "")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "vocab_size: 1024\n", "")),
             "m.yaml:1:1: error: missing required field 'vocab_size' in model");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "  num_attention_heads: 8\n", "")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "  num_attention_heads: 8\n", "")),
             "m.yaml:8:3: error: missing required field 'num_attention_heads' in attention");
 }
 
 TEST(BadModelYaml, WrongTypes) {
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "256", "abc")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "256", "abc")),
             "m.yaml:2:1: error: field 'hidden_size' in model must be an integer, got 'abc'");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "256", "256.5")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "256", "256.5")),
             "m.yaml:2:1: error: field 'hidden_size' in model must be an integer, got '256.5'");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama,
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama,
                                           "attention:\n  num_attention_heads: 8\n"
                                           "  num_key_value_heads: 2\n",
                                           "attention: 3\n")),
@@ -74,27 +67,27 @@ TEST(BadModelYaml, WrongTypes) {
 }
 
 TEST(BadModelYaml, NonPositiveAndTooLargeSizes) {
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "num_hidden_layers: 4", "num_hidden_layers: 0")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "num_hidden_layers: 4", "num_hidden_layers: 0")),
             "m.yaml:3:1: error: field 'num_hidden_layers' in model must be at least 1, got 0");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "256", "-256")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "256", "-256")),
             "m.yaml:2:1: error: field 'hidden_size' in model must be at least 1, got -256");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "256", "99999999999999999999")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "256", "99999999999999999999")),
             "m.yaml:2:1: error: field 'hidden_size' in model must be an integer, got "
             "'99999999999999999999'");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "256", "100000")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "256", "100000")),
             "m.yaml:2:1: error: field 'hidden_size' in model must be at most 65536, got 100000");
 }
 
 TEST(BadModelYaml, Inconsistencies) {
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "num_key_value_heads: 2",
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "num_key_value_heads: 2",
                                           "num_key_value_heads: 3")),
             "m.yaml:9:3: error: field 'num_key_value_heads': 8 attention heads are not divisible "
             "by 3 KV heads");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "num_key_value_heads: 2",
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "num_key_value_heads: 2",
                                           "num_key_value_heads: 16")),
             "m.yaml:9:3: error: field 'num_key_value_heads': 16 KV heads are more than the 8 "
             "attention heads");
-  EXPECT_EQ(model_error("m.yaml", replace(kTinyLlama, "256", "250")),
+  EXPECT_EQ(model_error("m.yaml", test::replace(kTinyLlama, "256", "250")),
             "m.yaml:8:3: error: field 'num_attention_heads': hidden_size 250 is not divisible by "
             "8 attention heads (give head_dim explicitly)");
   std::string moe = std::string(kTinyLlama) +
@@ -103,7 +96,7 @@ TEST(BadModelYaml, Inconsistencies) {
             "m.yaml:12:3: error: field 'num_experts_per_tok': 6 experts per token exceed the 4 "
             "routed experts");
   std::string dense = moe;
-  dense = replace(dense, "num_experts_per_tok: 6", "num_experts_per_tok: 2\n  first_k_dense_replace: 9");
+  dense = test::replace(dense, "num_experts_per_tok: 6", "num_experts_per_tok: 2\n  first_k_dense_replace: 9");
   EXPECT_EQ(model_error("m.yaml", dense),
             "m.yaml:13:3: error: field 'first_k_dense_replace': 9 dense layers exceed the 4 layers");
 }
@@ -153,29 +146,29 @@ const char* kHfLlama = R"({
 TEST(BadHfConfig, ValidBaseLoads) { EXPECT_EQ(model_error("c.json", kHfLlama), "(loaded)"); }
 
 TEST(BadHfConfig, Errors) {
-  EXPECT_EQ(model_error("c.json", replace(kHfLlama, "LlamaForCausalLM", "Gemma2ForCausalLM")),
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "LlamaForCausalLM", "Gemma2ForCausalLM")),
             "c.json:2:3: error: architecture 'Gemma2ForCausalLM' is not supported (supported: "
             "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
             "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, "
             "DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)");
-  EXPECT_EQ(model_error("c.json", replace(kHfLlama, "\"hidden_size\"", "\"hiden_size\"")),
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"hidden_size\"", "\"hiden_size\"")),
             "c.json:3:3: error: unknown key 'hiden_size' in config (did you mean 'hidden_size'?)");
-  EXPECT_EQ(model_error("c.json", replace(kHfLlama, "\"num_key_value_heads\"",
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"num_key_value_heads\"",
                                           "\"num_key_value_head\"")),
             "c.json:8:3: error: unknown key 'num_key_value_head' in config (did you mean "
             "'num_key_value_heads'?)");
-  EXPECT_EQ(model_error("c.json", replace(kHfLlama, "\"vocab_size\": 1024", "\"vocab_size\": \"1024\"")),
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"vocab_size\": 1024", "\"vocab_size\": \"1024\"")),
             "c.json:9:3: error: field 'vocab_size' in config must be an integer, got '1024'");
-  EXPECT_EQ(model_error("c.json", replace(kHfLlama, "\"num_key_value_heads\": 2",
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"num_key_value_heads\": 2",
                                           "\"num_key_value_heads\": 3")),
             "c.json:8:3: error: field 'num_key_value_heads': 8 attention heads are not divisible "
             "by 3 KV heads");
-  std::string qwen = replace(kHfLlama, "LlamaForCausalLM", "Qwen2ForCausalLM");
-  qwen = replace(qwen, "\"vocab_size\": 1024", "\"vocab_size\": 1024,\n  \"head_dim\": 64");
+  std::string qwen = test::replace(kHfLlama, "LlamaForCausalLM", "Qwen2ForCausalLM");
+  qwen = test::replace(qwen, "\"vocab_size\": 1024", "\"vocab_size\": 1024,\n  \"head_dim\": 64");
   EXPECT_EQ(model_error("c.json", qwen),
             "c.json:10:3: error: field 'head_dim': head_dim 64 x 8 heads = 512 does not match "
             "hidden_size 256 (Qwen2ForCausalLM derives head_dim from hidden_size)");
-  EXPECT_EQ(model_error("c.json", replace(kHfLlama, "\"vocab_size\": 1024",
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"vocab_size\": 1024",
                                           "\"vocab_size\": 1024, \"quantization_config\": "
                                           "{\"quant_method\": \"bitsandbytes\"}")),
             "c.json:9:47: error: quantization method 'bitsandbytes' is not supported "
@@ -200,21 +193,21 @@ inter_node: {kind: infiniband, nics_per_node: 8, nic_bandwidth_Gbps: 400, latenc
 
 TEST(BadCluster, Errors) {
   EXPECT_EQ(cluster_error(kCluster), "(loaded)");
-  EXPECT_EQ(cluster_error(replace(kCluster, "gpus_per_node", "gpus_per_nod")),
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "gpus_per_node", "gpus_per_nod")),
             "c.yaml:3:1: error: unknown key 'gpus_per_nod' in cluster (did you mean "
             "'gpus_per_node'?)");
-  EXPECT_EQ(cluster_error(replace(kCluster, "H100-SXM5-80GB", "H100-SXM")),
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "H100-SXM5-80GB", "H100-SXM")),
             "c.yaml:4:6: error: field 'gpu': GPU 'H100-SXM': no such file, and no entry of that "
             "name in the gpus catalog (available: A10, A100-PCIe-80GB, A100-SXM4-40GB, "
             "A100-SXM4-80GB, H100-PCIe-80GB, H100-SXM5-80GB, H20-96GB, H200-SXM-141GB, "
             "H800-SXM5-80GB, L4, L40S, RTX-4090)");
-  EXPECT_EQ(cluster_error(replace(kCluster, "inter_node: {kind: infiniband, nics_per_node: 8, "
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "inter_node: {kind: infiniband, nics_per_node: 8, "
                                             "nic_bandwidth_Gbps: 400, latency_us: 5}\n", "")),
             "c.yaml:1:1: error: missing field 'inter_node' in cluster: a cluster of 2 nodes "
             "needs the network between them");
-  EXPECT_EQ(cluster_error(replace(kCluster, "nodes: 2", "nodes: 0")),
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "nodes: 2", "nodes: 0")),
             "c.yaml:2:1: error: field 'nodes' in cluster must be at least 1, got 0");
-  EXPECT_EQ(cluster_error(replace(kCluster, "kind: nvswitch", "kind: nvlnk")),
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "kind: nvswitch", "kind: nvlnk")),
             "c.yaml:5:14: error: field 'kind' in intra_node is 'nvlnk', expected one of: "
             "nvswitch, nvlink, pcie (did you mean 'nvlink'?)");
 }

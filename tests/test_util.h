@@ -55,3 +55,15 @@ inline std::string relative_error(const Error& e, const std::string& path) {
 }
 
 }  // namespace tpp::test
+
+namespace tpp::test {
+
+// `text` with the first `from` replaced by `to`; a test failure when `from` is not there.
+inline std::string replace(std::string text, const std::string& from, const std::string& to) {
+  auto k = text.find(from);
+  EXPECT_NE(k, std::string::npos) << from;
+  if (k != std::string::npos) text.replace(k, from.size(), to);
+  return text;
+}
+
+}  // namespace tpp::test

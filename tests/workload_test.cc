@@ -29,13 +29,6 @@ input_tokens: {distribution: lognormal, mean: 1000, stddev: 500}
 output_tokens: {distribution: normal, mean: 200, stddev: 50, min: 1, max: 4096}
 )";
 
-std::string replace(std::string text, const std::string& from, const std::string& to) {
-  auto k = text.find(from);
-  EXPECT_NE(k, std::string::npos) << from;
-  if (k != std::string::npos) text.replace(k, from.size(), to);
-  return text;
-}
-
 Workload load_text(const std::string& text) {
   auto w = sim::load_workload(test::write_temp("w.yaml", text));
   if (!w) ADD_FAILURE() << w.error().str();
@@ -147,10 +140,10 @@ TEST(WorkloadGeneration, Deterministic) {
   Workload a = load_text(kBase), b = load_text(kBase);
   ASSERT_EQ(a.requests.size(), 100u);
   EXPECT_TRUE(same_requests(a, b));
-  Workload c = load_text(replace(kBase, "seed: 3", "seed: 4"));
+  Workload c = load_text(test::replace(kBase, "seed: 3", "seed: 4"));
   EXPECT_FALSE(same_requests(a, c));
   // Each stream is independent: a different output distribution leaves arrivals and inputs.
-  Workload d = load_text(replace(kBase, "mean: 200", "mean: 300"));
+  Workload d = load_text(test::replace(kBase, "mean: 200", "mean: 300"));
   for (std::size_t k = 0; k < a.requests.size(); ++k) {
     EXPECT_EQ(a.requests[k].arrival_s, d.requests[k].arrival_s);
     EXPECT_EQ(a.requests[k].input_tokens, d.requests[k].input_tokens);
@@ -202,17 +195,17 @@ TEST(WorkloadGeneration, ClampedToMinMax) {
 }
 
 TEST(WorkloadGeneration, FixedRateArrivalsExact) {
-  Workload w = load_text(replace(kBase, "process: poisson", "process: fixed"));
+  Workload w = load_text(test::replace(kBase, "process: poisson", "process: fixed"));
   EXPECT_EQ(w.arrival, ArrivalProcess::kFixedRate);
   for (const Request& r : w.requests)
     EXPECT_EQ(r.arrival_s, static_cast<double>(r.id) * 0.25);  // 1 / 4, exact in binary
-  Workload t = load_text(replace(replace(kBase, "process: poisson", "process: fixed"),
+  Workload t = load_text(test::replace(test::replace(kBase, "process: poisson", "process: fixed"),
                                  "rate_per_s: 4", "rate_per_s: 3"));
   for (const Request& r : t.requests) EXPECT_DOUBLE_EQ(r.arrival_s, static_cast<double>(r.id) / 3);
 }
 
 TEST(WorkloadGeneration, PoissonGaps) {
-  Workload w = load_text(replace(replace(kBase, "num_requests: 100", "num_requests: 20000"),
+  Workload w = load_text(test::replace(test::replace(kBase, "num_requests: 100", "num_requests: 20000"),
                                  "rate_per_s: 4", "rate_per_s: 8"));
   ASSERT_EQ(w.requests.size(), 20000u);
   EXPECT_EQ(w.requests[0].arrival_s, 0.0);
@@ -224,7 +217,7 @@ TEST(WorkloadGeneration, PoissonGaps) {
 }
 
 TEST(WorkloadGeneration, ClosedLoop) {
-  Workload w = load_text(replace(kBase, "  process: poisson\n  rate_per_s: 4\n",
+  Workload w = load_text(test::replace(kBase, "  process: poisson\n  rate_per_s: 4\n",
                                  "  process: closed\n  concurrency: 64\n"));
   EXPECT_EQ(w.arrival, ArrivalProcess::kClosedLoop);
   EXPECT_EQ(w.concurrency, 64);
@@ -326,88 +319,88 @@ TEST(BadWorkload, Sources) {
                                                      "value: 3}\n"),
             "w.yaml:3:1: error: field 'output_tokens' in workload cannot be given with 'trace' "
             "(the trace gives arrival times and lengths)");
-  EXPECT_EQ(workload_error(replace(kBase, "input_tokens", "# input_tokens")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "input_tokens", "# input_tokens")),
             "w.yaml:1:1: error: missing required field 'input_tokens' in workload");
-  EXPECT_EQ(workload_error(replace(kBase, "num_requests: 100\n", "")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "num_requests: 100\n", "")),
             "w.yaml:1:1: error: missing required field 'num_requests' in workload");
-  EXPECT_EQ(workload_error(replace(kBase, "name: w\n", "")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "name: w\n", "")),
             "w.yaml:1:1: error: missing required field 'name' in workload");
 }
 
 TEST(BadWorkload, UnknownKeys) {
-  EXPECT_EQ(workload_error(replace(kBase, "num_requests", "num_request")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "num_requests", "num_request")),
             "w.yaml:2:1: error: unknown key 'num_request' in workload (did you mean "
             "'num_requests'?)");
-  EXPECT_EQ(workload_error(replace(kBase, "rate_per_s", "rate_per_sec")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "rate_per_s", "rate_per_sec")),
             "w.yaml:6:3: error: unknown key 'rate_per_sec' in arrival (did you mean "
             "'rate_per_s'?)");
-  EXPECT_EQ(workload_error(replace(kBase, "rate_per_s", "rate")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "rate_per_s", "rate")),
             "w.yaml:5:3: error: missing required field 'rate_per_s' in arrival");
-  EXPECT_EQ(workload_error(replace(kBase, "stddev: 500", "stdev: 500")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "stddev: 500", "stdev: 500")),
             "w.yaml:7:53: error: unknown key 'stdev' in input_tokens (did you mean 'stddev'?)");
   EXPECT_EQ(workload_error(std::string(kBase) + "colour: blue\n"),
             "w.yaml:9:1: error: unknown key 'colour' in workload (valid keys: name, seed, trace, "
             "arrival, input_tokens, output_tokens, num_requests)");
-  EXPECT_EQ(workload_error(replace(kBase, "{distribution: normal, mean: 200, stddev: 50, ",
+  EXPECT_EQ(workload_error(test::replace(kBase, "{distribution: normal, mean: 200, stddev: 50, ",
                                    "{distribution: fixed, value: 5, stddev: 50, ")),
             "w.yaml:8:48: error: unknown key 'stddev' in output_tokens (valid keys: "
             "distribution, value)");
 }
 
 TEST(BadWorkload, Distributions) {
-  EXPECT_EQ(workload_error(replace(kBase, "lognormal", "lognorm")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "lognormal", "lognorm")),
             "w.yaml:7:16: error: field 'distribution' in input_tokens is 'lognorm', expected one "
             "of: fixed, uniform, normal, lognormal (did you mean 'lognormal'?)");
-  EXPECT_EQ(workload_error(replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
+  EXPECT_EQ(workload_error(test::replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
                                    "{distribution: fixed, value: -5}")),
             "w.yaml:7:37: error: field 'value' in input_tokens must be at least 1, got -5");
-  EXPECT_EQ(workload_error(replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
+  EXPECT_EQ(workload_error(test::replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
                                    "{distribution: fixed, value: 0}")),
             "w.yaml:7:37: error: field 'value' in input_tokens must be at least 1, got 0");
-  EXPECT_EQ(workload_error(replace(kBase, "min: 1, max: 4096", "min: 300, max: 200")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "min: 1, max: 4096", "min: 300, max: 200")),
             "w.yaml:8:72: error: field 'max' in output_tokens is 200, less than min 300");
-  EXPECT_EQ(workload_error(replace(kBase, "min: 1,", "min: 0,")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "min: 1,", "min: 0,")),
             "w.yaml:8:62: error: field 'min' in output_tokens must be at least 1, got 0");
-  EXPECT_EQ(workload_error(replace(kBase, "mean: 1000", "mean: 0")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "mean: 1000", "mean: 0")),
             "w.yaml:7:41: error: field 'mean' in input_tokens must be between 1 and 1e+06, got 0");
-  EXPECT_EQ(workload_error(replace(kBase, "stddev: 500", "stddev: -1")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "stddev: 500", "stddev: -1")),
             "w.yaml:7:53: error: field 'stddev' in input_tokens must be between 0 and 1e+06, got "
             "-1");
-  EXPECT_EQ(workload_error(replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
+  EXPECT_EQ(workload_error(test::replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
                                    "{distribution: uniform, min: 5}")),
             "w.yaml:7:15: error: missing required field 'max' in input_tokens");
-  EXPECT_EQ(workload_error(replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
+  EXPECT_EQ(workload_error(test::replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
                                    "{mean: 5}")),
             "w.yaml:7:15: error: missing required field 'distribution' in input_tokens");
-  EXPECT_EQ(workload_error(replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
+  EXPECT_EQ(workload_error(test::replace(kBase, "{distribution: lognormal, mean: 1000, stddev: 500}",
                                    "512")),
             "w.yaml:7:1: error: field 'input_tokens' in workload must be a map, got '512'");
 }
 
 TEST(BadWorkload, ArrivalAndCounts) {
-  EXPECT_EQ(workload_error(replace(kBase, "rate_per_s: 4", "rate_per_s: 0")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "rate_per_s: 4", "rate_per_s: 0")),
             "w.yaml:6:3: error: field 'rate_per_s' in arrival must be between 1e-06 and 1e+06, "
             "got 0");
-  EXPECT_EQ(workload_error(replace(kBase, "rate_per_s: 4", "rate_per_s: -2.5")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "rate_per_s: 4", "rate_per_s: -2.5")),
             "w.yaml:6:3: error: field 'rate_per_s' in arrival must be between 1e-06 and 1e+06, "
             "got -2.5");
-  EXPECT_EQ(workload_error(replace(kBase, "process: poisson", "process: possion")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "process: poisson", "process: possion")),
             "w.yaml:5:3: error: field 'process' in arrival is 'possion', expected one of: "
             "poisson, fixed, closed (did you mean 'poisson'?)");
-  EXPECT_EQ(workload_error(replace(kBase, "process: poisson", "process: closed")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "process: poisson", "process: closed")),
             "w.yaml:6:3: error: field 'rate_per_s' in arrival does not apply to process closed "
             "(it keeps 'concurrency' requests in flight)");
-  EXPECT_EQ(workload_error(replace(kBase, "rate_per_s: 4", "rate_per_s: 4\n  concurrency: 8")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "rate_per_s: 4", "rate_per_s: 4\n  concurrency: 8")),
             "w.yaml:7:3: error: field 'concurrency' in arrival applies only to process closed");
-  EXPECT_EQ(workload_error(replace(kBase, "  process: poisson\n  rate_per_s: 4\n",
+  EXPECT_EQ(workload_error(test::replace(kBase, "  process: poisson\n  rate_per_s: 4\n",
                                    "  process: closed\n  concurrency: 0\n")),
             "w.yaml:6:3: error: field 'concurrency' in arrival must be at least 1, got 0");
-  EXPECT_EQ(workload_error(replace(kBase, "num_requests: 100", "num_requests: 0")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "num_requests: 100", "num_requests: 0")),
             "w.yaml:2:1: error: field 'num_requests' in workload must be at least 1, got 0");
-  EXPECT_EQ(workload_error(replace(kBase, "num_requests: 100", "num_requests: 10000001")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "num_requests: 100", "num_requests: 10000001")),
             "w.yaml:2:1: error: field 'num_requests' in workload must be at most 10000000, got "
             "10000001");
-  EXPECT_EQ(workload_error(replace(kBase, "seed: 3", "seed: -1")),
+  EXPECT_EQ(workload_error(test::replace(kBase, "seed: 3", "seed: -1")),
             "w.yaml:3:1: error: field 'seed' in workload must be at least 0, got -1");
   EXPECT_EQ(workload_error(std::string(kTraceYaml) + "num_requests: 0\n"),
             "w.yaml:3:1: error: field 'num_requests' in workload must be at least 1, got 0");
