@@ -102,24 +102,20 @@ void mark_pareto(std::vector<Candidate>& cs) {
   }
 }
 
-double share(double part, double span) { return span > 0 ? 100 * part / span : 0; }
-
 // Where the time goes, in shares of each stage's time and in milliseconds a step: a step's
 // TP all-reduces (2 a layer and the embedding's, over every stage) and its PP sends.
 std::string comm_shares(const sim::ServingResult& r, const sim::ParallelConfig& p,
                         std::int64_t layers) {
-  double tp = 0, pp = 0, bubble = 0;
+  double tp = 0, pp = 0;  // seconds over all stages: what one step's token path pays
   for (const auto& s : r.breakdown) {
     tp += s.tp_comm;
     pp += s.pp_comm;
-    bubble += s.bubble;
   }
-  const double n = static_cast<double>(r.breakdown.size());
   const double steps = r.steps > 0 ? static_cast<double>(r.steps) : 1;
+  const sim::TimeShares sh = sim::time_shares(r);
   std::string s = fmt::format("TP communication {:.0f}%, PP transfer {:.1f}%, bubbles {:.0f}% of "
                               "each stage's time",
-                              share(tp / n, r.makespan_s), share(pp / n, r.makespan_s),
-                              share(bubble / n, r.makespan_s));
+                              sh.tp_comm, sh.pp_comm, sh.bubble);
   if (p.tp > 1)
     s += fmt::format(" ({} all-reduces a step{}, {:.2f} ms of each)", 2 * layers + 1,
                      p.tp > 8 ? " across nodes" : "", tp / steps * 1e3);

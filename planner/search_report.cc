@@ -8,26 +8,6 @@
 namespace tpp::planner {
 namespace {
 
-double pct_of_span(double part, const sim::ServingResult& r) {
-  return r.makespan_s > 0 ? 100 * part / r.makespan_s : 0;
-}
-
-struct Shares {
-  double tp = 0, pp = 0, bubble = 0;
-};
-
-Shares shares(const sim::ServingResult& r) {
-  Shares s;
-  if (r.breakdown.empty()) return s;
-  const double n = static_cast<double>(r.breakdown.size());
-  for (const auto& b : r.breakdown) {
-    s.tp += pct_of_span(b.tp_comm, r) / n;
-    s.pp += pct_of_span(b.pp_comm, r) / n;
-    s.bubble += pct_of_span(b.bubble, r) / n;
-  }
-  return s;
-}
-
 std::string row(const Candidate& c, bool markdown) {
   const auto& p = c.memory.parallel;
   const auto& b = c.memory.stages[c.memory.binding_stage];
@@ -40,13 +20,13 @@ std::string row(const Candidate& c, bool markdown) {
                                     fmt::format("{:.1f}", c.memory.max_concurrency)};
   if (c.perf) {
     const auto& r = *c.perf;
-    Shares s = shares(r);
+    const sim::TimeShares s = sim::time_shares(r);
     cells.insert(cells.end(),
                  {fmt::format("{:.0f}/{:.0f}", r.ttft_ms.p50, r.ttft_ms.p99),
                   fmt::format("{:.1f}/{:.1f}", r.tpot_ms.p50, r.tpot_ms.p99),
                   fmt::format("{:.0f}", r.output_tokens_per_s_per_gpu),
-                  fmt::format("{:.0f}", r.output_tokens_per_s), fmt::format("{:.0f}", s.tp),
-                  fmt::format("{:.1f}", s.pp), fmt::format("{:.0f}", s.bubble)});
+                  fmt::format("{:.0f}", r.output_tokens_per_s), fmt::format("{:.0f}", s.tp_comm),
+                  fmt::format("{:.1f}", s.pp_comm), fmt::format("{:.0f}", s.bubble)});
   } else {
     cells.insert(cells.end(), {"-", "-", "-", "-", "-", "-", "-"});
   }

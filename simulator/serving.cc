@@ -135,6 +135,18 @@ void fill_result(ServingResult& r, Loop& loop, const Slo& slo) {
 
 }  // namespace
 
+TimeShares time_shares(const ServingResult& r) {
+  TimeShares s;
+  if (r.breakdown.empty() || r.makespan_s <= 0) return s;
+  const double n = static_cast<double>(r.breakdown.size());
+  for (const auto& b : r.breakdown) {
+    s.tp_comm += 100 * b.tp_comm / r.makespan_s / n;
+    s.pp_comm += 100 * b.pp_comm / r.makespan_s / n;
+    s.bubble += 100 * b.bubble / r.makespan_s / n;
+  }
+  return s;
+}
+
 Percentiles percentiles(std::vector<double>& v) {
   Percentiles p;
   if (v.empty()) return p;

@@ -43,6 +43,12 @@ struct ServingResult {
   double kv_utilization_mean = 0, kv_utilization_max = 0;
 };
 
+// Each stage's share of the makespan, in percent, averaged over the stages.
+struct TimeShares {
+  double tp_comm = 0, pp_comm = 0, bubble = 0;
+};
+TimeShares time_shares(const ServingResult& r);
+
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
                                const Workload& workload, const Slo& slo = {});
 
