@@ -92,11 +92,14 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
     }
     return out;
   };
-  std::vector<Gemm> dense, moe;
-  for (std::int64_t l = 0; l < m_.num_layers && (dense.empty() || moe.empty()); ++l) {
-    auto& slot = m_.is_moe_layer(l) ? moe : dense;
+  for (std::int64_t l = 0; l < m_.num_layers && (dense_.empty() || moe_.empty()); ++l) {
+    auto& slot = m_.is_moe_layer(l) ? moe_ : dense_;
     if (slot.empty()) slot = gemms_of(l);
   }
+  // ParallelLMHead [padded vocab / tp, hidden], unquantized.
+  const double vocab_rows = static_cast<double>(padded_vocab(m_.vocab_size) / p_.tp);
+  const double h = static_cast<double>(m_.hidden_size);
+  lm_head_ = Gemm{vocab_rows, h, vocab_rows * h * act_bytes_, bf16_flops_, false, 1};
   const auto parts = pp_partition(m_.num_layers, p_.pp, p_.pp_layer_partition);
   std::int64_t layer = 0;
   for (std::size_t s = 0; s < parts.size(); ++s) {
@@ -106,12 +109,6 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
     layer += parts[s];
     st.first = s == 0;
     st.last = s + 1 == parts.size();
-    st.dense = dense;
-    st.moe = moe;
-    // ParallelLMHead [padded vocab / tp, hidden], unquantized.
-    const double vocab_rows = static_cast<double>(padded_vocab(m_.vocab_size) / p_.tp);
-    const double h = static_cast<double>(m_.hidden_size);
-    st.lm_head = Gemm{vocab_rows, h, vocab_rows * h * act_bytes_, bf16_flops_, false, 1};
     // Layout DP x PP x TP with TP innermost (vLLM): does any rank of this stage send to a
     // rank of the next stage on another node?
     const std::int64_t gpn = c_.gpus_per_node, tp = p_.tp, si = static_cast<std::int64_t>(s);
@@ -231,9 +228,8 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   if (b.tokens == 0) return c;
   const double dl = static_cast<double>(st.dense_layers), ml = static_cast<double>(st.moe_layers);
   const double layers = dl + ml;
-  // Every stage has the same layer kinds, so one cache of each serves them all.
-  c.gemm = (dl > 0 ? dl * cached_gemms(st.dense, dense_cache_, b.tokens) : 0) +
-           (ml > 0 ? ml * cached_gemms(st.moe, moe_cache_, b.tokens) : 0);
+  c.gemm = (dl > 0 ? dl * cached_gemms(dense_, dense_cache_, b.tokens) : 0) +
+           (ml > 0 ? ml * cached_gemms(moe_, moe_cache_, b.tokens) : 0);
   c.attention = layers * attention_time(b);
   c.elementwise = dl * elementwise_time(b, false) + ml * elementwise_time(b, true);
   // The first stage gathers one embedding row per token; the last computes logits for the last
@@ -241,7 +237,7 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   if (st.first)
     c.elementwise += static_cast<double>(b.tokens) * static_cast<double>(m_.hidden_size) *
                      act_bytes_ * 2 / mem_bw_;
-  if (st.last) c.gemm += gemm_time(st.lm_head, static_cast<double>(b.seqs));
+  if (st.last) c.gemm += gemm_time(lm_head_, static_cast<double>(b.seqs));
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
   c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? kLaunchGraphS : kLaunchEagerS);
 

@@ -73,9 +73,7 @@ class StepCostModel {
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;
-    Gemm lm_head{};  // last stage: logits for one row per sequence
     bool first = false, last = false, send_cross_node = false;
-    std::vector<Gemm> dense, moe;
   };
   double gemm_time(const Gemm& g, double tokens) const;
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
@@ -98,6 +96,9 @@ class StepCostModel {
   ResolvedOptions o_;
   Efficiency e_;
   std::vector<Stage> stages_;
+  // Every dense layer has the same sharded GEMMs, and so has every MoE layer, on every stage.
+  std::vector<Gemm> dense_, moe_;
+  Gemm lm_head_{};  // the last stage's: logits for one row per sequence
   mutable std::vector<double> dense_cache_, moe_cache_;
   double bf16_flops_, mem_bw_, act_bytes_, kv_bytes_token_layer_;
 };
