@@ -33,12 +33,7 @@ MemoryPlan plan(const model::Model& m, const hw::Gpu& g, ParallelConfig p, Servi
   return sim::simulate_memory(sim::as_loaded(m, o), g, p, *r);
 }
 
-ParallelConfig split(std::int64_t tp, std::int64_t pp = 1) {
-  ParallelConfig p;
-  p.tp = tp;
-  p.pp = pp;
-  return p;
-}
+using test::split;
 
 void expect_within(double predicted, double logged, double tolerance, const char* what) {
   EXPECT_LE(std::fabs(predicted - logged) / logged, tolerance)

@@ -54,12 +54,7 @@ sim::ResolvedOptions options(const model::Model& m, const hw::Gpu& g) {
   return *sim::resolve_options(m, g, {});
 }
 
-ParallelConfig split(std::int64_t tp, std::int64_t pp = 1) {
-  ParallelConfig p;
-  p.tp = tp;
-  p.pp = pp;
-  return p;
-}
+using test::split;
 
 TEST(StepCost, TinyLlamaDecodeByHand) {
   model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "model/load.h"
+#include "simulator/parallel.h"
 
 namespace tpp::test {
 
@@ -64,6 +65,18 @@ inline std::string replace(std::string text, const std::string& from, const std:
   EXPECT_NE(k, std::string::npos) << from;
   if (k != std::string::npos) text.replace(k, from.size(), to);
   return text;
+}
+
+}  // namespace tpp::test
+
+namespace tpp::test {
+
+// A TP x PP split with one replica.
+inline sim::ParallelConfig split(std::int64_t tp, std::int64_t pp = 1) {
+  sim::ParallelConfig p;
+  p.tp = tp;
+  p.pp = pp;
+  return p;
 }
 
 }  // namespace tpp::test
