@@ -218,6 +218,7 @@ std::optional<Error> read_efficiency(const Doc& doc, const Node& node, Cluster& 
   MeasuredEfficiency e;
   e.source = f.string("source");
   e.memory = f.number_or("memory", 0, 0.01, 1);
+  e.gemm_memory = f.number_or("gemm_memory", 0, 0.01, 1);
   const Node* g = f.raw("gemm");
   if (f.ok() && g && g->kind != Node::Kind::Seq)
     f.fail("gemm", "field 'gemm' in efficiency must be a list of [tokens, fraction] pairs");

@@ -77,6 +77,7 @@ struct MeasuredEfficiency {
   std::string source;
   std::vector<std::pair<double, double>> gemm;  // (tokens M, fraction of peak), M increasing
   double memory = 0;                            // 0: not measured
+  double gemm_memory = 0;  // of HBM bandwidth, a weight-bound (small M) GEMM; 0: not measured
 };
 
 struct Cluster {

@@ -105,7 +105,7 @@ void mark_pareto(std::vector<Candidate>& cs) {
 // Where the time goes, in shares of each stage's time and in milliseconds a step: a step's
 // TP all-reduces (2 a layer and the embedding's, over every stage) and its PP sends.
 std::string comm_shares(const sim::ServingResult& r, const sim::ParallelConfig& p,
-                        std::int64_t layers) {
+                        std::int64_t layers, std::int64_t gpus_per_node) {
   double tp = 0, pp = 0;  // seconds over all stages: what one step's token path pays
   for (const auto& s : r.breakdown) {
     tp += s.tp_comm;
@@ -117,21 +117,22 @@ std::string comm_shares(const sim::ServingResult& r, const sim::ParallelConfig& 
                               "each stage's time",
                               sh.tp_comm, sh.pp_comm, sh.bubble);
   if (p.tp > 1)
-    s += fmt::format(" ({} all-reduces a step{}, {:.2f} ms of each)", 2 * layers + 1,
-                     p.tp > 8 ? " across nodes" : "", tp / steps * 1e3);
+    s += fmt::format(" ({} all-reduces a step{}, taking {:.2f} ms of it)", 2 * layers + 1,
+                     p.tp > gpus_per_node ? " across nodes" : "", tp / steps * 1e3);
   if (p.pp > 1)
     s += fmt::format(" ({} send{} a step, {:.3f} ms)", p.pp - 1, p.pp > 2 ? "s" : "",
                      pp / steps * 1e3);
   return s;
 }
 
-std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::int64_t layers) {
+std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::int64_t layers,
+                    std::int64_t gpus_per_node) {
   const sim::ServingResult& r = *a.perf;
   std::string s = fmt::format(
       "{} on {} GPUs: {:.0f} output tokens/s per GPU, TPOT p50 {:.2f} ms, TTFT p50 {:.1f} ms; "
       "{}; KV cache of {} tokens a replica ({:.1f} requests of max_model_len).",
       split_name(a.memory.parallel), a.gpus, r.output_tokens_per_s_per_gpu, r.tpot_ms.p50,
-      r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers), a.memory.kv_cache_tokens,
+      r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers, gpus_per_node), a.memory.kv_cache_tokens,
       a.memory.max_concurrency);
   if (!b || !b->perf) return s + " No other split fits.";
   const sim::ServingResult& q = *b->perf;
@@ -143,7 +144,7 @@ std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::in
       split_name(b->memory.parallel), objective_name(o), r.output_tokens_per_s_per_gpu,
       q.output_tokens_per_s_per_gpu,
       pct(r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu), r.tpot_ms.p50,
-      q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50, comm_shares(q, b->memory.parallel, layers));
+      q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50, comm_shares(q, b->memory.parallel, layers, gpus_per_node));
   return s;
 }
 
@@ -276,7 +277,7 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
     out.candidates[*out.recommended].recommended = true;
     out.reasons = reasons(out.candidates[*out.recommended],
                           out.runner_up ? &out.candidates[*out.runner_up] : nullptr, o.objective,
-                          m.num_layers);
+                          m.num_layers, c.gpus_per_node);
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;

@@ -46,6 +46,10 @@ struct Efficiency {
                           // MAMF 80.3% (H100) / 86.9% (A100), stas00/ml-engineering
   double memory = 0.90;   // HBM: a device-to-device copy moved 3.0 of 3.35 TB/s on an H100
   double link = 0.80;     // NCCL bus bandwidth as a fraction of the link's (assumption)
+  // HBM bandwidth a GEMM achieves while it is bound by reading its weights (decode): cuBLAS bf16
+  // [M x 8192] x [8192 x 8192] for M = 1..256 read a median 2.33 of 3.35 TB/s on an H100 SXM
+  // (bench/gpu_probe.cu, driver 580.159, 2026-11-28, 3 runs x 7 sizes); a copy gets 0.89.
+  double gemm_memory = 0.70;
 };
 
 class StepCostModel {
@@ -100,7 +104,7 @@ class StepCostModel {
   std::vector<Gemm> dense_, moe_;
   Gemm lm_head_{};  // the last stage's: logits for one row per sequence
   mutable std::vector<double> dense_cache_, moe_cache_;
-  double bf16_flops_, mem_bw_, act_bytes_, kv_bytes_token_layer_;
+  double bf16_flops_, mem_bw_, gemm_bw_, act_bytes_, kv_bytes_token_layer_;
 };
 
 }  // namespace tpp::sim
