@@ -49,6 +49,7 @@ struct Efficiency {
   // HBM bandwidth a GEMM achieves while it is bound by reading its weights (decode): cuBLAS bf16
   // [M x 8192] x [8192 x 8192] for M = 1..256 read a median 2.33 of 3.35 TB/s on an H100 SXM
   // (bench/gpu_probe.cu, driver 580.159, 2026-11-28, 3 runs x 7 sizes); a copy gets 0.89.
+  // Other GPUs use the H100 figure until a cluster file's efficiency block gives their own.
   double gemm_memory = 0.70;
 };
 
