@@ -132,8 +132,8 @@ std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::in
       "{} on {} GPUs: {:.0f} output tokens/s per GPU, TPOT p50 {:.2f} ms, TTFT p50 {:.1f} ms; "
       "{}; KV cache of {} tokens a replica ({:.1f} requests of max_model_len).",
       split_name(a.memory.parallel), a.gpus, r.output_tokens_per_s_per_gpu, r.tpot_ms.p50,
-      r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers, gpus_per_node), a.memory.kv_cache_tokens,
-      a.memory.max_concurrency);
+      r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers, gpus_per_node),
+      a.memory.kv_cache_tokens, a.memory.max_concurrency);
   if (!b || !b->perf) return s + " No other split fits.";
   const sim::ServingResult& q = *b->perf;
   auto pct = [](double x, double y) { return y != 0 ? 100 * (x - y) / std::fabs(y) : 0; };
@@ -144,7 +144,8 @@ std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::in
       split_name(b->memory.parallel), objective_name(o), r.output_tokens_per_s_per_gpu,
       q.output_tokens_per_s_per_gpu,
       pct(r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu), r.tpot_ms.p50,
-      q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50, comm_shares(q, b->memory.parallel, layers, gpus_per_node));
+      q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50,
+      comm_shares(q, b->memory.parallel, layers, gpus_per_node));
   return s;
 }
 

@@ -69,7 +69,7 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   const hw::Gpu& g = c_.gpu;
   act_bytes_ = model::dtype_bytes(m_.dtype);
   bf16_flops_ = peak_flops(g, m_, false) * e_.compute;
-  // A measured memory efficiency in the cluster file replaces the default.
+  // Measured memory efficiencies in the cluster file replace the defaults.
   if (c_.efficiency && c_.efficiency->memory > 0) e_.memory = c_.efficiency->memory;
   if (c_.efficiency && c_.efficiency->gemm_memory > 0) e_.gemm_memory = c_.efficiency->gemm_memory;
   mem_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.memory;
