@@ -129,9 +129,10 @@ std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::in
                     std::int64_t gpus_per_node) {
   const sim::ServingResult& r = *a.perf;
   std::string s = fmt::format(
-      "{} on {} GPUs: {:.0f} output tokens/s per GPU, TPOT p50 {:.2f} ms, TTFT p50 {:.1f} ms; "
+      "{} on {} GPU{}: {:.0f} output tokens/s per GPU, TPOT p50 {:.2f} ms, TTFT p50 {:.1f} ms; "
       "{}; KV cache of {} tokens a replica ({:.1f} requests of max_model_len).",
-      split_name(a.memory.parallel), a.gpus, r.output_tokens_per_s_per_gpu, r.tpot_ms.p50,
+      split_name(a.memory.parallel), a.gpus, a.gpus == 1 ? "" : "s", r.output_tokens_per_s_per_gpu,
+      r.tpot_ms.p50,
       r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers, gpus_per_node),
       a.memory.kv_cache_tokens, a.memory.max_concurrency);
   if (!b || !b->perf) return s + " No other split fits.";
