@@ -191,6 +191,10 @@ std::optional<Error> read_collective(const Doc& doc, const Node& node, Cluster& 
   t.scope = f.choice("scope", {"intra_node", "inter_node"});
   t.ranks = f.integer("ranks", 2, std::max<std::int64_t>(2, max_ranks));
   t.source = f.string("source");
+  t.library = f.choice_or("library", "nccl", {"nccl", "vllm"});
+  if (f.ok() && t.library == "vllm" && (t.op != "all_reduce" || t.scope != "intra_node"))
+    f.fail("library", "library 'vllm' in collective is vLLM's TP all-reduce: it needs "
+                      "op all_reduce and scope intra_node");
   const Node* pts = f.raw("points");
   if (f.ok() && (!pts || pts->kind != Node::Kind::Seq || pts->items.empty()))
     f.fail("points", "field 'points' in collective must be a non-empty list of "

@@ -69,6 +69,9 @@ struct CollectiveTable {
   std::int64_t ranks = 0;
   std::string source;
   std::vector<CollectivePoint> points;  // bytes strictly increasing
+  // nccl (nccl-tests, or NCCL under any harness) | vllm (vLLM's own TP all-reduce inside a
+  // node: custom all-reduce or symmetric memory, whichever its dispatch picks at each size)
+  std::string library = "nccl";
 };
 
 // Measured efficiencies of this cluster's GPUs (tpp-profile, or bench/gpu_probe): the fraction

@@ -270,13 +270,15 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
 
 namespace {
 
-// A measured nccl-tests table for `op` over `ranks` in `scope`: the time at `bytes`,
+// A measured table of `library` for `op` over `ranks` in `scope`: the time at `bytes`,
 // interpolated between points and extrapolated beyond the last at its bandwidth.
 double measured_s(const hw::Cluster& c, const std::string& op, std::int64_t ranks, double bytes,
-                  bool intra, bool* found) {
+                  bool intra, bool* found, const char* library = "nccl") {
   *found = false;
   for (const auto& t : c.collectives) {
-    if (t.op != op || t.ranks != ranks || (t.scope == "intra_node") != intra) continue;
+    if (t.op != op || t.ranks != ranks || (t.scope == "intra_node") != intra ||
+        t.library != library)
+      continue;
     *found = true;
     const auto& pts = t.points;
     if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
@@ -303,6 +305,22 @@ double StepCostModel::intra_bw() const {
 }
 
 double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
+  // A TP group inside a node runs vLLM's own all-reduce (custom all-reduce or symmetric memory,
+  // as its dispatch picks by size) up to the largest size measured for it; vLLM hands larger
+  // messages, and groups that span nodes, to NCCL (vllm/distributed/device_communicators/
+  // cuda_communicator.py, all_reduce).
+  if (n > 1 && n <= c_.gpus_per_node) {
+    for (const auto& t : c_.collectives)
+      if (t.library == "vllm" && t.op == "all_reduce" && t.ranks == n &&
+          t.scope == "intra_node" && bytes <= static_cast<double>(t.points.back().bytes)) {
+        bool found = false;
+        return measured_s(c_, "all_reduce", n, bytes, true, &found, "vllm");
+      }
+  }
+  return nccl_all_reduce_s(bytes, n);
+}
+
+double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
   bool found = false;
@@ -324,7 +342,7 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
   // has one, else the ring above.
   const double gd = static_cast<double>(g), nodes = nd / gd;
   const double net_a = c_.inter_node->latency_us.value * 1e-6;
-  return all_reduce_s(bytes, g) +
+  return nccl_all_reduce_s(bytes, g) +
          ring(bytes / gd, 2 * (nodes - 1) / nodes, net_bw_per_gpu(), net_a, 2 * (nodes - 1));
 }
 

@@ -64,8 +64,10 @@ class StepCostModel {
   // Collective times in seconds for `bytes` per rank over `ranks` GPUs (nccl-tests terms:
   // busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for all-gather), from the cluster's
   // measured table when it has one for the op and size, else alpha-beta on the link the group
-  // spans (hierarchical when it spans nodes).
+  // spans (hierarchical when it spans nodes). all_reduce_s is what a vLLM TP group pays: its
+  // own all-reduce inside a node where the cluster has a `library: vllm` table, else NCCL's.
   double all_reduce_s(double bytes, std::int64_t ranks) const;
+  double nccl_all_reduce_s(double bytes, std::int64_t ranks) const;
   double all_gather_s(double bytes, std::int64_t ranks) const;
   double send_s(double bytes, bool cross_node) const;
 

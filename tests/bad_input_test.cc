@@ -210,6 +210,19 @@ TEST(BadCluster, Errors) {
   EXPECT_EQ(cluster_error(test::replace(kCluster, "kind: nvswitch", "kind: nvlnk")),
             "c.yaml:5:14: error: field 'kind' in intra_node is 'nvlnk', expected one of: "
             "nvswitch, nvlink, pcie (did you mean 'nvlink'?)");
+  const std::string coll = std::string(kCluster) +
+                           "collectives:\n"
+                           "  - {op: all_reduce, scope: intra_node, ranks: 8, library: vllm,\n"
+                           "     source: probe, points: [[1024, 5], [65536, 9]]}\n";
+  EXPECT_EQ(cluster_error(coll), "(loaded)");
+  EXPECT_EQ(cluster_error(test::replace(coll, "library: vllm", "library: vlm")),
+            "c.yaml:8:51: error: field 'library' in collective is 'vlm', expected one of: nccl, "
+            "vllm (did you mean 'vllm'?)");
+  EXPECT_EQ(cluster_error(test::replace(coll, "scope: intra_node", "scope: inter_node")),
+            "c.yaml:8:51: error: library 'vllm' in collective is vLLM's TP all-reduce: it needs "
+            "op all_reduce and scope intra_node");
+  EXPECT_EQ(cluster_error(test::replace(coll, "[65536, 9]", "[512, 9]")),
+            "c.yaml:9:41: error: collective points must have strictly increasing sizes");
 }
 
 TEST(BadGpuCatalogEntry, FigureWithoutSource) {

@@ -200,6 +200,26 @@ TEST(StepCost, MeasuredCollectiveTableIsUsed) {
   EXPECT_GT(cost.all_reduce_s(1024, 4), 0);  // no table for 4 ranks: alpha-beta
 }
 
+TEST(StepCost, VllmAllReduceTableInsideANodeUpToItsLargestSize) {
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  hw::Cluster c = round_cluster();
+  c.collectives.push_back({"all_reduce", "intra_node", 8, "nccl-tests all_reduce_perf",
+                           {{1024, 20.0}, {1048576, 60.0}}});
+  hw::CollectiveTable v{"all_reduce", "intra_node", 8, "vLLM benchmark_device_communicators",
+                        {{1024, 5.0}, {65536, 9.0}}};
+  v.library = "vllm";
+  c.collectives.push_back(v);
+  StepCostModel cost(m, c, split(8), options(m, c.gpu));
+  EXPECT_DOUBLE_EQ(cost.all_reduce_s(512, 8), 5e-6);     // vLLM's own, below its table
+  EXPECT_NEAR(cost.all_reduce_s(65536, 8), 9e-6, 1e-15);  // at its largest size
+  // Beyond it vLLM hands over to NCCL: the NCCL table, interpolated.
+  EXPECT_NEAR(cost.all_reduce_s(1048576, 8), 60e-6, 1e-15);
+  EXPECT_DOUBLE_EQ(cost.nccl_all_reduce_s(512, 8), 20e-6);
+  // A group spanning nodes runs NCCL, whose intra-node phases are the NCCL table's.
+  EXPECT_NEAR(cost.all_reduce_s(1024, 16), 20e-6 + (1024.0 / 8) / (100e9 / 8 * 0.8) + 2 * 10e-6,
+              1e-12);
+}
+
 TEST(StepCost, Fp8WeightsComputeInBf16WithoutFp8TensorCores) {
   model::Model m = test::load_or_die(test::example("llama-3.1-8b.yaml"));
   m.quant.method = model::QuantMethod::kFp8;
@@ -342,7 +362,7 @@ TEST(StepCostCalibration, AllReduceAgainstPublishedNcclTests) {
     auto c = hw::load_cluster(cluster);
     EXPECT_TRUE(c);
     StepCostModel cost(m, *c, split(1), options(m, c->gpu));
-    return cost.all_reduce_s(bytes, ranks) * 1e6;
+    return cost.nccl_all_reduce_s(bytes, ranks) * 1e6;
   };
   // A100 NDmv4 (mscclpp docs/performance-ndmv4.md), 1 KB, CUDA graph.
   EXPECT_NEAR(at("a100x1", 1024, 8), 16.96, 0.02 * 16.96);    // fitted
