@@ -270,27 +270,29 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
 
 namespace {
 
-// A measured table of `library` for `op` over `ranks` in `scope`: the time at `bytes`,
-// interpolated between points and extrapolated beyond the last at its bandwidth.
-double measured_s(const hw::Cluster& c, const std::string& op, std::int64_t ranks, double bytes,
-                  bool intra, bool* found, const char* library = "nccl") {
-  *found = false;
-  for (const auto& t : c.collectives) {
-    if (t.op != op || t.ranks != ranks || (t.scope == "intra_node") != intra ||
-        t.library != library)
-      continue;
-    *found = true;
-    const auto& pts = t.points;
-    if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
-    for (std::size_t k = 1; k < pts.size(); ++k) {
-      const double b0 = static_cast<double>(pts[k - 1].bytes), b1 = static_cast<double>(pts[k].bytes);
-      if (bytes <= b1)
-        return (pts[k - 1].time_us + (pts[k].time_us - pts[k - 1].time_us) * (bytes - b0) / (b1 - b0)) * 1e-6;
-    }
-    const auto& last = pts.back();
-    return last.time_us * 1e-6 * bytes / static_cast<double>(last.bytes);
+// The cluster's measured table of `library` for `op` over `ranks` in `scope`, if any.
+const hw::CollectiveTable* find_table(const hw::Cluster& c, const std::string& op,
+                                      std::int64_t ranks, bool intra,
+                                      const std::string& library = "nccl") {
+  for (const auto& t : c.collectives)
+    if (t.op == op && t.ranks == ranks && (t.scope == "intra_node") == intra &&
+        t.library == library)
+      return &t;
+  return nullptr;
+}
+
+// A measured table's time at `bytes`: interpolated between points, the first point's below
+// them, and extrapolated beyond the last at its bandwidth.
+double table_s(const hw::CollectiveTable& t, double bytes) {
+  const auto& pts = t.points;
+  if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
+  for (std::size_t k = 1; k < pts.size(); ++k) {
+    const double b0 = static_cast<double>(pts[k - 1].bytes), b1 = static_cast<double>(pts[k].bytes);
+    if (bytes <= b1)
+      return (pts[k - 1].time_us + (pts[k].time_us - pts[k - 1].time_us) * (bytes - b0) / (b1 - b0)) * 1e-6;
   }
-  return 0;
+  const auto& last = pts.back();
+  return last.time_us * 1e-6 * bytes / static_cast<double>(last.bytes);
 }
 
 }  // namespace
@@ -310,12 +312,8 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
   // messages, and groups that span nodes, to NCCL (vllm/distributed/device_communicators/
   // cuda_communicator.py, all_reduce).
   if (n > 1 && n <= c_.gpus_per_node) {
-    for (const auto& t : c_.collectives)
-      if (t.library == "vllm" && t.op == "all_reduce" && t.ranks == n &&
-          t.scope == "intra_node" && bytes <= static_cast<double>(t.points.back().bytes)) {
-        bool found = false;
-        return measured_s(c_, "all_reduce", n, bytes, true, &found, "vllm");
-      }
+    const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, true, "vllm");
+    if (t && bytes <= static_cast<double>(t->points.back().bytes)) return table_s(*t, bytes);
   }
   return nccl_all_reduce_s(bytes, n);
 }
@@ -323,9 +321,8 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
 double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
-  bool found = false;
-  double t = measured_s(c_, "all_reduce", n, bytes, n <= g, &found);
-  if (found) return t;
+  if (const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, n <= g))
+    return table_s(*t, bytes);
   const double intra_a = c_.intra_node.latency_us.value * 1e-6;
   // nccl-tests: busbw = algbw x factor, so time = bytes x factor / busbw, plus one link
   // latency for each of the ring's steps.
@@ -349,9 +346,8 @@ double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n) const {
 double StepCostModel::all_gather_s(double bytes, std::int64_t n) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
-  bool found = false;
-  double t = measured_s(c_, "all_gather", n, bytes, n <= g, &found);
-  if (found) return t;
+  if (const hw::CollectiveTable* t = find_table(c_, "all_gather", n, n <= g))
+    return table_s(*t, bytes);
   const double nd = static_cast<double>(n);
   const bool intra = n <= g || !c_.inter_node;
   const double bw = intra ? intra_bw() : net_bw_per_gpu();
