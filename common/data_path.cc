@@ -1,5 +1,7 @@
 #include "common/data_path.h"
 
+#include "common/file.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -24,6 +26,17 @@ bool is_input(const fs::path& p, Catalog c) {
   std::error_code ec;
   if (fs::is_regular_file(p, ec)) return true;
   return c == Catalog::kModels && fs::is_regular_file(p / "config.json", ec);
+}
+
+// "model file", "GPU file", ...: what the user meant to give.
+std::string input_role(Catalog c) {
+  switch (c) {
+    case Catalog::kModels: return "model file or a directory holding config.json";
+    case Catalog::kGpus: return "GPU file";
+    case Catalog::kClusters: return "cluster file";
+    case Catalog::kWorkloads: return "workload file";
+  }
+  return "file";
 }
 
 }  // namespace
@@ -69,12 +82,16 @@ std::vector<std::string> catalog_entries(Catalog c) {
 
 Expected<std::string> resolve_input(const std::string& name, Catalog c) {
   if (is_input(name, c)) return name;
-  std::error_code ec;
-  if (fs::is_directory(name, ec))
+  const PathInfo info = inspect_path(name);
+  if (info.kind == PathKind::kDirectory)
     return make_error(name, 0, 0,
                       c == Catalog::kModels
                           ? "is a directory without a config.json in it"
                           : "is a directory, expected a YAML file");
+  // Something is there but it is no input file (a device, a FIFO, a link loop or a dangling
+  // link): say what it is rather than look for a catalog entry of that name.
+  if (info.kind == PathKind::kOther)
+    return make_error(name, 0, 0, info.what + (info.names_a_kind ? ", not a " + input_role(c) : ""));
   bool bare = name.find('/') == std::string::npos;
   if (bare && !name.empty()) {
     for (const auto& d : catalog_dirs(c)) {

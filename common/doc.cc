@@ -8,10 +8,12 @@
 #include <cstring>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <unordered_map>
 
 namespace tpp {
 namespace {
@@ -130,17 +132,16 @@ struct YamlConverter {
         break;
       case YAML::NodeType::Map:
         n.kind = Node::Kind::Map;
+        std::unordered_map<std::string, std::size_t> seen;  // key -> index: linear, not O(n^2)
         for (const auto& kv : y) {
           int kl = kv.first.Mark().line + 1, kc = kv.first.Mark().column + 1;
           if (!kv.first.IsScalar())
             return make_error(file, kl, kc, "map keys must be plain names");
           std::string key = kv.first.Scalar();
-          for (std::size_t k = 0; k < n.fields.size(); ++k) {
-            if (n.fields[k].first == key)
-              return make_error(file, kl, kc,
-                                "duplicate key '" + key + "' (first at line " +
-                                    std::to_string(n.key_pos[k].first) + ")");
-          }
+          if (auto [it, fresh] = seen.emplace(key, n.fields.size()); !fresh)
+            return make_error(file, kl, kc,
+                              "duplicate key '" + clip(key) + "' (first at line " +
+                                  std::to_string(n.key_pos[it->second].first) + ")");
           auto c = convert(kv.second, depth + 1);
           if (!c) return c.error();
           n.fields.emplace_back(key, std::move(*c));
@@ -152,12 +153,17 @@ struct YamlConverter {
   }
 };
 
-// Positions of object keys in JSON text, by path ("a/b"). nlohmann-json 3.11 keeps no source
-// positions, so after it has validated the syntax this scan finds where each key was written.
+// Positions of object keys in JSON text, by path ("a/b", "a/[]/c" inside an array) and in
+// document order. nlohmann-json 3.11 keeps no source positions, so after it has validated the
+// syntax this scan finds where each key was written.
 using KeyPositions = std::map<std::string, std::pair<int, int>>;
+struct JsonKeys {
+  KeyPositions by_path;                      // the first key written at each path
+  std::vector<std::pair<int, int>> in_order;  // every key, in the order the parser meets them
+};
 
-KeyPositions scan_json_keys(const std::string& text) {
-  KeyPositions out;
+JsonKeys scan_json_keys(const std::string& text) {
+  JsonKeys out;
   struct Frame { bool object; std::string path; };
   std::vector<Frame> stack;
   std::string last_key;
@@ -180,7 +186,8 @@ KeyPositions scan_json_keys(const std::string& text) {
       while (j < text.size() && std::isspace(static_cast<unsigned char>(text[j]))) ++j;
       if (j < text.size() && text[j] == ':' && !stack.empty() && stack.back().object) {
         last_key = stack.back().path + s;
-        out.emplace(last_key, std::make_pair(kl, kc));
+        out.by_path.emplace(last_key, std::make_pair(kl, kc));
+        out.in_order.emplace_back(kl, kc);
         after_key = true;
       }
       continue;
@@ -200,6 +207,45 @@ KeyPositions scan_json_keys(const std::string& text) {
   }
   return out;
 }
+
+// The first key written twice in one object, as the parser meets keys: its ordinal and that of
+// its first occurrence. nlohmann-json keeps the last value silently; a config must not.
+struct DuplicateKey {
+  std::size_t at = 0, first = 0;
+  std::string key;
+};
+
+class DuplicateFinder {
+ public:
+  bool operator()(int, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    switch (ev) {
+      case E::object_start: stack_.emplace_back(Seen{}); break;
+      case E::array_start: stack_.emplace_back(std::nullopt); break;
+      case E::object_end:
+      case E::array_end:
+        if (!stack_.empty()) stack_.pop_back();
+        break;
+      case E::key:
+        if (!dup_ && !stack_.empty() && stack_.back()) {
+          std::string k = parsed.get<std::string>();
+          auto [it, fresh] = stack_.back()->emplace(k, keys_);
+          if (!fresh) dup_ = DuplicateKey{keys_, it->second, k};
+        }
+        ++keys_;
+        break;
+      default: break;
+    }
+    return true;
+  }
+  const std::optional<DuplicateKey>& duplicate() const { return dup_; }
+
+ private:
+  using Seen = std::unordered_map<std::string, std::size_t>;
+  std::vector<std::optional<Seen>> stack_;
+  std::size_t keys_ = 0;
+  std::optional<DuplicateKey> dup_;
+};
 
 Node from_json(const nlohmann::json& j, const KeyPositions& pos, const std::string& path,
                std::pair<int, int> at) {
@@ -225,7 +271,8 @@ Node from_json(const nlohmann::json& j, const KeyPositions& pos, const std::stri
       n.kind = Node::Kind::String; n.text = j.get<std::string>(); break;
     case nlohmann::json::value_t::array:
       n.kind = Node::Kind::Seq;
-      for (const auto& item : j) n.items.push_back(from_json(item, pos, path, at));
+      for (const auto& item : j)
+        n.items.push_back(from_json(item, pos, path.empty() ? "[]" : path + "/[]", at));
       break;
     case nlohmann::json::value_t::object:
       n.kind = Node::Kind::Map;
@@ -274,27 +321,6 @@ const char* Node::kind_name(Kind k) {
   return "?";
 }
 
-Expected<std::string> read_text_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(path, 0, 0, std::string("cannot read ") + what + " file: " +
-                                             std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return make_error(path, 0, 0, std::string("cannot read ") + what + " file");
-  std::string text = ss.str();
-  if (text.size() > kMaxInputBytes)
-    return make_error(path, 0, 0, std::string(what) + " file is larger than 4 MiB");
-  std::size_t nul = text.find('\0');
-  if (nul != std::string::npos) {
-    auto [l, c] = line_col_at(text, nul);
-    return make_error(path, l, c, std::string(what) + " file is binary (NUL byte at offset " +
-                                      std::to_string(nul) + ")");
-  }
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
-    return make_error(path, 1, 1, std::string(what) + " file is empty");
-  return text;
-}
-
 Expected<Doc> parse_yaml(const std::string& text, const std::string& file) {
   if (text.find('\0') != std::string::npos)
     return make_error(file, 1, 1, "input is binary (NUL byte)");
@@ -319,19 +345,29 @@ Expected<Doc> parse_yaml(const std::string& text, const std::string& file) {
 Expected<Doc> parse_json(const std::string& text, const std::string& file) {
   if (auto d = check_depth(text, file, false); !d) return d.error();
   nlohmann::json j;
+  DuplicateFinder dups;
   try {
-    j = nlohmann::json::parse(text);
+    j = nlohmann::json::parse(text, std::ref(dups));
   } catch (const nlohmann::json::parse_error& e) {
     auto [l, c] = line_col_at(text, e.byte > 0 ? e.byte - 1 : 0);
     std::string msg = e.what();
     std::size_t colon = msg.find(": ", msg.find("parse error"));
     if (colon != std::string::npos) msg = msg.substr(colon + 2);
+    // nlohmann appends "; last read: '<the bytes it read>'": never echo the file's contents.
+    if (std::size_t last = msg.find("; last read"); last != std::string::npos) msg.resize(last);
     return make_error(file, l, c, "JSON syntax: " + msg);
   } catch (const nlohmann::json::exception& e) {
     return make_error(file, 1, 1, std::string("JSON: ") + e.what());
   }
-  KeyPositions pos = scan_json_keys(text);
-  return Doc{file, from_json(j, pos, "", {1, 1})};
+  JsonKeys keys = scan_json_keys(text);
+  if (const auto& d = dups.duplicate()) {
+    auto at = d->at < keys.in_order.size() ? keys.in_order[d->at] : std::make_pair(1, 1);
+    auto first = d->first < keys.in_order.size() ? keys.in_order[d->first] : at;
+    return make_error(file, at.first, at.second,
+                      "duplicate key '" + clip(d->key) + "' (first at line " +
+                          std::to_string(first.first) + ")");
+  }
+  return Doc{file, from_json(j, keys.by_path, "", {1, 1})};
 }
 
 Expected<Doc> load_yaml_file(const std::string& path) {

@@ -3,8 +3,10 @@
 // (fields.h), so both formats get the same strict checks and the same error texts.
 //
 // load_yaml_file / load_json_file reject, with one Error naming the file and position:
-// an unreadable file, an empty file, a binary file (a NUL byte), a file over kMaxInputBytes,
-// nesting deeper than kMaxDepth, and any syntax error of the format.
+// anything but a regular file, an unreadable file, an empty file, a binary file (a NUL byte), a
+// file over kMaxInputBytes (common/file.h), nesting deeper than kMaxDepth, a key given twice in
+// one map (YAML and JSON alike), and any syntax error of the format. Messages name the problem,
+// never the file's contents.
 #pragma once
 
 #include <cstdint>
@@ -12,11 +14,11 @@
 #include <utility>
 #include <vector>
 
+#include "common/file.h"
 #include "common/status.h"
 
 namespace tpp {
 
-inline constexpr std::size_t kMaxInputBytes = 4u << 20;  // configs are a few KiB
 inline constexpr int kMaxDepth = 64;                      // guards the recursive parsers
 
 struct Node {
@@ -41,9 +43,6 @@ struct Doc {
   std::string file;  // the path as the user gave it, used in messages
   Node root;
 };
-
-// Reads the whole file into `out`, applying the size, empty and binary checks.
-Expected<std::string> read_text_file(const std::string& path, const char* what);
 
 Expected<Doc> load_yaml_file(const std::string& path);
 Expected<Doc> load_json_file(const std::string& path);

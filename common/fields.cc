@@ -21,7 +21,32 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+bool within_edits(const std::string& a, const std::string& b, std::size_t k) {
+  const std::size_t la = a.size(), lb = b.size();
+  if ((la > lb ? la - lb : lb - la) > k) return false;
+  // Only cells within k of the diagonal can hold a distance <= k (Ukkonen's band): O(k n).
+  const std::size_t kInf = k + 1;
+  std::vector<std::size_t> row(lb + 1, kInf), next(lb + 1, kInf);
+  for (std::size_t j = 0; j <= std::min(lb, k); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= la; ++i) {
+    const std::size_t lo = i > k ? i - k : 0, hi = std::min(lb, i + k);
+    std::fill(next.begin(), next.end(), kInf);
+    if (lo == 0) next[0] = i <= k ? i : kInf;
+    std::size_t best = next[0];
+    for (std::size_t j = std::max<std::size_t>(lo, 1); j <= hi; ++j) {
+      std::size_t v = row[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      v = std::min({v, row[j] + 1, next[j - 1] + 1, kInf});
+      next[j] = v;
+      best = std::min(best, v);
+    }
+    if (best > k) return false;
+    row.swap(next);
+  }
+  return row[lb] <= k;
+}
+
 std::string nearest(const std::string& key, const std::vector<std::string>& candidates) {
+  if (key.size() > 256) return "";  // no name is that long: nothing to suggest
   std::string best;
   std::size_t best_d = SIZE_MAX;
   for (const auto& c : candidates) {
@@ -40,10 +65,7 @@ std::string fmt_num(double v) {
 std::string shown(const Node& n) {
   if (n.kind == Node::Kind::Map) return "a map";
   if (n.kind == Node::Kind::Seq) return "a list";
-  std::string t = n.text.size() > 40 ? n.text.substr(0, 40) + "..." : n.text;
-  for (char& c : t)
-    if (static_cast<unsigned char>(c) < 0x20) c = '?';
-  return "'" + t + "'";
+  return "'" + clip(n.text, 40) + "'";
 }
 }  // namespace
 
@@ -53,8 +75,12 @@ Fields::Fields(const Doc& doc, const Node& map, std::string section, Strictness 
 bool Fields::check_map() {
   if (error_) return false;
   if (map_.kind != Node::Kind::Map) {
+    // The kind only, never the text: a file that is not YAML at all (a path that named the
+    // wrong file) parses as one long scalar, and its contents are not ours to print.
     error_ = make_error(doc_.file, map_.line, map_.col,
-                        section_ + " must be a map of fields, got " + shown(map_));
+                        section_ + " must be a map of fields, got " +
+                            Node::kind_name(map_.kind) +
+                            (&map_ == &doc_.root ? " (is this a " + section_ + " file?)" : ""));
     return false;
   }
   return true;
@@ -102,10 +128,10 @@ void Fields::missing(const std::string& key) {
     for (std::size_t k = 0; k < map_.fields.size(); ++k) {
       const std::string& present = map_.fields[k].first;
       if (std::find(known_.begin(), known_.end(), present) != known_.end()) continue;
-      if (present.size() >= 4 && edit_distance(present, key) <= 2) {
+      if (present.size() >= 4 && within_edits(present, key, 2)) {
         auto [l, c] = map_.key_pos[k];
         error_ = make_error(doc_.file, l, c,
-                            "unknown key '" + present + "' in " + section_ +
+                            "unknown key '" + clip(present) + "' in " + section_ +
                                 " (did you mean '" + key + "'?)");
         return;
       }
@@ -299,18 +325,21 @@ std::optional<Error> Fields::finish() {
       std::string all;
       for (const auto& x : known_) all += (all.empty() ? "" : ", ") + x;
       error_ = make_error(doc_.file, l, c,
-                          "unknown key '" + key + "' in " + section_ +
+                          "unknown key '" + clip(key) + "' in " + section_ +
                               (close ? " (did you mean '" + near + "'?)"
                                      : " (valid keys: " + all + ")"));
       return error_;
     }
-    // Lenient: only a near miss of a key we looked for and did not find is a typo.
-    std::string near = nearest(key, absent);
-    if (!near.empty() && key.size() >= 5 && edit_distance(key, near) <= 2) {
-      error_ = make_error(doc_.file, l, c,
-                          "unknown key '" + key + "' in " + section_ + " (did you mean '" +
-                              near + "'?)");
-      return error_;
+    // Lenient: only a near miss of a key we looked for and did not find is a typo. A banded
+    // check, so that a config of 100,000 keys stays linear.
+    if (key.size() < 5) continue;
+    for (const auto& a : absent) {
+      if (within_edits(key, a, 2)) {
+        error_ = make_error(doc_.file, l, c,
+                            "unknown key '" + clip(key) + "' in " + section_ + " (did you mean '" +
+                                nearest(key, absent) + "'?)");
+        return error_;
+      }
     }
   }
   return std::nullopt;

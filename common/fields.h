@@ -29,6 +29,8 @@ enum class Strictness {
 // Levenshtein distance; and the candidate nearest to `key` ("" when there is none).
 std::size_t edit_distance(const std::string& a, const std::string& b);
 std::string nearest(const std::string& key, const std::vector<std::string>& candidates);
+// edit_distance(a, b) <= k, in O(k x length).
+bool within_edits(const std::string& a, const std::string& b, std::size_t k);
 
 class Fields {
  public:

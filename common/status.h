@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -21,6 +22,10 @@ struct Error {
 };
 
 Error make_error(std::string file, int line, int col, std::string message);
+
+// A piece of user input as it may appear in a message: at most `max` characters (then "..."),
+// control bytes shown as '?'.
+std::string clip(std::string_view text, std::size_t max = 60);
 
 // A value or an Error. Minimal on purpose (std::expected is C++23).
 template <class T>

@@ -272,7 +272,12 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
     if (!g) return g.error();
     c.gpu = *g;
   } else {
-    auto g = load_gpu(gpu->text);
+    // A path is relative to the cluster file, like a workload's trace; a bare name is a
+    // catalog entry.
+    std::string name = gpu->text;
+    if (name.find('/') != std::string::npos && name.front() != '/')
+      name = (std::filesystem::path(doc.file).parent_path() / name).string();
+    auto g = load_gpu(name);
     if (!g)
       return make_error(doc.file, gpu->line, gpu->col,
                         "field 'gpu': GPU '" + gpu->text + "': " + g.error().message);

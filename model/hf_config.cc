@@ -240,7 +240,7 @@ Expected<Model> model_from_hf_config(const Doc& doc) {
       m.mtp_layers = f.integer_or("num_nextn_predict_layers", 0, 0, kMaxMtpLayers);
   }
   const Node* quant = f.map_or_null("quantization_config");
-  for (const auto& kv : doc.root.fields) pos.note(doc.root, kv.first, kv.first);
+  pos.note_all(doc.root);
   pos.note(doc.root, "num_local_experts", "num_experts");
   pos.note(doc.root, "n_routed_experts", "num_experts");
   if (auto e = f.finish()) return *e;

@@ -12,10 +12,6 @@ const std::vector<std::string> kKvDtypes = {"auto", "bfloat16", "float16", "fp8"
 const std::vector<std::string> kMethods = {"none", "fp8", "awq", "gptq", "compressed-tensors"};
 const std::vector<std::string> kWeightDtypes = {"fp8_e4m3", "int8", "int4"};
 
-void note_all(FieldPositions& pos, const Node& map) {
-  for (const auto& kv : map.fields) pos.note(map, kv.first, kv.first);
-}
-
 std::optional<Error> read_attention(const Doc& doc, const Node& node, Model& m,
                                     ValidationHints& hints) {
   Fields f(doc, node, "attention");
@@ -120,20 +116,20 @@ Expected<Model> model_from_yaml(const Doc& doc) {
   const Node* quant = f.map_or_null("quantization");
   if (f.ok() && !attention) f.missing("attention");
   if (auto e = f.finish()) return *e;
-  note_all(pos, doc.root);
-  note_all(pos, *attention);
+  pos.note_all(doc.root);
+  pos.note_all(*attention);
   if (auto e = read_attention(doc, *attention, m, hints)) return *e;
   if (mla) {
-    note_all(pos, *mla);
+    pos.note_all(*mla);
     if (auto e = read_mla(doc, *mla, m)) return *e;
   }
   if (moe) {
-    note_all(pos, *moe);
+    pos.note_all(*moe);
     if (auto e = read_moe(doc, *moe, m)) return *e;
   }
   m.quant.weight_dtype = m.dtype;
   if (quant) {
-    note_all(pos, *quant);
+    pos.note_all(*quant);
     if (auto e = read_quantization(doc, *quant, m)) return *e;
   }
   if (m.mla) {  // as the HF reader: the query/key head size of MLA

@@ -12,6 +12,14 @@ void FieldPositions::note(const Node& map, const std::string& key, const std::st
   }
 }
 
+void FieldPositions::note_all(const Node& map) {
+  for (std::size_t k = 0; k < map.fields.size(); ++k) {
+    const std::string& key = map.fields[k].first;
+    at[key] = map.key_pos[k];
+    written_as[key] = key;
+  }
+}
+
 std::string FieldPositions::key(const std::string& field) const {
   auto it = written_as.find(field);
   return it == written_as.end() ? field : it->second;
