@@ -3,9 +3,23 @@
 #include <fmt/format.h>
 
 namespace tpp::planner {
+
+std::string shell_quote(const std::string& s) {
+  const bool plain = !s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                       "0123456789_-./:@+=,%") == std::string::npos;
+  if (plain) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 namespace {
 
-std::string model_ref(const model::Model& m) { return m.hf_repo.empty() ? m.name : m.hf_repo; }
+// The model as one shell word: the name comes from a file the user gave, so it is quoted
+// whenever it holds anything but the characters of a repository name.
+std::string model_ref(const model::Model& m) {
+  return shell_quote(m.hf_repo.empty() ? m.name : m.hf_repo);
+}
 
 }  // namespace
 

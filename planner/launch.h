@@ -16,6 +16,10 @@ struct Launch {
   std::string sglang;
 };
 
+// `s` as one word of a POSIX shell: unchanged when it holds only [A-Za-z0-9_-./:@+=,%], else in
+// single quotes with each ' written '\''.
+std::string shell_quote(const std::string& s);
+
 Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::MemoryPlan& p);
 
 }  // namespace tpp::planner

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "planner/summary.h"
+#include "planner/table.h"
 
 namespace tpp::planner {
 namespace {
@@ -30,6 +31,19 @@ nlohmann::json stage_json(const sim::StageMemory& s, const sim::MemoryPlan& p) {
 }
 
 std::string g2(std::int64_t bytes) { return fmt::format("{:.2f}", bytes / 1073741824.0); }
+
+// " (all 20 longer than max_model_len 4096 tokens, prompt + output)", or "".
+std::string rejection_text(const sim::ServingResult& r, const sim::ResolvedOptions& o) {
+  if (r.rejected == 0) return "";
+  std::string s = " (";
+  if (r.rejected_over_max_model_len > 0)
+    s += fmt::format("{} longer than max_model_len {} tokens, prompt + output",
+                     r.rejected_over_max_model_len, o.max_model_len);
+  if (r.rejected_over_kv_cache > 0)
+    s += fmt::format("{}{} needing more KV blocks than the pool holds",
+                     r.rejected_over_max_model_len > 0 ? "; " : "", r.rejected_over_kv_cache);
+  return s + ")";
+}
 
 }  // namespace
 
@@ -85,34 +99,36 @@ std::string serving_text(const sim::ResolvedOptions& o) {
 }
 
 std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages) {
-  std::string s = fmt::format("{:>4}{:>4}{:>5}  {:>8}{:>8}{:>10}{:>8}{:>10}{:>10}{:>11}{:>12}{:>9}  {}\n",
-                              "tp", "pp", "dp", "weights", "activ.", "non-torch", "graphs",
-                              "KV cache", "KV/token", "blocks", "tokens", "conc.", "fits");
-  s += fmt::format("{:>4}{:>4}{:>5}  {:>8}{:>8}{:>10}{:>8}{:>10}{:>10}{:>11}{:>12}{:>9}\n", "", "",
-                   "", "GiB", "GiB", "GiB", "GiB", "GiB", "KiB", "", "", "x");
+  Table t({"tp", "pp", "dp", "weights", "activ.", "non-torch", "graphs", "KV cache", "KV/token",
+           "blocks", "tokens", "conc.", "fits"},
+          {"", "", "", "GiB", "GiB", "GiB", "GiB", "GiB", "KiB", "", "", "x", ""});
   for (const auto& p : plans) {
-    auto row = [&](const sim::StageMemory& st, const std::string& lead, std::int64_t blocks,
-                   std::int64_t tokens, const std::string& conc, const std::string& tail) {
-      return fmt::format("{}  {:>8}{:>8}{:>10}{:>8}{:>10}{:>10.1f}{:>11}{:>12}{:>9}  {}\n", lead,
-                         g2(st.weights_bytes), g2(st.activation_peak_bytes),
-                         g2(st.non_torch_bytes), g2(st.cuda_graph_bytes), g2(st.kv_cache_bytes),
-                         st.kv_bytes_per_token / 1024.0, with_commas(blocks),
-                         with_commas(tokens), conc, tail);
+    auto figures = [&](const sim::StageMemory& st, std::int64_t blocks, std::int64_t tokens) {
+      return std::vector<std::string>{g2(st.weights_bytes), g2(st.activation_peak_bytes),
+                                      g2(st.non_torch_bytes), g2(st.cuda_graph_bytes),
+                                      g2(st.kv_cache_bytes),
+                                      fmt::format("{:.1f}", st.kv_bytes_per_token / 1024.0),
+                                      with_commas(blocks), with_commas(tokens)};
     };
     const auto& b = p.stages[p.binding_stage];
-    s += row(b, fmt::format("{:>4}{:>4}{:>5}", p.parallel.tp, p.parallel.pp, p.parallel.dp),
-             p.gpu_blocks, p.kv_cache_tokens, fmt::format("{:.2f}", p.max_concurrency),
-             p.fits ? "yes" : "no: " + p.why_not);
+    std::vector<std::string> row = {std::to_string(p.parallel.tp), std::to_string(p.parallel.pp),
+                                    std::to_string(p.parallel.dp)};
+    for (auto& f : figures(b, p.gpu_blocks, p.kv_cache_tokens)) row.push_back(std::move(f));
+    row.push_back(fmt::format("{:.2f}", p.max_concurrency));
+    row.push_back(p.fits ? "yes" : "no: " + p.why_not);
+    t.add(row);
     if (stages && p.stages.size() > 1)
-      for (const auto& st : p.stages)
-        s += row(st, fmt::format("{:>13}", fmt::format("stage {}", st.pp_rank)), st.gpu_blocks,
-                 st.gpu_blocks * p.options.block_size, "",
-                 fmt::format("layers {}-{}{}", st.first_layer,
-                             st.first_layer + st.num_layers - 1,
-                             &st == &b ? ", fewest blocks" : ""));
-    for (const auto& n : p.notes) s += "      note: " + n + "\n";
+      for (const auto& st : p.stages) {
+        auto rest = figures(st, st.gpu_blocks, st.gpu_blocks * p.options.block_size);
+        rest.push_back("");
+        rest.push_back(fmt::format("layers {}-{}{}", st.first_layer,
+                                   st.first_layer + st.num_layers - 1,
+                                   &st == &b ? ", fewest blocks" : ""));
+        t.add_spanning(fmt::format("stage {}", st.pp_rank), 3, rest);
+      }
+    for (const auto& n : p.notes) t.add_text("      note: " + n);
   }
-  return s;
+  return t.str();
 }
 
 }  // namespace tpp::planner
@@ -153,42 +169,59 @@ nlohmann::json performance_json(const sim::ServingResult& r) {
                  {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm}, {"bubble", t.bubble}});
   }
   j["breakdown"] = b;
+  j["rejected_over_max_model_len"] = r.rejected_over_max_model_len;
+  j["rejected_over_kv_cache"] = r.rejected_over_kv_cache;
+  if (r.load.applies)
+    j["load"] = {{"offered_requests_per_s", r.load.offered_requests_per_s},
+                 {"served_requests_per_s", r.load.served_requests_per_s},
+                 {"window_s", r.load.window_s},
+                 {"backlog_mid", r.load.backlog_mid},
+                 {"backlog_end", r.load.backlog_end},
+                 {"sustained", r.load.sustained}};
   return j;
 }
 
 std::string performance_table(const std::vector<sim::MemoryPlan>& plans,
                               const std::vector<std::optional<sim::ServingResult>>& perf,
                               bool stages) {
-  std::string s = fmt::format("{:>4}{:>4}{:>5}  {:>17}{:>17}{:>9}{:>10}{:>9}{:>11}{:>10}{:>8}\n",
-                              "tp", "pp", "dp", "TTFT p50/p99", "TPOT p50/p99", "ITL p50",
-                              "E2E p50", "req/s", "out tok/s", "tok/s/GPU", "preempt");
-  s += fmt::format("{:>4}{:>4}{:>5}  {:>17}{:>17}{:>9}{:>10}\n", "", "", "", "ms", "ms", "ms", "s");
+  Table t({"tp", "pp", "dp", "TTFT p50/p99", "TPOT p50/p99", "ITL p50", "E2E p50", "req/s",
+           "out tok/s", "tok/s/GPU", "preempt"},
+          {"", "", "", "ms", "ms", "ms", "s", "", "", "", ""});
   for (std::size_t k = 0; k < plans.size() && k < perf.size(); ++k) {
     const auto& p = plans[k].parallel;
     if (!perf[k]) continue;
     const sim::ServingResult& r = *perf[k];
-    s += fmt::format("{:>4}{:>4}{:>5}  {:>17}{:>17}{:>9.1f}{:>10.2f}{:>9.2f}{:>11.0f}{:>10.0f}{:>8}\n",
-                     p.tp, p.pp, p.dp,
-                     fmt::format("{:.1f} / {:.1f}", r.ttft_ms.p50, r.ttft_ms.p99),
-                     fmt::format("{:.2f} / {:.2f}", r.tpot_ms.p50, r.tpot_ms.p99), r.itl_ms.p50,
-                     r.e2e_ms.p50 / 1e3, r.throughput_requests_per_s, r.output_tokens_per_s,
-                     r.output_tokens_per_s_per_gpu, r.preemptions);
+    t.add({std::to_string(p.tp), std::to_string(p.pp), std::to_string(p.dp),
+           fmt::format("{:.1f} / {:.1f}", r.ttft_ms.p50, r.ttft_ms.p99),
+           fmt::format("{:.2f} / {:.2f}", r.tpot_ms.p50, r.tpot_ms.p99),
+           fmt::format("{:.1f}", r.itl_ms.p50), fmt::format("{:.2f}", r.e2e_ms.p50 / 1e3),
+           fmt::format("{:.2f}", r.throughput_requests_per_s),
+           fmt::format("{:.0f}", r.output_tokens_per_s),
+           fmt::format("{:.0f}", r.output_tokens_per_s_per_gpu), std::to_string(r.preemptions)});
     if (!stages) continue;
     for (std::size_t st = 0; st < r.breakdown.size(); ++st) {
-      const auto& t = r.breakdown[st];
+      const auto& b = r.breakdown[st];
       const double span = r.makespan_s > 0 ? r.makespan_s : 1;
-      s += fmt::format("      stage {}: compute {:.2f} s ({:.0f}%), TP comm {:.2f} s ({:.0f}%), "
-                       "PP transfer {:.3f} s, EP comm {:.2f} s, bubble/idle {:.2f} s ({:.0f}%) "
-                       "of {:.2f} s\n",
-                       st, t.compute, 100 * t.compute / span, t.tp_comm, 100 * t.tp_comm / span,
-                       t.pp_comm, t.ep_comm, t.bubble, 100 * t.bubble / span, r.makespan_s);
+      auto part = [&](const char* name, double sec) {
+        return fmt::format("{} {:.2f} s ({:.0f}%)", name, sec, 100 * sec / span);
+      };
+      t.add_text(fmt::format("      stage {}: {} + {} + {} + {} + {} = {:.2f} s", st,
+                             part("compute", b.compute), part("TP comm", b.tp_comm),
+                             part("EP comm", b.ep_comm), part("PP send", b.pp_comm),
+                             part("idle", b.bubble), r.makespan_s));
     }
-    s += fmt::format("      {} of {} requests finished, {} rejected; KV cache {:.0f}% used on "
-                     "average, {:.0f}% at most; {} steps\n",
-                     r.finished, r.requests, r.rejected, 100 * r.kv_utilization_mean,
-                     100 * r.kv_utilization_max, r.steps);
+    t.add_text(fmt::format("      {} of {} requests finished, {} rejected{}; KV cache {:.0f}% used "
+                           "on average, {:.0f}% at most; {} steps",
+                           r.finished, r.requests, r.rejected, rejection_text(r, plans[k].options),
+                           100 * r.kv_utilization_mean, 100 * r.kv_utilization_max, r.steps));
+    if (r.load.applies)
+      t.add_text(fmt::format("      load: {:.2f} requests/s offered, {:.2f} served over the second "
+                             "half of the arrivals; backlog {:.0f} then {:.0f} requests: {}",
+                             r.load.offered_requests_per_s, r.load.served_requests_per_s,
+                             r.load.backlog_mid, r.load.backlog_end,
+                             r.load.sustained ? "keeps up" : "does NOT keep up"));
   }
-  return s;
+  return t.str();
 }
 
 }  // namespace tpp::planner

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "common/host.h"
+
 namespace tpp::planner {
 namespace {
 
@@ -16,26 +18,40 @@ std::string split_name(const sim::ParallelConfig& p) {
   return fmt::format("TP{} x PP{} x DP{}", p.tp, p.pp, p.dp);
 }
 
-// Every TP (inside a node unless allowed across) x every PP vLLM accepts, with DP at both
-// ends: as many replicas as the cluster holds (the rest idle), and one replica.
-std::vector<sim::ParallelConfig> generate(const model::Model& m, const hw::Cluster& c,
-                                          const MemoryRequest& r, bool cross_node_tp) {
-  std::vector<sim::ParallelConfig> out;
+// One TP x PP pair and the DP sizes to try with it, smallest first: 1, 2, 4, ... and the most
+// the cluster holds.
+struct Group {
+  sim::ParallelConfig base;  // dp = 1
+  std::vector<std::int64_t> dps;
+  bool simulate = false;
+  std::vector<Candidate> out;  // filled by the worker that takes the group
+};
+
+std::vector<std::int64_t> dp_sizes(std::int64_t max_dp) {
+  std::vector<std::int64_t> d;
+  for (std::int64_t k = 1; k < max_dp; k *= 2) d.push_back(k);
+  d.push_back(max_dp);
+  return d;
+}
+
+// Every TP (inside a node unless allowed across) x every PP vLLM accepts; with a layer
+// partition, only the PP it was written for.
+std::vector<Group> generate(const model::Model& m, const hw::Cluster& c, const MemoryRequest& r,
+                            bool cross_node_tp) {
+  std::vector<Group> out;
   const std::int64_t n = c.total_gpus();
+  const auto want_pp = static_cast<std::int64_t>(r.pp_layer_partition.size());
   for (std::int64_t tp = 1; tp <= n && (cross_node_tp || tp <= c.gpus_per_node); ++tp) {
     for (std::int64_t pp = 1; pp <= m.num_layers && tp * pp <= n; ++pp) {
-      sim::ParallelConfig p;
-      p.tp = tp;
-      p.pp = pp;
-      p.expert_parallel = r.expert_parallel;
-      if (sim::check_parallel(m, p)) continue;
-      const std::int64_t max_dp = n / (tp * pp);
-      p.dp = max_dp;
-      out.push_back(p);
-      if (max_dp > 1) {
-        p.dp = 1;
-        out.push_back(p);
-      }
+      if (want_pp > 0 && pp != want_pp) continue;
+      Group g;
+      g.base.tp = tp;
+      g.base.pp = pp;
+      g.base.expert_parallel = r.expert_parallel;
+      if (want_pp > 0) g.base.pp_layer_partition = r.pp_layer_partition;
+      if (sim::check_parallel(m, g.base)) continue;
+      g.dps = dp_sizes(n / (tp * pp));
+      out.push_back(std::move(g));
     }
   }
   return out;
@@ -57,12 +73,26 @@ sim::Workload replica_share(const sim::Workload& w, std::int64_t dp) {
   return s;
 }
 
+// The replica served every request at 1/dp of the load, over dp times the deployment's time:
+// turn its figures into the deployment's (serving.h: every figure is the deployment's). Counts
+// stay (the deployment serves every request); rates multiply by dp; times divide by it.
 void scale_to_replicas(sim::ServingResult& r, std::int64_t dp) {
   const double d = static_cast<double>(dp);
   r.throughput_requests_per_s *= d;
   r.output_tokens_per_s *= d;
   r.total_tokens_per_s *= d;
   r.goodput_requests_per_s *= d;
+  r.makespan_s /= d;
+  for (auto& st : r.breakdown) {
+    st.compute /= d;
+    st.tp_comm /= d;
+    st.ep_comm /= d;
+    st.pp_comm /= d;
+    st.bubble /= d;
+  }
+  r.load.window_s /= d;
+  r.load.offered_requests_per_s *= d;
+  r.load.served_requests_per_s *= d;
 }
 
 double score(const Candidate& c, Objective o, double price) {
@@ -84,6 +114,23 @@ std::string slo_miss(const sim::ServingResult& r, const sim::Slo& slo) {
   if (slo.tpot_ms > 0 && r.tpot_ms.p99 > slo.tpot_ms)
     return fmt::format("misses the TPOT SLO: p99 {:.2f} ms > {:g} ms", r.tpot_ms.p99, slo.tpot_ms);
   return "";
+}
+
+std::string lags(const sim::LoadCheck& l) {
+  return fmt::format("does not keep up: serves {:.2f} of the {:.2f} requests/s offered, its "
+                     "backlog growing from {:.0f} to {:.0f} requests",
+                     l.served_requests_per_s, l.offered_requests_per_s, l.backlog_mid,
+                     l.backlog_end);
+}
+
+std::string rejected_all(const sim::ServingResult& r, std::int64_t max_model_len) {
+  if (r.rejected_over_max_model_len == r.requests)
+    return fmt::format("rejects every request: all {} need more than max_model_len {} tokens "
+                       "(prompt + output; the shortest needs {})",
+                       r.requests, max_model_len, r.shortest_rejected_tokens);
+  return fmt::format("rejects every request: {} need more than max_model_len {} tokens, {} more "
+                     "KV blocks than the pool holds",
+                     r.rejected_over_max_model_len, max_model_len, r.rejected_over_kv_cache);
 }
 
 void mark_pareto(std::vector<Candidate>& cs) {
@@ -112,42 +159,105 @@ std::string comm_shares(const sim::ServingResult& r, const sim::ParallelConfig& 
     pp += s.pp_comm;
   }
   const double steps = r.steps > 0 ? static_cast<double>(r.steps) : 1;
+  const double dp = static_cast<double>(p.dp);  // the breakdown is per replica; steps are all
   const sim::TimeShares sh = sim::time_shares(r);
   std::string s = fmt::format("TP communication {:.0f}%, PP transfer {:.1f}%, bubbles {:.0f}% of "
                               "each stage's time",
                               sh.tp_comm, sh.pp_comm, sh.bubble);
   if (p.tp > 1)
     s += fmt::format(" ({} all-reduces a step{}, taking {:.2f} ms of it)", 2 * layers + 1,
-                     p.tp > gpus_per_node ? " across nodes" : "", tp / steps * 1e3);
+                     p.tp > gpus_per_node ? " across nodes" : "", tp * dp / steps * 1e3);
   if (p.pp > 1)
     s += fmt::format(" ({} send{} a step, {:.3f} ms)", p.pp - 1, p.pp > 2 ? "s" : "",
-                     pp / steps * 1e3);
+                     pp * dp / steps * 1e3);
   return s;
 }
 
-std::string reasons(const Candidate& a, const Candidate* b, Objective o, std::int64_t layers,
-                    std::int64_t gpus_per_node) {
+std::string idle_text(const Candidate& a, std::int64_t cluster_gpus) {
+  const auto& p = a.memory.parallel;
+  if (a.gpus >= cluster_gpus) return fmt::format("Uses all {} GPUs.", cluster_gpus);
+  const std::int64_t idle = cluster_gpus - a.gpus, more = idle / (p.tp * p.pp);
+  std::string s = fmt::format("Uses {} of the {} GPUs; the other {} ", a.gpus, cluster_gpus, idle);
+  if (more == 0) return s + "are too few for another replica.";
+  return s + fmt::format("can hold {} more replica{} of TP{} x PP{} (for headroom, or other "
+                         "work).",
+                         more, more == 1 ? "" : "s", p.tp, p.pp);
+}
+
+std::string cost_text(const Candidate& a, double price) {
+  if (price <= 0) return "";
+  return fmt::format(" At ${:g} a GPU-hour: ${:.2f} per million output tokens.", price,
+                     a.cost_per_mtok);
+}
+
+std::string reasons(const Candidate& a, const Candidate* b, const SearchOptions& o,
+                    std::int64_t layers, const hw::Cluster& c, double price) {
   const sim::ServingResult& r = *a.perf;
   std::string s = fmt::format(
       "{} on {} GPU{}: {:.0f} output tokens/s per GPU, TPOT p50 {:.2f} ms, TTFT p50 {:.1f} ms; "
       "{}; KV cache of {} tokens a replica ({:.1f} requests of max_model_len).",
       split_name(a.memory.parallel), a.gpus, a.gpus == 1 ? "" : "s", r.output_tokens_per_s_per_gpu,
-      r.tpot_ms.p50,
-      r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers, gpus_per_node),
+      r.tpot_ms.p50, r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers, c.gpus_per_node),
       a.memory.kv_cache_tokens, a.memory.max_concurrency);
-  if (!b || !b->perf) return s + " No other split fits.";
+  s += fmt::format("\nSLOs: {}; it has TTFT p99 {:.0f} ms and TPOT p99 {:.1f} ms", slo_text(o.slo),
+                   r.ttft_ms.p99, r.tpot_ms.p99);
+  if (r.load.applies)
+    s += fmt::format(", and keeps up with the {:.2f} requests/s offered", r.load.offered_requests_per_s);
+  s += ".\n" + idle_text(a, c.total_gpus()) + cost_text(a, price);
+  if (!b || !b->perf) return s + "\nNo other split keeps up within the SLOs.";
   const sim::ServingResult& q = *b->perf;
   auto pct = [](double x, double y) { return y != 0 ? 100 * (x - y) / std::fabs(y) : 0; };
   s += fmt::format(
       "\nIt beats the runner-up {} on {}: {:.0f} against {:.0f} output tokens/s per GPU "
       "({:+.0f}%), TPOT p50 {:.2f} against {:.2f} ms, TTFT p50 {:.1f} against {:.1f} ms; the "
       "runner-up spends {}.",
-      split_name(b->memory.parallel), objective_name(o), r.output_tokens_per_s_per_gpu,
+      split_name(b->memory.parallel), objective_name(o.objective), r.output_tokens_per_s_per_gpu,
       q.output_tokens_per_s_per_gpu,
       pct(r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu), r.tpot_ms.p50,
       q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50,
-      comm_shares(q, b->memory.parallel, layers, gpus_per_node));
+      comm_shares(q, b->memory.parallel, layers, c.gpus_per_node));
   return s;
+}
+
+// Why nothing was recommended, when something fits: every request refused, no split keeping up
+// with the load, or none within the SLOs (with the closest one and by how much it misses).
+std::string why_none(const std::vector<Candidate>& cs, const sim::Workload& w,
+                     const ChosenSlo& slo) {
+  const Candidate* any = nullptr;
+  const Candidate* fastest = nullptr;  // the most requests/s served, among those that lag
+  const Candidate* closest = nullptr;  // the smallest SLO overshoot, among those that keep up
+  double closest_over = 1e300;
+  for (const auto& c : cs) {
+    if (!c.perf || c.perf->finished == 0) continue;
+    any = &c;
+    if (!c.sustains) {
+      if (!fastest || c.perf->load.served_requests_per_s > fastest->perf->load.served_requests_per_s)
+        fastest = &c;
+      continue;
+    }
+    const auto& r = *c.perf;
+    double over = std::max(slo.slo.ttft_ms > 0 ? r.ttft_ms.p99 / slo.slo.ttft_ms : 0,
+                           slo.slo.tpot_ms > 0 ? r.tpot_ms.p99 / slo.slo.tpot_ms : 0);
+    if (over < closest_over) {
+      closest_over = over;
+      closest = &c;
+    }
+  }
+  if (!any) {
+    for (const auto& c : cs)
+      if (c.perf) return "every split that fits " + c.rejected_reason;
+    return "";
+  }
+  if (closest)
+    return fmt::format("no split meets the SLOs ({}): the closest, {}, {}; relax them with "
+                       "--slo-ttft-ms/--slo-tpot-ms or --no-slo",
+                       slo_text(slo), split_name(closest->memory.parallel),
+                       closest->rejected_reason);
+  return fmt::format("no split keeps up with workload {} ({:.2f} requests/s offered): the "
+                     "closest, {}, serves {:.2f}; a larger cluster or a lighter load would",
+                     w.name, fastest->perf->load.offered_requests_per_s,
+                     split_name(fastest->memory.parallel),
+                     fastest->perf->load.served_requests_per_s);
 }
 
 bool before(const Candidate& a, const Candidate& b) {
@@ -159,7 +269,64 @@ bool before(const Candidate& a, const Candidate& b) {
   return key(a) < key(b);
 }
 
+Candidate make_candidate(const model::Model& loaded, const hw::Cluster& c,
+                         const sim::ParallelConfig& p, const sim::ResolvedOptions& opts) {
+  Candidate cand;
+  cand.memory = sim::simulate_memory(loaded, c.gpu, p, opts);
+  cand.gpus = p.gpus();
+  if (!cand.memory.fits) cand.rejected_reason = cand.memory.why_not;
+  return cand;
+}
+
+// Serves the workload on `cand`'s split: one replica with its share, scaled to all replicas.
+void simulate(Candidate& cand, const model::Model& loaded, const hw::Cluster& c,
+              const sim::Workload& w, const sim::Slo& slo) {
+  sim::MemoryPlan replica = cand.memory;
+  replica.parallel.dp = 1;
+  sim::StepCostModel cost(loaded, c, replica.parallel, replica.options);
+  cand.perf = sim::simulate_serving(cost, replica, replica_share(w, cand.memory.parallel.dp), slo);
+  scale_to_replicas(*cand.perf, cand.memory.parallel.dp);
+  cand.sustains = cand.perf->load.sustained;
+  cand.meets_slo = slo_miss(*cand.perf, slo).empty();
+}
+
+// A group's candidates: DP from 1 up, doubling, until a size keeps up within the SLOs (more
+// replicas only spread the same load over more GPUs), and the most the cluster holds (the
+// lowest latency). A group that is not simulated keeps its two ends, for the table.
+void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c,
+               const sim::Workload& w, const sim::ResolvedOptions& opts, const sim::Slo& slo) {
+  bool settled = false;
+  for (std::size_t k = 0; k < g.dps.size(); ++k) {
+    const bool last = k + 1 == g.dps.size();
+    if (!g.simulate && k != 0 && !last) continue;
+    if (settled && !last) continue;
+    sim::ParallelConfig p = g.base;
+    p.dp = g.dps[k];
+    Candidate cand = make_candidate(loaded, c, p, opts);
+    if (cand.memory.fits && g.simulate) {
+      simulate(cand, loaded, c, w, slo);
+      settled = settled || (cand.sustains && cand.meets_slo && cand.perf->finished > 0);
+    }
+    g.out.push_back(std::move(cand));
+  }
+}
+
 }  // namespace
+
+Expected<int> simulation_threads(const sim::Workload& w, int wanted) {
+  const std::uint64_t need = sim::simulation_bytes(w) + 64 * (std::uint64_t{1} << 20);
+  const auto avail = available_memory_bytes();
+  if (!avail) return wanted;
+  const auto fit = static_cast<int>(std::min<std::uint64_t>(*avail / need, 1 << 16));
+  if (fit < 1)
+    return make_error(w.file, 0, 0,
+                      fmt::format("simulating the {} requests of workload {} needs about {:.1f} "
+                                  "GiB, more than the {:.1f} GiB this machine has free; use "
+                                  "fewer requests (num_requests)",
+                                  w.requests.size(), w.name, need / 1073741824.0,
+                                  *avail / 1073741824.0));
+  return std::min(wanted, fit);
+}
 
 const char* objective_name(Objective o) {
   switch (o) {
@@ -179,6 +346,30 @@ std::optional<Objective> parse_objective(const std::string& s) {
   return std::nullopt;
 }
 
+ChosenSlo choose_slo(const sim::Workload& w, const SloRequest& r) {
+  ChosenSlo c{{kDefaultSloTtftMs, kDefaultSloTpotMs}, kDefaultSloSource};
+  if (w.slo) c = {*w.slo, "workload " + w.name};
+  if (r.none) c = {{}, "--no-slo"};
+  if (r.ttft_ms || r.tpot_ms) {
+    if (r.ttft_ms) c.slo.ttft_ms = *r.ttft_ms;
+    if (r.tpot_ms) c.slo.tpot_ms = *r.tpot_ms;
+    c.source = "given" + (r.ttft_ms && r.tpot_ms ? std::string() : ", and " + c.source);
+  }
+  return c;
+}
+
+std::string slo_text(const ChosenSlo& s) {
+  std::string t;
+  if (s.slo.ttft_ms > 0) t = fmt::format("TTFT p99 <= {:g} ms", s.slo.ttft_ms);
+  if (s.slo.tpot_ms > 0) t += fmt::format("{}TPOT p99 <= {:g} ms", t.empty() ? "" : ", ", s.slo.tpot_ms);
+  return (t.empty() ? "none" : t) + " (" + s.source + ")";
+}
+
+double cost_per_million_tokens(const sim::ServingResult& r, std::int64_t gpus, double price) {
+  if (r.output_tokens_per_s <= 0) return 0;
+  return static_cast<double>(gpus) * price / (r.output_tokens_per_s * 3600) * 1e6;
+}
+
 Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const MemoryRequest& r,
                               const sim::Workload& w, const SearchOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -188,63 +379,47 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   if (!opts) return opts.error();
   const model::Model loaded = sim::as_loaded(m, r.serving);
   SearchResult out;
-  // Memory of every candidate (microseconds each), then the serving simulation of those that
-  // fit, in parallel.
-  for (const auto& p : generate(loaded, c, r, o.allow_cross_node_tp)) {
-    Candidate cand;
-    cand.memory = sim::simulate_memory(loaded, c.gpu, p, *opts);
-    cand.gpus = p.gpus();
-    if (!cand.memory.fits) cand.rejected_reason = cand.memory.why_not;
-    out.candidates.push_back(std::move(cand));
-  }
-  // Simulated: the splits that fit whose pipeline depth either tiles the cluster (pp divides
-  // GPUs / tp) or is the shallowest that fits at that tp and dp; deeper pipelines in between
-  // only trade latency for KV room the shallowest already has, and cost the most to simulate.
-  std::vector<std::size_t> todo;
+  if (!r.pp_layer_partition.empty())
+    out.notes.push_back(fmt::format("the PP layer partition has {} stages: only pp={} was "
+                                    "searched (vLLM refuses it with any other)",
+                                    r.pp_layer_partition.size(), r.pp_layer_partition.size()));
+  std::vector<Group> groups = generate(loaded, c, r, o.allow_cross_node_tp);
+  // Simulated: the pairs that fit whose pipeline depth either tiles the cluster (pp divides
+  // GPUs / tp) or is the shallowest that fits at that tp; deeper pipelines in between only
+  // trade latency for KV room the shallowest already has, and cost the most to simulate.
   const std::int64_t n = c.total_gpus();
-  for (std::size_t k = 0; k < out.candidates.size(); ++k) {
-    Candidate& cand = out.candidates[k];
-    if (!cand.memory.fits) continue;
-    const auto& p = cand.memory.parallel;
+  std::vector<bool> fits(groups.size());
+  for (std::size_t k = 0; k < groups.size(); ++k)
+    fits[k] = sim::simulate_memory(loaded, c.gpu, groups[k].base, *opts).fits;
+  std::vector<std::size_t> todo(groups.size());
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    todo[k] = k;
+    Group& g = groups[k];
     bool shallowest = true;
-    for (const auto& other : out.candidates)
-      shallowest &= !(other.memory.fits && other.memory.parallel.tp == p.tp &&
-                      (other.memory.parallel.dp == 1) == (p.dp == 1) &&
-                      other.memory.parallel.pp < p.pp);
-    if ((n / p.tp) % p.pp == 0 || shallowest) {
-      todo.push_back(k);
-    } else {
-      cand.rejected_reason = fmt::format(
-          "not simulated: pp={} neither tiles the cluster at tp={} nor is the shallowest "
-          "pipeline that fits",
-          p.pp, p.tp);
-    }
+    for (std::size_t j = 0; j < groups.size() && shallowest; ++j)
+      shallowest = !(fits[j] && groups[j].base.tp == g.base.tp && groups[j].base.pp < g.base.pp);
+    g.simulate = (n / g.base.tp) % g.base.pp == 0 || shallowest;
   }
+  auto threads = simulation_threads(
+      w, o.threads > 0 ? o.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+  if (!threads) return threads.error();
   std::atomic<std::size_t> next{0}, done{0};
   auto worker = [&] {
     for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
-      Candidate& cand = out.candidates[todo[i]];
-      sim::MemoryPlan replica = cand.memory;
-      replica.parallel.dp = 1;
-      sim::StepCostModel cost(loaded, c, replica.parallel, *opts);
-      cand.perf = sim::simulate_serving(cost, replica, replica_share(w, cand.memory.parallel.dp),
-                                        o.slo);
-      scale_to_replicas(*cand.perf, cand.memory.parallel.dp);
+      run_group(groups[todo[i]], loaded, c, w, *opts, o.slo.slo);
       ++done;
     }
   };
-  const int threads = o.threads > 0 ? o.threads
-                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<std::thread> pool;
-  for (int k = 1; k < threads; ++k) pool.emplace_back(worker);
+  for (int k = 1; k < *threads; ++k) pool.emplace_back(worker);
   std::thread progress;
   std::atomic<bool> finished{false};
   if (o.progress)
     progress = std::thread([&] {
       for (int tick = 1; !finished; ++tick) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        if (tick % 10 == 0 && !finished)
-          std::fprintf(stderr, "tpp-plan: simulated %zu of %zu splits that fit...\n", done.load(),
+        if (tick % 50 == 0 && !finished)
+          std::fprintf(stderr, "tpp-plan: searched %zu of %zu TP x PP pairs...\n", done.load(),
                        todo.size());
       }
     });
@@ -252,19 +427,29 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   for (auto& t : pool) t.join();
   finished = true;
   if (progress.joinable()) progress.join();
-  out.simulated = static_cast<std::int64_t>(todo.size());
 
   const double price = c.price_per_gpu_hour ? c.price_per_gpu_hour->value : 0;
-  for (auto& cand : out.candidates) {
-    if (!cand.perf) continue;
-    if (cand.perf->finished == 0) {
-      cand.rejected_reason = "served no request of the workload";
-      continue;
+  for (auto& g : groups)
+    for (auto& cand : g.out) {
+      if (cand.perf) ++out.simulated;
+      if (!cand.perf && cand.memory.fits)
+        cand.rejected_reason = fmt::format(
+            "not simulated: pp={} neither tiles the cluster at tp={} nor is the shallowest "
+            "pipeline that fits",
+            cand.memory.parallel.pp, cand.memory.parallel.tp);
+      if (cand.perf) {
+        const auto& perf = *cand.perf;
+        if (perf.finished == 0)
+          cand.rejected_reason = rejected_all(perf, opts->max_model_len);
+        else if (!cand.sustains)
+          cand.rejected_reason = lags(perf.load);
+        else
+          cand.rejected_reason = slo_miss(perf, o.slo.slo);
+        if (perf.finished > 0) cand.score = score(cand, o.objective, price);
+        cand.cost_per_mtok = cost_per_million_tokens(perf, cand.gpus, price);
+      }
+      out.candidates.push_back(std::move(cand));
     }
-    cand.score = score(cand, o.objective, price);
-    cand.rejected_reason = slo_miss(*cand.perf, o.slo);
-    cand.meets_slo = cand.rejected_reason.empty();
-  }
   mark_pareto(out.candidates);
   std::stable_sort(out.candidates.begin(), out.candidates.end(), before);
   int rank = 0;
@@ -278,8 +463,10 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   if (out.recommended) {
     out.candidates[*out.recommended].recommended = true;
     out.reasons = reasons(out.candidates[*out.recommended],
-                          out.runner_up ? &out.candidates[*out.runner_up] : nullptr, o.objective,
-                          m.num_layers, c.gpus_per_node);
+                          out.runner_up ? &out.candidates[*out.runner_up] : nullptr, o,
+                          m.num_layers, c, price);
+  } else {
+    out.why_none = why_none(out.candidates, w, o.slo);
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;

@@ -18,8 +18,11 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
 // launch.vllm, launch.sglang.
 nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
                                const SearchResult& r);
-// The chosen plan with everything the executor needs (-o plan.json).
+// A chosen plan with everything the executor needs (-o plan.json): the search's recommendation,
+// or the one split given with --tp/--pp/--dp (its performance when it was simulated).
 nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
-                              const sim::Workload& w, const Candidate& chosen);
+                              const sim::Workload& w, const sim::MemoryPlan& plan,
+                              const std::optional<sim::ServingResult>& perf,
+                              const ChosenSlo& slo);
 
 }  // namespace tpp::planner

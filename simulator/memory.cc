@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -79,11 +80,25 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   r.enforce_eager = o.enforce_eager;
   r.count_cuda_graphs = o.count_cuda_graphs && !o.enforce_eager;
   r.swap_space_gib = o.swap_space_gib;
+  if (!(o.swap_space_gib >= 0 && o.swap_space_gib <= kMaxSwapSpaceGiB))  // also NaN
+    return make_error("", 0, 0, fmt::format("--swap-space must be between 0 and {:g} GiB, got {}",
+                                            kMaxSwapSpaceGiB, o.swap_space_gib));
+  // A size given as 0 or below is refused, as vLLM refuses it, never read as "the default".
+  for (auto [flag, v, max] : {std::tuple{"--max-model-len", o.max_model_len, model::kMaxPositions},
+                              std::tuple{"--block-size", o.block_size, std::int64_t{128}},
+                              std::tuple{"--max-num-seqs", o.max_num_seqs, kMaxNumSeqs},
+                              std::tuple{"--max-num-batched-tokens", o.max_num_batched_tokens,
+                                         kMaxBatchedTokens}}) {
+    if (v && *v < 1)
+      return make_error("", 0, 0, fmt::format("{} must be at least 1, got {}", flag, *v));
+    if (v && *v > max)
+      return make_error("", 0, 0, fmt::format("{} must be at most {}, got {}", flag, max, *v));
+  }
   if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))
     return make_error("", 0, 0, fmt::format("--gpu-memory-utilization must be in (0, 1], got {}",
                                             o.gpu_memory_utilization));
   r.gpu_memory_utilization = o.gpu_memory_utilization;
-  r.max_model_len = o.max_model_len > 0 ? o.max_model_len : m.max_position_embeddings;
+  r.max_model_len = o.max_model_len.value_or(m.max_position_embeddings);
   if (r.max_model_len > m.max_position_embeddings)
     return make_error("", 0, 0,
                       fmt::format("--max-model-len {} exceeds the model's "
@@ -96,8 +111,8 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   // which only takes 64 (vLLM 0.18+: Platform.update_block_size_for_backend; FLASH_ATTN_MLA,
   // chosen first for a bf16 cache, takes any multiple of 16).
   const bool hopper = gpu.compute_capability.value >= 9.0 && gpu.compute_capability.value < 10;
-  r.block_size = o.block_size > 0 ? o.block_size
-                 : (m.mla && hopper && is_fp8_kv(r.kv_cache_dtype)) ? 64 : 16;
+  r.block_size = o.block_size.value_or(
+      (m.mla && hopper && is_fp8_kv(r.kv_cache_dtype)) ? 64 : 16);
   static const std::int64_t kBlockSizes[] = {1, 8, 16, 32, 64, 128};
   if (std::find(std::begin(kBlockSizes), std::end(kBlockSizes), r.block_size) ==
       std::end(kBlockSizes))
@@ -105,16 +120,14 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                                             "got {}", r.block_size));
 
   if (o.engine == Engine::kV1) {
-    r.max_num_seqs = o.max_num_seqs > 0 ? o.max_num_seqs : (large_gpu(gpu) ? 1024 : 256);
-    r.max_num_batched_tokens = o.max_num_batched_tokens > 0 ? o.max_num_batched_tokens
-                               : (large_gpu(gpu) ? 8192 : 2048);
+    r.max_num_seqs = o.max_num_seqs.value_or(large_gpu(gpu) ? 1024 : 256);
+    r.max_num_batched_tokens = o.max_num_batched_tokens.value_or(large_gpu(gpu) ? 8192 : 2048);
   } else {
     // V0 (<= 0.6): no chunked prefill unless max_model_len > 32768 (then 512 tokens a step).
-    r.max_num_seqs = o.max_num_seqs > 0 ? o.max_num_seqs : 256;
+    r.max_num_seqs = o.max_num_seqs.value_or(256);
     const bool chunked = r.max_model_len > 32768;
-    r.max_num_batched_tokens =
-        o.max_num_batched_tokens > 0 ? o.max_num_batched_tokens
-        : chunked ? 512 : std::max<std::int64_t>(r.max_model_len, 2048);
+    r.max_num_batched_tokens = o.max_num_batched_tokens.value_or(
+        chunked ? 512 : std::max<std::int64_t>(r.max_model_len, 2048));
     if (!chunked && r.max_num_batched_tokens < r.max_model_len)
       return make_error("", 0, 0,
                         fmt::format("--max-num-batched-tokens {} is smaller than --max-model-len "

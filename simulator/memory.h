@@ -25,20 +25,29 @@ namespace tpp::sim {
 
 enum class Engine { kV1, kV0 };
 
-// vLLM's serving options, by vLLM's names. 0 / nullopt = vLLM's default for this GPU and engine.
+// vLLM's serving options, by vLLM's names. nullopt = vLLM's default for this GPU and engine; a
+// value given is checked as vLLM checks it (a 0 or negative size is refused, never taken for
+// "default").
 struct ServingOptions {
   Engine engine = Engine::kV1;
   double gpu_memory_utilization = 0.9;
-  std::int64_t max_model_len = 0;           // default: the model's max_position_embeddings
-  std::int64_t block_size = 0;              // default 16 (MLA backends may force 64)
+  std::optional<std::int64_t> max_model_len;   // default: the model's max_position_embeddings
+  std::optional<std::int64_t> block_size;      // default 16 (MLA backends may force 64)
   std::optional<model::KvCacheDType> kv_cache_dtype;  // default: the model's
-  std::int64_t max_num_seqs = 0;            // default: 1024 or 256 (V1, by GPU); 256 (V0)
-  std::int64_t max_num_batched_tokens = 0;  // default: 8192 or 2048 (V1); max(len, 2048) (V0)
+  std::optional<std::int64_t> max_num_seqs;    // default: 1024 or 256 (V1, by GPU); 256 (V0)
+  std::optional<std::int64_t> max_num_batched_tokens;  // default: 8192 or 2048 (V1);
+                                                       // max(len, 2048) (V0)
   bool enforce_eager = false;               // no CUDA graphs
   bool count_cuda_graphs = false;           // VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1
   std::optional<model::QuantMethod> quantization;  // --quantization (fp8 on a bf16 checkpoint)
-  double swap_space_gib = 4;                // V0 CPU swap space per GPU
+  double swap_space_gib = 4;                // V0 CPU swap space per GPU, [0, 4096] GiB
 };
+
+// Bounds on the options tpp accepts (vLLM's own are looser or absent; these keep every product
+// of them inside int64 and every simulation finite).
+inline constexpr std::int64_t kMaxNumSeqs = 1 << 20;
+inline constexpr std::int64_t kMaxBatchedTokens = 1 << 24;
+inline constexpr double kMaxSwapSpaceGiB = 4096;
 
 // The options with every default resolved, as the engine would run.
 struct ResolvedOptions {
@@ -83,7 +92,9 @@ struct MemoryPlan {
 };
 
 // Resolves vLLM's defaults for this model, GPU and options; an error for options vLLM rejects
-// (utilization outside (0, 1], max_model_len above the model's, an unknown quantization).
+// (utilization outside (0, 1], a size below 1, max_model_len above the model's, a block size
+// vLLM does not offer, fewer batched tokens than sequences, swap space that is negative, not a
+// number or beyond kMaxSwapSpaceGiB, a quantization the checkpoint does not allow).
 Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& gpu,
                                           const ServingOptions& o);
 

@@ -48,6 +48,9 @@ std::optional<std::string> check_parallel(const model::Model& m, const ParallelC
   if (p.tp < 1 || p.pp < 1 || p.dp < 1)
     return "tp, pp and dp must be at least 1 (got tp=" + s(p.tp) + ", pp=" + s(p.pp) +
            ", dp=" + s(p.dp) + ")";
+  if (p.tp > kMaxParallel || p.pp > kMaxParallel || p.dp > kMaxParallel)
+    return "tp, pp and dp must be at most " + s(kMaxParallel) + " (got tp=" + s(p.tp) +
+           ", pp=" + s(p.pp) + ", dp=" + s(p.dp) + ")";
   const auto& a = m.attention;
   if (a.num_heads % p.tp != 0)
     return s(a.num_heads) + " attention heads are not divisible by tp=" + s(p.tp);
@@ -64,13 +67,16 @@ std::optional<std::string> check_parallel(const model::Model& m, const ParallelC
       return "the PP layer partition has " + s(static_cast<std::int64_t>(
                                                  p.pp_layer_partition.size())) +
              " stages but pp=" + s(p.pp);
+    for (std::int64_t n : p.pp_layer_partition) {  // bounded first: the sum cannot overflow
+      if (n < 1) return "every PP stage needs at least one layer";
+      if (n > m.num_layers)
+        return "a PP stage of " + s(n) + " layers exceeds the model's " + s(m.num_layers);
+    }
     std::int64_t sum = std::accumulate(p.pp_layer_partition.begin(),
                                        p.pp_layer_partition.end(), std::int64_t{0});
     if (sum != m.num_layers)
       return "the PP layer partition adds up to " + s(sum) + " layers, the model has " +
              s(m.num_layers);
-    for (std::int64_t n : p.pp_layer_partition)
-      if (n < 1) return "every PP stage needs at least one layer";
   }
   const bool has_dense = !m.moe || m.moe->first_k_dense > 0 || !m.moe->dense_layers.empty();
   if (has_dense && m.intermediate_size % p.tp != 0)

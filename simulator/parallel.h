@@ -11,6 +11,10 @@
 
 namespace tpp::sim {
 
+// Each of tp, pp and dp is at most this, so that their product (and every product of it with a
+// size) stays inside int64.
+inline constexpr std::int64_t kMaxParallel = std::int64_t{1} << 20;
+
 struct ParallelConfig {
   std::int64_t tp = 1;  // tensor parallel: ranks that split every layer
   std::int64_t pp = 1;  // pipeline parallel: stages of consecutive layers
@@ -23,7 +27,8 @@ struct ParallelConfig {
 };
 
 // Why vLLM would refuse this split for this model ("128 attention heads are not divisible by
-// tp=3"), or nullopt. Checks vLLM's own rules: heads divisible by tp (ModelConfig.
+// tp=3"), or nullopt. Sizes outside [1, kMaxParallel] and partitions with a stage outside
+// [1, layers] are refused before anything is multiplied or added. Checks vLLM's own rules: heads divisible by tp (ModelConfig.
 // verify_with_parallel_config), KV heads divisible by tp or tp by KV heads (QKVParallelLinear),
 // layers per stage, MLP and expert widths divisible by tp (MergedColumnParallelLinear,
 // FusedMoE), and quantized shard alignment (fp8 block_n/block_k, int group size).

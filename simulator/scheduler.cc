@@ -16,8 +16,11 @@ void Scheduler::add(const Request& r, double now) {
   s.req = r;
   s.req.arrival_s = now;
   const std::int64_t total = r.input_tokens + r.output_tokens;
-  s.rejected = (config_.max_model_len > 0 && total > config_.max_model_len) ||
-               blocks_for(total) > config_.num_blocks;
+  if (config_.max_model_len > 0 && total > config_.max_model_len)
+    s.rejection = Rejection::kOverMaxModelLen;
+  else if (blocks_for(total) > config_.num_blocks)
+    s.rejection = Rejection::kOverKvCache;
+  s.rejected = s.rejection != Rejection::kNone;
   seqs_.push_back(s);
   if (s.rejected) return;
   waiting_.push_back(static_cast<std::int32_t>(seqs_.size() - 1));

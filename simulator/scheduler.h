@@ -42,12 +42,18 @@ struct Batch {
   bool empty() const { return items.empty(); }
 };
 
+// Why a request was refused on arrival (vLLM refuses both before scheduling: a prompt plus
+// max_tokens over max_model_len in the API server's input validation; more KV blocks than the
+// whole pool in the engine's admission).
+enum class Rejection { kNone, kOverMaxModelLen, kOverKvCache };
+
 struct Seq {
   Request req;
   std::int64_t computed = 0;   // tokens whose KV is cached
   std::int64_t generated = 0;  // output tokens sampled
   std::int64_t blocks = 0;
   bool in_flight = false, running = false, finished = false, rejected = false;
+  Rejection rejection = Rejection::kNone;
   std::int64_t preemptions = 0;
   double first_token_s = -1, last_token_s = -1, finish_s = -1;
 };
@@ -59,6 +65,7 @@ class Scheduler {
   // A request arrives. One that can never fit (longer than max_model_len, or more blocks than
   // the whole pool) is rejected, as vLLM rejects it.
   void add(const Request& r, double now);
+  void reserve(std::size_t requests) { seqs_.reserve(requests); }
   Batch schedule();
   // The batch's forward pass finished at `now`. Inter-token gaps (ms) go to `itl_s`.
   // Returns how many requests finished.

@@ -40,9 +40,10 @@ struct Loop {
     for (std::size_t s = 0; s < e.stage_free.size(); ++s) {
       const StepCost c = cost.cost(s, b.shape);
       const double start = std::max(arrive, e.stage_free[s]);
-      const double busy = c.compute() + c.tp_comm + c.ep_comm;
+      // The send to the next stage is on the stage's stream: its next step waits for it.
+      const double busy = c.compute() + c.tp_comm + c.ep_comm + c.pp_comm;
       e.stage_free[s] = start + busy;
-      arrive = start + busy + c.pp_comm;
+      arrive = start + busy;
       e.time[s].compute += c.compute();
       e.time[s].tp_comm += c.tp_comm;
       e.time[s].ep_comm += c.ep_comm;
@@ -84,7 +85,15 @@ void fill_result(ServingResult& r, Loop& loop, const Slo& slo) {
   for (const Replica& e : loop.engines) {
     for (const Seq& s : e.sched.seqs()) {
       ++r.requests;
-      if (s.rejected) { ++r.rejected; continue; }
+      if (s.rejected) {
+        ++r.rejected;
+        (s.rejection == Rejection::kOverMaxModelLen ? r.rejected_over_max_model_len
+                                                    : r.rejected_over_kv_cache) += 1;
+        const std::int64_t tokens = s.req.input_tokens + s.req.output_tokens;
+        if (r.shortest_rejected_tokens == 0 || tokens < r.shortest_rejected_tokens)
+          r.shortest_rejected_tokens = tokens;
+        continue;
+      }
       first_arrival = std::min(first_arrival, s.req.arrival_s);
       if (!s.finished) continue;
       ++r.finished;
@@ -129,8 +138,40 @@ void fill_result(ServingResult& r, Loop& loop, const Slo& slo) {
       o.ep_comm += t.ep_comm / n;
       o.pp_comm += t.pp_comm / n;
     }
-  for (StageTime& o : r.breakdown)
-    o.bubble = std::max(0.0, r.makespan_s - o.compute - o.tp_comm - o.ep_comm);
+  for (StageTime& o : r.breakdown)  // the rest of the makespan: the parts add up to it
+    o.bubble = std::max(0.0, r.makespan_s - o.compute - o.tp_comm - o.ep_comm - o.pp_comm);
+}
+
+// Backlogs and rates over the second half of the arrival window (serving.h, LoadCheck).
+LoadCheck check_load(const std::vector<Replica>& engines, bool closed) {
+  LoadCheck c;
+  double first = kNever, last = -kNever;
+  for (const Replica& e : engines)
+    for (const Seq& s : e.sched.seqs())
+      if (!s.rejected) {
+        first = std::min(first, s.req.arrival_s);
+        last = std::max(last, s.req.arrival_s);
+      }
+  if (closed || !(last > first)) return c;
+  const double mid = first + (last - first) / 2;
+  double arrived = 0, served = 0;
+  for (const Replica& e : engines)
+    for (const Seq& s : e.sched.seqs()) {
+      if (s.rejected) continue;
+      const double a = s.req.arrival_s, f = s.finished ? s.finish_s : kNever;
+      if (a > mid) arrived += 1;
+      if (f > mid && f <= last) served += 1;
+      if (a <= mid && f > mid) c.backlog_mid += 1;
+      if (a <= last && f > last) c.backlog_end += 1;
+    }
+  c.applies = true;
+  c.window_s = last - mid;
+  c.offered_requests_per_s = arrived / c.window_s;
+  c.served_requests_per_s = served / c.window_s;
+  const double growth = c.backlog_end - c.backlog_mid;
+  c.sustained = !(c.served_requests_per_s < 0.95 * c.offered_requests_per_s &&
+                  growth > 3 * std::sqrt(c.backlog_mid + c.backlog_end));
+  return c;
 }
 
 }  // namespace
@@ -167,6 +208,14 @@ Percentiles percentiles(std::vector<double>& v) {
   return p;
 }
 
+std::uint64_t simulation_bytes(const Workload& w) {
+  std::uint64_t bytes = 0;
+  for (const Request& r : w.requests)
+    bytes += sizeof(Request) + sizeof(Seq) + 2 * sizeof(std::int32_t) + 3 * sizeof(double) +
+             static_cast<std::uint64_t>(r.output_tokens) * sizeof(double);
+  return bytes;
+}
+
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
                                const Workload& w, const Slo& slo) {
   const ParallelConfig& p = plan.parallel;
@@ -178,6 +227,10 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
     loop.engines.push_back(Replica{Scheduler(sc), std::vector<double>(cost.num_stages(), 0.0),
                                   std::vector<StageTime>(cost.num_stages()), {}});
   const auto& reqs = w.requests;
+  std::size_t gaps = 0;  // reserved whole: no doubling of the largest vector at its peak
+  for (const Request& q : reqs) gaps += static_cast<std::size_t>(q.output_tokens - 1);
+  loop.itl.reserve(gaps);
+  for (Replica& e : loop.engines) e.sched.reserve(reqs.size() / loop.engines.size() + 1);
   const bool closed = w.arrival == ArrivalProcess::kClosedLoop;
   std::size_t next = 0;
   std::int64_t releasable = closed ? w.concurrency : 0;  // closed loop: free slots
@@ -213,6 +266,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   }
   ServingResult r;
   fill_result(r, loop, slo);
+  r.load = check_load(loop.engines, closed);
   return r;
 }
 

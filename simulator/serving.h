@@ -23,17 +23,40 @@ struct Percentiles {
   double p50 = 0, p90 = 0, p99 = 0, mean = 0;
 };
 
-struct StageTime {  // seconds, averaged over DP replicas
+// One stage's time over the run, in seconds, averaged over DP replicas. The parts add up to the
+// makespan: a stage computes, all-reduces in its TP group, exchanges tokens with the other
+// experts (EP), sends its activations to the next stage (NCCL's send is stream-ordered, so the
+// stage's next step waits for it), or is idle ("bubble": waiting for work, a pipeline bubble, or
+// the drain at the end).
+struct StageTime {
   double compute = 0, tp_comm = 0, ep_comm = 0, pp_comm = 0, bubble = 0;
 };
 
-struct Slo {
-  double ttft_ms = 0;  // 0: no SLO
-  double tpot_ms = 0;
+// Whether a deployment keeps up with an open-loop load (Poisson, fixed-rate or a trace spread
+// over time), or whether its backlog (requests arrived and not yet finished) grows through the
+// run. Measured over the second half of the arrival window, [t_mid, t_last]: a deployment that
+// keeps up finishes requests there as fast as they arrive, and its backlog at t_last equals its
+// backlog at t_mid up to the arrivals' Poisson noise. It does not keep up when it serves less
+// than 95% of the offered rate there AND its backlog grows by more than three standard
+// deviations of that noise (3 sqrt(backlog_mid + backlog_end)); either alone is too easily
+// tripped by chance on a workload of a thousand requests.
+struct LoadCheck {
+  bool applies = false;               // false: a closed loop, or every request at once
+  double window_s = 0;                // t_last - t_mid
+  double offered_requests_per_s = 0;  // arrivals in the window / its length
+  double served_requests_per_s = 0;   // finishes in the window / its length
+  double backlog_mid = 0, backlog_end = 0;
+  bool sustained = true;
 };
 
+// Every figure is the whole deployment's: requests and tokens over all DP replicas, in the time
+// the deployment takes (the makespan), per GPU over all of its GPUs.
 struct ServingResult {
   std::int64_t requests = 0, finished = 0, rejected = 0, preemptions = 0, steps = 0;
+  // Why requests were refused on arrival, and the shortest refused one (prompt + output).
+  std::int64_t rejected_over_max_model_len = 0, rejected_over_kv_cache = 0;
+  std::int64_t shortest_rejected_tokens = 0;
+  LoadCheck load;
   double makespan_s = 0;
   double throughput_requests_per_s = 0, output_tokens_per_s = 0, total_tokens_per_s = 0;
   double output_tokens_per_s_per_gpu = 0, total_tokens_per_s_per_gpu = 0;
@@ -51,6 +74,11 @@ TimeShares time_shares(const ServingResult& r);
 
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
                                const Workload& workload, const Slo& slo = {});
+
+// Bytes one simulation of `w` holds at its peak on the host running tpp: per request, its copy,
+// the scheduler's state and queue entries, three latency samples, and one inter-token gap per
+// output token (the ITL percentiles are exact, so every gap is kept).
+std::uint64_t simulation_bytes(const Workload& w);
 
 // Nearest-rank percentiles of `v` (reordered in place).
 Percentiles percentiles(std::vector<double>& v);

@@ -154,14 +154,6 @@ std::string_view trim(std::string_view s) {
   return s.substr(b, s.find_last_not_of(" \t") - b + 1);
 }
 
-std::string shown(std::string_view s) {
-  std::string t(s.substr(0, 60));
-  if (s.size() > 60) t += "...";
-  for (char& c : t)
-    if (static_cast<unsigned char>(c) < 0x20) c = '?';
-  return t;
-}
-
 std::string shortest(double v) {
   char buf[32];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -221,7 +213,7 @@ std::optional<Error> parse_row(const RowPos& at, std::string_view line, double p
   auto cells = split_row(line);
   auto bad = [&](int col) {
     return make_error(at.path, at.line, col, std::string("expected ") + kTraceColumns +
-                                                 " as numbers, got '" + shown(line) + "'");
+                                                 " as numbers, got '" + clip(line) + "'");
   };
   if (cells.size() != 3) return bad(1);
   if (!parse_full(cells[0].text, r.arrival_s) || !std::isfinite(r.arrival_s))
@@ -292,6 +284,30 @@ std::optional<Error> read_trace(const Doc& doc, const Node& node, std::int64_t c
   return std::nullopt;
 }
 
+// ---- Latency objectives.
+
+constexpr double kMaxSloMs = 1e9;
+
+std::optional<Error> read_slo(const Doc& doc, const Node& node, Workload& w) {
+  if (node.kind != Node::Kind::Map) {
+    if (node.kind == Node::Kind::String && node.text == "none") {
+      w.slo = Slo{};
+      return std::nullopt;
+    }
+    return make_error(doc.file, node.line, node.col,
+                      "field 'slo' in workload must be a map {ttft_ms, tpot_ms} or none");
+  }
+  Fields f(doc, node, "slo");
+  Slo s;
+  s.ttft_ms = f.number_or("ttft_ms", 0, 0.001, kMaxSloMs);
+  s.tpot_ms = f.number_or("tpot_ms", 0, 0.001, kMaxSloMs);
+  if (f.ok() && s.ttft_ms == 0 && s.tpot_ms == 0)
+    f.fail("ttft_ms", "field 'slo' in workload needs ttft_ms or tpot_ms (or write slo: none)");
+  if (auto e = f.finish()) return e;
+  w.slo = s;
+  return std::nullopt;
+}
+
 // ---- The workload file.
 
 struct Sources {
@@ -344,11 +360,14 @@ Expected<Workload> workload_from_doc(const Doc& doc) {
   s.arrival = f.map_or_null("arrival");
   s.input = f.map_or_null("input_tokens");
   s.output = f.map_or_null("output_tokens");
+  const Node* slo = f.raw("slo");
   check_sources(f, s);
   std::int64_t n = s.trace ? f.integer_or("num_requests", kMaxWorkloadRequests, 1,
                                           kMaxWorkloadRequests)
                            : f.integer("num_requests", 1, kMaxWorkloadRequests);
   if (auto e = f.finish()) return *e;
+  if (slo)
+    if (auto e = read_slo(doc, *slo, w)) return *e;
   if (s.trace) {
     if (auto e = read_trace(doc, *s.trace, n, w)) return *e;
     return w;

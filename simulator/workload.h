@@ -13,6 +13,9 @@
 //   input_tokens:  {distribution: lognormal, mean: 1024, stddev: 512, min: 16, max: 8192}
 //   output_tokens: {distribution: normal, mean: 256, stddev: 64}
 //   trace: some.csv            # instead of arrival/input_tokens/output_tokens
+//   slo: {ttft_ms: 2000, tpot_ms: 200}   # optional: the latency objectives it is served under
+//                              # (p99; either may be left out), or `slo: none` for a batch job
+//                              # with none; absent: the planner's defaults apply
 //
 // Distributions: fixed {value}, uniform {min, max} (inclusive), normal {mean, stddev, min, max},
 // lognormal {mean, stddev, min, max} (mean and stddev of the token counts themselves). Samples
@@ -37,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +61,12 @@ struct Request {
   std::int64_t output_tokens = 0; // >= 1
 };
 
+// Latency objectives, met when the p99 is at most the figure (MLPerf's rule); 0: none.
+struct Slo {
+  double ttft_ms = 0;
+  double tpot_ms = 0;
+};
+
 struct Workload {
   std::string name;
   std::string file;
@@ -66,6 +76,7 @@ struct Workload {
   std::uint64_t seed = 0;
   std::vector<Request> requests;  // generated deterministically from the seed, or the trace's
   std::string trace;              // the trace file read, when there is one; else empty
+  std::optional<Slo> slo;         // the file's `slo:`, when it has one (all zero: `slo: none`)
 };
 
 const char* arrival_name(ArrivalProcess a);  // "poisson", "fixed", "closed"

@@ -63,7 +63,7 @@ TEST(BadModelYaml, WrongTypes) {
                                           "attention: 3\n")),
             "m.yaml:7:1: error: field 'attention' in model must be a map, got '3'");
   EXPECT_EQ(model_error("m.yaml", "- a\n- b\n"),
-            "m.yaml:1:1: error: model must be a map of fields, got a list");
+            "m.yaml:1:1: error: model must be a map of fields, got a list (is this a model file?)");
 }
 
 TEST(BadModelYaml, NonPositiveAndTooLargeSizes) {
@@ -174,7 +174,7 @@ TEST(BadHfConfig, Errors) {
             "c.json:9:47: error: quantization method 'bitsandbytes' is not supported "
             "(supported: fp8, awq, gptq, compressed-tensors)");
   EXPECT_EQ(model_error("c.json", "[1, 2]"),
-            "c.json:1:1: error: config must be a map of fields, got a list");
+            "c.json:1:1: error: config must be a map of fields, got a list (is this a config file?)");
 }
 
 std::string cluster_error(const std::string& text) {

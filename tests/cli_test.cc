@@ -190,7 +190,8 @@ TEST(CliMemory, BadSplitsAndOptionsAreOneLine) {
       "tpp-plan: error: the PP layer partition adds up to 30 layers, the model has 32");
   expect_one_line_error(
       tpp_plan("--model llama-3.1-8b --cluster h100x1 --pp 2 --pp-layer-partition 20,x"),
-      "tpp-plan: error: --pp-layer-partition must be comma-separated layer counts, got '20,x'");
+      "tpp-plan: error: --pp-layer-partition must be comma-separated layer counts from 1 to "
+      "4096, got '20,x'");
 }
 
 TEST(CliMemory, TooLittleMemorySaysWhyAndWhatFits) {
@@ -249,7 +250,7 @@ TEST(CliPerformance, BadWorkloadIsOneLine) {
   EXPECT_EQ(r.err.rfind(bad + ":2:1: error: ", 0), 0u) << r.err;
   expect_one_line_error(
       tpp_plan("--model llama-3.1-8b --cluster h100x1 --workload chat --slo-ttft-ms 0"),
-      "tpp-plan: error: --slo-ttft-ms must be positive");
+      "tpp-plan: error: --slo-ttft-ms must be a positive number of ms");
 }
 
 }  // namespace
@@ -300,11 +301,11 @@ TEST(CliSearch, JsonAndPlanFile) {
 
 TEST(CliSearch, BadInputAndNothingFits) {
   expect_one_line_error(
-      tpp_plan("--model llama-3.1-8b --cluster h100x1 --objective goodput"),
-      "tpp-plan: error: --objective goodput needs --slo-ttft-ms or --slo-tpot-ms");
+      tpp_plan("--model llama-3.1-8b --cluster h100x1 --objective goodput --no-slo"),
+      "tpp-plan: error: --objective goodput needs SLOs; drop --no-slo");
   expect_one_line_error(
       tpp_plan("--model llama-3.1-8b --cluster h100x1 --slo-tpot-ms 0"),
-      "tpp-plan: error: --slo-tpot-ms must be positive");
+      "tpp-plan: error: --slo-tpot-ms must be a positive number of ms");
   CliRun big = tpp_plan("--model r1 --cluster h100x1");
   EXPECT_EQ(big.code, 2);
   EXPECT_EQ(big.err,

@@ -66,7 +66,7 @@ TEST(Search, LatencyObjectivePicksTheLowestTpot) {
 
 TEST(Search, SlosMarkAndExcludeSplits) {
   SearchOptions o;
-  o.slo.tpot_ms = 3.0;  // only TP >= 2 decodes Llama-3.1-8B that fast on H100
+  o.slo.slo.tpot_ms = 3.0;  // only TP >= 2 decodes Llama-3.1-8B that fast on H100
   auto r = run("llama-3.1-8b.yaml", "h100x1", "chat", o);
   int missed = 0;
   for (const auto& c : r.candidates)

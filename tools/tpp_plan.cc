@@ -1,13 +1,15 @@
-// tpp-plan: for a model on a cluster, the memory of every TP/PP split (or of one, with
-// --tp/--pp): weights, activations, KV-cache blocks, as vLLM would allocate them.
-// Exit codes: 0 success; 2 bad input, bad flags, or a requested split that does not fit
-// (one line on stderr).
+// tpp-plan: for a model on a cluster, search every TP/PP/DP split (or evaluate one, with
+// --tp/--pp/--dp): memory, vLLM's KV-cache blocks, and the serving simulation of a workload;
+// recommend the split that keeps up with the load within the SLOs, and write its plan.
+// Exit codes: 0 success; 2 bad input, bad flags, a requested split that does not fit, or
+// nothing to recommend (one line on stderr).
 #include <CLI/CLI.hpp>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <sstream>
 
 #include "common/data_path.h"
@@ -30,7 +32,7 @@ int fail(const std::string& line) {
 
 int fail(const tpp::Error& e) { return fail(e.file.empty() ? "tpp-plan: " + e.str() : e.str()); }
 
-// "31,30" -> {31, 30}; empty on a malformed list (reported by the caller).
+// "31,30" -> {31, 30}; false on a malformed list or a count outside [1, kMaxLayers].
 bool parse_partition(const std::string& s, std::vector<std::int64_t>* out) {
   std::stringstream ss(s);
   std::string item;
@@ -38,13 +40,14 @@ bool parse_partition(const std::string& s, std::vector<std::int64_t>* out) {
     try {
       std::size_t used = 0;
       long long v = std::stoll(item, &used);
-      if (used != item.size()) return false;
+      if (used != item.size() || v < 1 || v > tpp::model::kMaxLayers) return false;
       out->push_back(v);
     } catch (...) {
       return false;
     }
+    if (static_cast<std::int64_t>(out->size()) > tpp::model::kMaxLayers) return false;
   }
-  return !out->empty();
+  return !out->empty() && s.back() != ',';
 }
 
 std::string fmt_rate(double r) {
@@ -58,74 +61,173 @@ std::string split_text(const tpp::sim::ParallelConfig& p) {
          std::to_string(p.tp * p.pp) + " GPUs)";
 }
 
+nlohmann::json workload_json(const tpp::sim::Workload& w) {
+  return {{"name", w.name},
+          {"source", w.file},
+          {"requests", w.requests.size()},
+          {"arrival", tpp::sim::arrival_name(w.arrival)},
+          {"rate_per_s", w.rate_per_s},
+          {"concurrency", w.concurrency},
+          {"seed", w.seed}};
+}
+
+nlohmann::json slo_json(const tpp::planner::ChosenSlo& s) {
+  return {{"ttft_ms", s.slo.ttft_ms}, {"tpot_ms", s.slo.tpot_ms}, {"source", s.source}};
+}
+
+int write_plan(const std::string& file, const nlohmann::json& plan) {
+  std::ofstream out(file);
+  out << plan.dump(2) << "\n";
+  out.close();
+  if (!out) return fail("tpp-plan: error: cannot write " + file);
+  return 0;
+}
+
+struct Run {
+  const tpp::model::Model& m;
+  const tpp::hw::Cluster& c;
+  const tpp::planner::MemoryRequest& req;
+  const tpp::planner::ChosenSlo& slo;
+  std::string format, output_file;
+};
+
 // Prints the search's result; exit 2 when nothing can be recommended.
-int report_search(const tpp::model::Model& m, const tpp::hw::Cluster& c,
-                  const tpp::sim::Workload& w, const tpp::planner::SearchResult& r,
-                  const std::string& format, std::size_t top, const std::string& output_file,
-                  const tpp::planner::MemoryRequest& req) {
-  if (format == "json") {
+int report_search(const Run& run, const tpp::sim::Workload& w,
+                  const tpp::planner::SearchResult& r, std::size_t top) {
+  const auto& m = run.m;
+  const auto& c = run.c;
+  if (run.format == "json") {
     nlohmann::json j;
     j["tpp_version"] = TPP_VERSION;
     j["model"] = tpp::planner::model_json(m);
     j["cluster"] = tpp::planner::cluster_json(c);
     if (!r.candidates.empty())
       j["serving"] = tpp::planner::serving_json(r.candidates.front().memory.options);
-    j["workload"] = {{"name", w.name}, {"source", w.file}, {"requests", w.requests.size()},
-                     {"seed", w.seed}};
+    j["workload"] = workload_json(w);
+    j["slo"] = slo_json(run.slo);
     j["search"] = {{"candidates", r.candidates.size()}, {"simulated", r.simulated},
-                   {"seconds", r.seconds}};
+                   {"seconds", r.seconds}, {"notes", r.notes}};
     j["plans"] = tpp::planner::candidates_json(m, c, r);
     j["reasons"] = r.reasons;
+    if (!r.recommended) j["why_none"] = r.why_none;
     std::cout << j.dump(2) << "\n";
   } else {
-    const bool md = format == "markdown";
+    const bool md = run.format == "markdown";
     if (!md) std::cout << tpp::planner::model_text(m) << "\n" << tpp::planner::cluster_text(c) << "\n";
     std::cout << "searched " << r.candidates.size() << " splits, simulated " << r.simulated
               << " with workload " << w.name << " (" << w.requests.size() << " requests, seed "
-              << w.seed << "), in " << fmt_rate(std::round(r.seconds * 100) / 100) << " s\n"
-              << tpp::planner::search_table(r, top, md) << "\n"
+              << w.seed << "), in " << fmt_rate(std::round(r.seconds * 100) / 100) << " s\n";
+    for (const auto& n : r.notes) std::cout << "note: " << n << "\n";
+    std::cout << tpp::planner::search_table(r, top, md) << "\n"
               << tpp::planner::recommendation_text(m, c, r);
   }
   if (!r.recommended) {
+    bool any_fit = false;
+    for (const auto& cand : r.candidates) any_fit = any_fit || cand.memory.fits;
+    if (any_fit)
+      return fail("tpp-plan: error: " + m.name + " fits on " + c.name + ", but " + r.why_none);
     // The smallest cluster of this GPU that would hold the model.
-    auto opts = tpp::sim::resolve_options(m, c.gpu, req.serving);
+    auto opts = tpp::sim::resolve_options(m, c.gpu, run.req.serving);
     std::string need = "no number of these GPUs up to 1024 holds it";
     if (opts) {
-      auto p = tpp::sim::smallest_fitting_split(tpp::sim::as_loaded(m, req.serving), c.gpu, 1024,
-                                                c.gpus_per_node, *opts, req.expert_parallel);
+      auto p = tpp::sim::smallest_fitting_split(tpp::sim::as_loaded(m, run.req.serving), c.gpu,
+                                                1024, c.gpus_per_node, *opts,
+                                                run.req.expert_parallel);
       if (p)
         need = "it needs at least " + std::to_string(p->tp * p->pp) + " " + c.gpu.name +
                " GPUs (tp=" + std::to_string(p->tp) + ", pp=" + std::to_string(p->pp) + ")";
     }
-    bool any_fit = false;
-    for (const auto& cand : r.candidates) any_fit = any_fit || cand.memory.fits;
-    return fail("tpp-plan: error: " + m.name +
-                (any_fit ? " fits, but no split meets the SLOs on " + c.name
-                         : " does not fit on any split of " + c.name) +
-                "; " + need);
+    return fail("tpp-plan: error: " + m.name + " does not fit on any split of " + c.name + "; " +
+                need);
   }
-  if (!output_file.empty()) {
-    std::ofstream out(output_file);
-    out << tpp::planner::plan_file_json(m, c, w, r.candidates[*r.recommended]).dump(2) << "\n";
-    if (!out) return fail("tpp-plan: error: cannot write " + output_file);
-  }
-  return 0;
+  if (run.output_file.empty()) return 0;
+  const auto& best = r.candidates[*r.recommended];
+  return write_plan(run.output_file,
+                    tpp::planner::plan_file_json(m, c, w, best.memory, best.perf, run.slo));
 }
 
-}  // namespace
+// One split (--tp/--pp/--dp): its memory stage by stage, and with a workload its serving.
+int report_split(const Run& run, const std::optional<tpp::sim::Workload>& workload) {
+  const auto& m = run.m;
+  const auto& c = run.c;
+  auto result = tpp::planner::plan_memory(m, c, run.req);
+  if (!result) return fail(result.error());
+  if (workload) {
+    if (run.req.serving.engine == tpp::sim::Engine::kV0)
+      return fail("tpp-plan: error: --workload simulates vLLM's V1 engine; drop --vllm-engine v0");
+    if (auto t = tpp::planner::simulation_threads(*workload, 1); !t) return fail(t.error());
+    tpp::planner::simulate_performance(m, c, run.req, *workload, run.slo.slo, &*result);
+  }
+  const auto& plans = result->plans;
+  const auto& plan = plans.front();
+  const auto& perf = result->performance.empty() ? std::nullopt : result->performance.front();
+  if (run.format == "json") {
+    nlohmann::json j;
+    j["tpp_version"] = TPP_VERSION;
+    j["model"] = tpp::planner::model_json(m);
+    j["cluster"] = tpp::planner::cluster_json(c);
+    j["serving"] = tpp::planner::serving_json(result->options);
+    nlohmann::json pj = tpp::planner::plan_json(plan);
+    if (perf) pj["performance"] = tpp::planner::performance_json(*perf);
+    j["plans"] = nlohmann::json::array({pj});
+    if (workload) {
+      j["workload"] = workload_json(*workload);
+      j["slo"] = slo_json(run.slo);
+    }
+    if (result->smallest_fit)
+      j["smallest_fit"] = {{"tp", result->smallest_fit->tp}, {"pp", result->smallest_fit->pp}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << tpp::planner::model_text(m) << "\n" << tpp::planner::cluster_text(c) << "\n"
+              << tpp::planner::serving_text(result->options)
+              << tpp::planner::memory_table(plans, true);
+    if (workload)
+      std::cout << "\nserving " << workload->name << " (" << workload->requests.size()
+                << " requests, " << tpp::sim::arrival_name(workload->arrival) << " arrivals"
+                << (workload->arrival == tpp::sim::ArrivalProcess::kClosedLoop
+                        ? ", concurrency " + std::to_string(workload->concurrency)
+                        : ", " + fmt_rate(workload->rate_per_s) + " requests/s")
+                << ", seed " << workload->seed << ") on vLLM V1; SLOs "
+                << tpp::planner::slo_text(run.slo) << ":\n"
+                << tpp::planner::performance_table(plans, result->performance, true);
+  }
+  if (!plan.fits) {
+    std::string smallest = result->smallest_fit
+                               ? "smallest split that fits: " + split_text(*result->smallest_fit)
+                               : "no split of the cluster's " + std::to_string(c.total_gpus()) +
+                                     " GPUs fits";
+    return fail("tpp-plan: error: " + plan.why_not + "; " + smallest);
+  }
+  if (perf && perf->finished == 0)
+    return fail("tpp-plan: error: every request of workload " + workload->name +
+                " was rejected: " +
+                (perf->rejected_over_max_model_len == perf->requests
+                     ? "each needs more than max_model_len " +
+                           std::to_string(result->options.max_model_len) +
+                           " tokens (prompt + output; the shortest needs " +
+                           std::to_string(perf->shortest_rejected_tokens) +
+                           "); raise --max-model-len or shorten the requests"
+                     : std::to_string(perf->rejected_over_max_model_len) +
+                           " need more than max_model_len, " +
+                           std::to_string(perf->rejected_over_kv_cache) +
+                           " more KV blocks than the pool holds"));
+  if (run.output_file.empty()) return 0;
+  return write_plan(run.output_file,
+                    tpp::planner::plan_file_json(m, c, *workload, plan, perf, run.slo));
+}
 
-int main(int argc, char** argv) {
-  CLI::App app{"tpp-plan: which TP/PP split to run a model with on a cluster, and the memory "
-               "and vLLM KV-cache blocks each GPU gets",
+int run_main(int argc, char** argv) {
+  CLI::App app{"tpp-plan: which TP/PP split to run a model with on a cluster, and the memory, "
+               "vLLM KV-cache blocks, latency and throughput each gets",
                "tpp-plan"};
   std::string model_arg, cluster_arg, format = "text", engine = "v1", kv_dtype, quant, partition;
   std::string workload_arg, objective = "throughput", output_file;
-  tpp::sim::Slo slo;
+  tpp::planner::SloRequest slo_req;
   bool cross_node_tp = false;
   std::size_t top = 10;
   tpp::planner::MemoryRequest req;
-  std::int64_t tp = 0, pp = 0, dp = 0;
   auto& so = req.serving;
+  const auto parallel_range = CLI::Range(std::int64_t{1}, tpp::sim::kMaxParallel);
   app.add_option("--model", model_arg,
                  "model: tpp YAML, a Hugging Face config.json (or its directory), or a catalog "
                  "name such as r1")
@@ -135,21 +237,28 @@ int main(int argc, char** argv) {
   app.add_option("--format", format, "output format (text and table are the same)")
       ->check(CLI::IsMember({"text", "table", "json", "markdown"}));
   app.add_option("--objective", objective,
-                 "what the search maximises: throughput (output tokens/s per GPU), latency "
-                 "(TPOT p50), ttft (TTFT p50), goodput (requests/s per GPU within the SLOs), "
-                 "cost (output tokens per dollar)")
+                 "what the search ranks by, among the splits that keep up with the load within "
+                 "the SLOs: throughput (output tokens/s per GPU: the fewest GPUs that serve it), "
+                 "latency (TPOT p50), ttft (TTFT p50), goodput (requests/s per GPU within the "
+                 "SLOs), cost (output tokens per dollar)")
       ->check(CLI::IsMember({"throughput", "latency", "ttft", "goodput", "cost"}));
   app.add_flag("--allow-cross-node-tp", cross_node_tp, "let TP groups span nodes");
   app.add_option("--top", top, "ranked splits to show (0: all)")->capture_default_str();
-  app.add_option("-o,--output", output_file, "write the recommended plan (JSON) for the executor");
-  app.add_option("--tp,--tensor-parallel-size", tp, "evaluate this tensor-parallel size only");
-  app.add_option("--pp,--pipeline-parallel-size", pp, "evaluate this pipeline-parallel size only");
-  app.add_option("--dp,--data-parallel-size", dp, "data-parallel replicas (with --tp/--pp)");
+  app.add_option("-o,--output", output_file,
+                 "write the plan (JSON) for the executor: the recommended split, or the one given "
+                 "with --tp/--pp/--dp");
+  app.add_option("--tp,--tensor-parallel-size", req.tp, "evaluate this tensor-parallel size only")
+      ->check(parallel_range);
+  app.add_option("--pp,--pipeline-parallel-size", req.pp,
+                 "evaluate this pipeline-parallel size only")
+      ->check(parallel_range);
+  app.add_option("--dp,--data-parallel-size", req.dp, "data-parallel replicas (with --tp/--pp)")
+      ->check(parallel_range);
   app.add_flag("--enable-expert-parallel", req.expert_parallel,
                "split whole experts over tp x dp ranks instead of each expert over tp");
   app.add_option("--pp-layer-partition", partition,
                  "layers per PP stage, e.g. 31,30 (vLLM's VLLM_PP_LAYER_PARTITION, also read "
-                 "from the environment)");
+                 "from the environment); the search then tries only that many stages");
   app.add_option("--gpu-memory-utilization", so.gpu_memory_utilization,
                  "fraction of GPU memory vLLM may use")
       ->capture_default_str();
@@ -170,9 +279,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--workload", workload_arg,
                  "serve this workload on every split that fits and predict TTFT, TPOT, "
-                 "throughput (YAML, or a catalog name such as chat)");
-  app.add_option("--slo-ttft-ms", slo.ttft_ms, "TTFT objective for goodput, ms");
-  app.add_option("--slo-tpot-ms", slo.tpot_ms, "TPOT objective for goodput, ms");
+                 "throughput (YAML, or a catalog name such as chat; the search's default: chat)");
+  app.add_option("--slo-ttft-ms", slo_req.ttft_ms,
+                 "TTFT p99 objective, ms (default: the workload's, else 2000: MLPerf's server "
+                 "scenario)");
+  app.add_option("--slo-tpot-ms", slo_req.tpot_ms,
+                 "TPOT p99 objective, ms (default: the workload's, else 200: MLPerf's server "
+                 "scenario)");
+  app.add_flag("--no-slo", slo_req.none, "no latency objectives (only the load must be kept up)");
   app.add_option("--vllm-engine", engine, "v1 (default) or v0")
       ->check(CLI::IsMember({"v1", "v0"}));
   app.set_version_flag("--version", std::string("tpp-plan ") + TPP_VERSION);
@@ -185,9 +299,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return fail(std::string("tpp-plan: error: ") + e.what() + " (see --help)");
   }
-  if (app.count("--tp")) req.tp = tp;
-  if (app.count("--pp")) req.pp = pp;
-  if (app.count("--dp")) req.dp = dp;
+  for (auto [flag, v] : {std::pair{"--slo-ttft-ms", slo_req.ttft_ms},
+                         std::pair{"--slo-tpot-ms", slo_req.tpot_ms}})
+    if (v && !(std::isfinite(*v) && *v > 0))
+      return fail(std::string("tpp-plan: error: ") + flag + " must be a positive number of ms");
+  if (slo_req.none && (slo_req.ttft_ms || slo_req.tpot_ms))
+    return fail("tpp-plan: error: --no-slo cannot be given with --slo-ttft-ms or --slo-tpot-ms");
   so.engine = engine == "v0" ? tpp::sim::Engine::kV0 : tpp::sim::Engine::kV1;
   if (!kv_dtype.empty()) so.kv_cache_dtype = tpp::model::parse_kv_cache_dtype(kv_dtype);
   if (!quant.empty())
@@ -195,11 +312,16 @@ int main(int argc, char** argv) {
                       : quant == "awq"  ? tpp::model::QuantMethod::kAwq
                       : quant == "gptq" ? tpp::model::QuantMethod::kGptq
                                         : tpp::model::QuantMethod::kCompressedTensors;
+  std::string partition_from = "--pp-layer-partition";
   if (partition.empty())
-    if (const char* env = std::getenv("VLLM_PP_LAYER_PARTITION")) partition = env;
+    if (const char* env = std::getenv("VLLM_PP_LAYER_PARTITION"); env && *env) {
+      partition = env;
+      partition_from = "VLLM_PP_LAYER_PARTITION";
+    }
   if (!partition.empty() && !parse_partition(partition, &req.pp_layer_partition))
-    return fail("tpp-plan: error: --pp-layer-partition must be comma-separated layer counts, "
-                "got '" + partition + "'");
+    return fail("tpp-plan: error: " + partition_from +
+                " must be comma-separated layer counts from 1 to " +
+                std::to_string(tpp::model::kMaxLayers) + ", got '" + tpp::clip(partition) + "'");
 
   auto model_path = tpp::resolve_input(model_arg, tpp::Catalog::kModels);
   if (!model_path) return fail(model_path.error());
@@ -207,91 +329,47 @@ int main(int argc, char** argv) {
   if (!model) return fail(model.error());
   auto cluster = tpp::hw::load_cluster(cluster_arg);
   if (!cluster) return fail(cluster.error());
-  if (app.count("--slo-ttft-ms") && !(slo.ttft_ms > 0))
-    return fail("tpp-plan: error: --slo-ttft-ms must be positive");
-  if (app.count("--slo-tpot-ms") && !(slo.tpot_ms > 0))
-    return fail("tpp-plan: error: --slo-tpot-ms must be positive");
+  const bool search_mode = !req.tp && !req.pp && !req.dp;
   std::optional<tpp::sim::Workload> workload;
+  // The search always serves a workload, and so does a plan written for the executor.
+  if (workload_arg.empty() && (search_mode || !output_file.empty())) workload_arg = "chat";
   if (!workload_arg.empty()) {
     auto w = tpp::sim::load_workload(workload_arg);
     if (!w) return fail(w.error());
-    workload = *w;
+    workload = std::move(*w);
   }
-  const bool search_mode = !req.tp && !req.pp && !req.dp;
-  if (search_mode) {
-    if (!workload) {  // the documented default workload of the search
-      auto w = tpp::sim::load_workload("chat");
-      if (!w) return fail(w.error());
-      workload = *w;
-    }
-    if (so.engine == tpp::sim::Engine::kV0)
-      return fail("tpp-plan: error: the search simulates vLLM's V1 engine; drop --vllm-engine v0");
-    if (objective == "goodput" && slo.ttft_ms <= 0 && slo.tpot_ms <= 0)
-      return fail("tpp-plan: error: --objective goodput needs --slo-ttft-ms or --slo-tpot-ms");
-    tpp::planner::SearchOptions sopt;
-    sopt.objective = *tpp::planner::parse_objective(objective);
-    sopt.allow_cross_node_tp = cross_node_tp;
-    sopt.slo = slo;
-    auto found = tpp::planner::search(*model, *cluster, req, *workload, sopt);
-    if (!found) return fail(found.error());
-    return report_search(*model, *cluster, *workload, *found, format, top, output_file, req);
+  const tpp::planner::ChosenSlo slo =
+      workload ? tpp::planner::choose_slo(*workload, slo_req) : tpp::planner::ChosenSlo{};
+  const Run run{*model, *cluster, req, slo, format == "markdown" && !search_mode ? "text" : format,
+                output_file};
+  if (!search_mode) {
+    for (const char* flag : {"--objective", "--top"})
+      if (app.count(flag))
+        return fail(std::string("tpp-plan: error: ") + flag +
+                    " applies to the search; it does nothing with --tp/--pp/--dp");
+    return report_split(run, workload);
   }
-  auto result = tpp::planner::plan_memory(*model, *cluster, req);
-  if (!result) return fail(result.error());
-  if (workload) {
-    if (so.engine == tpp::sim::Engine::kV0)
-      return fail("tpp-plan: error: --workload simulates vLLM's V1 engine; drop --vllm-engine v0");
-    tpp::planner::simulate_performance(*model, *cluster, req, *workload, slo, &*result);
-  }
+  if (so.engine == tpp::sim::Engine::kV0)
+    return fail("tpp-plan: error: the search simulates vLLM's V1 engine; drop --vllm-engine v0");
+  tpp::planner::SearchOptions sopt;
+  sopt.objective = *tpp::planner::parse_objective(objective);
+  if (sopt.objective == tpp::planner::Objective::kGoodput && slo.slo.ttft_ms <= 0 &&
+      slo.slo.tpot_ms <= 0)
+    return fail("tpp-plan: error: --objective goodput needs SLOs; drop --no-slo");
+  sopt.allow_cross_node_tp = cross_node_tp;
+  sopt.slo = slo;
+  auto found = tpp::planner::search(*model, *cluster, req, *workload, sopt);
+  if (!found) return fail(found.error());
+  return report_search(run, *workload, *found, top);
+}
 
-  const auto& plans = result->plans;
-  bool ok = false;
-  for (const auto& p : plans) ok = ok || p.fits;
-  if (format == "markdown") format = "text";
-  if (format == "json") {
-    nlohmann::json j;
-    j["tpp_version"] = TPP_VERSION;
-    j["model"] = tpp::planner::model_json(*model);
-    j["cluster"] = tpp::planner::cluster_json(*cluster);
-    j["serving"] = tpp::planner::serving_json(result->options);
-    j["plans"] = nlohmann::json::array();
-    for (std::size_t k = 0; k < plans.size(); ++k) {
-      nlohmann::json pj = tpp::planner::plan_json(plans[k]);
-      if (k < result->performance.size() && result->performance[k])
-        pj["performance"] = tpp::planner::performance_json(*result->performance[k]);
-      j["plans"].push_back(pj);
-    }
-    if (workload)
-      j["workload"] = {{"name", workload->name},
-                       {"source", workload->file},
-                       {"requests", workload->requests.size()},
-                       {"arrival", tpp::sim::arrival_name(workload->arrival)},
-                       {"rate_per_s", workload->rate_per_s},
-                       {"concurrency", workload->concurrency},
-                       {"seed", workload->seed}};
-    if (result->smallest_fit)
-      j["smallest_fit"] = {{"tp", result->smallest_fit->tp}, {"pp", result->smallest_fit->pp}};
-    std::cout << j.dump(2) << "\n";
-  } else {
-    std::cout << tpp::planner::model_text(*model) << "\n"
-              << tpp::planner::cluster_text(*cluster) << "\n"
-              << tpp::planner::serving_text(result->options)
-              << tpp::planner::memory_table(plans, result->single);
-    if (workload)
-      std::cout << "\nserving " << workload->name << " (" << workload->requests.size()
-                << " requests, " << tpp::sim::arrival_name(workload->arrival) << " arrivals"
-                << (workload->arrival == tpp::sim::ArrivalProcess::kClosedLoop
-                        ? ", concurrency " + std::to_string(workload->concurrency)
-                        : ", " + fmt_rate(workload->rate_per_s) + " requests/s")
-                << ", seed " << workload->seed << ") on vLLM V1, per split that fits:\n"
-                << tpp::planner::performance_table(plans, result->performance, result->single);
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const std::bad_alloc&) {
+    // The workload check refuses what this host cannot hold; this is the last line of defence.
+    return fail("tpp-plan: error: out of memory (a smaller workload, num_requests, would fit)");
   }
-  if (ok) return 0;
-  std::string smallest = result->smallest_fit
-                             ? "smallest split that fits: " + split_text(*result->smallest_fit)
-                             : "no split of the cluster's " +
-                                   std::to_string(cluster->total_gpus()) + " GPUs fits";
-  if (result->single) return fail("tpp-plan: error: " + plans.front().why_not + "; " + smallest);
-  return fail("tpp-plan: error: no split of " + cluster->name + " fits " + model->name + " (" +
-              plans.front().why_not + "); " + smallest);
 }
