@@ -256,6 +256,9 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
   const Node* intra = f.map_or_null("intra_node");
   const Node* inter = f.map_or_null("inter_node");
   c.price_per_gpu_hour = read_figure(f, "price_per_gpu_hour", 0, 1e6, false, false);
+  if (f.ok() && c.price_per_gpu_hour && !(c.price_per_gpu_hour->value > 0))
+    f.fail("price_per_gpu_hour", "field 'price_per_gpu_hour' in cluster must be a positive "
+                                 "number of dollars, got 0");
   const Node* coll = f.raw("collectives");
   const Node* eff = f.map_or_null("efficiency");
   if (f.ok() && !gpu) f.missing("gpu");

@@ -244,8 +244,11 @@ Expected<Model> model_from_hf_config(const Doc& doc) {
   pos.note(doc.root, "num_local_experts", "num_experts");
   pos.note(doc.root, "n_routed_experts", "num_experts");
   if (auto e = f.finish()) return *e;
-  if (quant)
+  if (quant) {
     if (auto e = read_quant(doc, *quant, m)) return *e;
+    pos.note(*quant, "group_size", "group_size");
+    pos.note(*quant, "bits", "bits");
+  }
   if (!hints.head_dim_explicit && m.hidden_size % a.num_heads == 0)
     a.head_dim = m.hidden_size / a.num_heads;
   if (auto e = validate_model(m, pos, hints)) return *e;

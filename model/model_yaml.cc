@@ -1,4 +1,6 @@
 // tpp's own model YAML (schema: docs/model-schema.md).
+#include <algorithm>
+
 #include "common/fields.h"
 #include "model/load.h"
 #include "model/validate.h"
@@ -100,6 +102,11 @@ Expected<Model> model_from_yaml(const Doc& doc) {
   Fields f(doc, doc.root, "model");
   m.name = f.string("name");
   m.hf_repo = f.string_or("hf_repo", "");
+  // It is printed in launch commands (quoted for the shell there); a line break or another
+  // control character is no part of a repository name or a path.
+  if (f.ok() && std::any_of(m.hf_repo.begin(), m.hf_repo.end(),
+                            [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+    f.fail("hf_repo", "field 'hf_repo' in model must not contain control characters");
   m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
   m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
   m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
@@ -130,6 +137,7 @@ Expected<Model> model_from_yaml(const Doc& doc) {
   m.quant.weight_dtype = m.dtype;
   if (quant) {
     pos.note_all(*quant);
+    pos.note(*quant, "weight_dtype", "bits");
     if (auto e = read_quantization(doc, *quant, m)) return *e;
   }
   if (m.mla) {  // as the HF reader: the query/key head size of MLA

@@ -1,6 +1,14 @@
 #include "model/tensors.h"
 
 namespace tpp::model {
+
+std::int64_t int_pack_factor(const Quantization& q) {
+  if (q.method == QuantMethod::kNone || q.method == QuantMethod::kFp8) return 1;
+  if (q.weight_dtype == DType::kINT4) return 8;
+  if (q.weight_dtype == DType::kINT8) return 4;
+  return 1;
+}
+
 namespace {
 
 using C = Component;

@@ -65,6 +65,10 @@ std::int64_t storage_bytes(const TensorSpec& t, const Model& m);
 // safetensors file, not as parameters).
 std::int64_t aux_elements(const TensorSpec& t, const Model& m);
 
+// Integer weights packed into int32 along the output (AWQ, GPTQ, compressed-tensors WNA16):
+// 32 / bits values each (8 for int4, 4 for int8); 1 for every other format.
+std::int64_t int_pack_factor(const Quantization& q);
+
 struct Totals {
   std::array<std::int64_t, kNumComponents> by_component{};
   std::int64_t total = 0;

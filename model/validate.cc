@@ -1,5 +1,7 @@
 #include "model/validate.h"
 
+#include "model/tensors.h"
+
 namespace tpp::model {
 
 void FieldPositions::note(const Node& map, const std::string& key, const std::string& field) {
@@ -105,6 +107,22 @@ std::optional<Error> validate_model(const Model& m, const FieldPositions& pos,
     return pos.error("weight_dtype", "quantization method '" +
                                          std::string(quant_method_name(q.method)) +
                                          "' needs fp8_e4m3, int8 or int4 weights");
+  // A checkpoint vLLM cannot load on any split: a group that does not divide a quantized
+  // layer's input, or output rows that do not fill the int32 packing (AWQ/GPTQ create_weights).
+  // The same on each rank's shard is check_parallel's (simulator/parallel.h).
+  const std::int64_t pack = int_pack_factor(q);
+  for (std::int64_t l : {std::int64_t{0}, m.num_layers - 1}) {
+    for (const auto& t : layer_tensors(m, l)) {
+      if (!t.quantized) continue;
+      if (q.group_size > 0 && t.cols % q.group_size != 0)
+        return pos.error("group_size", "group_size " + s(q.group_size) + " does not divide the " +
+                                           s(t.cols) + " inputs of " + t.name +
+                                           " (vLLM refuses to load it)");
+      if (pack > 1 && t.rows % pack != 0)
+        return pos.error("bits", s(t.rows) + " output rows of " + t.name +
+                                     " do not fill the int32 packing of " + s(pack) + " values");
+    }
+  }
   return std::nullopt;
 }
 

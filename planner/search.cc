@@ -190,6 +190,27 @@ std::string cost_text(const Candidate& a, double price) {
                      a.cost_per_mtok);
 }
 
+// The objective's own figure for the winner against the runner-up.
+std::string objective_figures(const Candidate& a, const Candidate& b, Objective o) {
+  const sim::ServingResult &r = *a.perf, &q = *b.perf;
+  switch (o) {
+    case Objective::kThroughput:
+      return fmt::format("{:.0f} against {:.0f} output tokens/s per GPU",
+                         r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu);
+    case Objective::kLatency:
+      return fmt::format("TPOT p50 {:.2f} against {:.2f} ms", r.tpot_ms.p50, q.tpot_ms.p50);
+    case Objective::kTtft:
+      return fmt::format("TTFT p50 {:.1f} against {:.1f} ms", r.ttft_ms.p50, q.ttft_ms.p50);
+    case Objective::kGoodput:
+      return fmt::format("{:.3f} against {:.3f} requests/s per GPU within the SLOs", a.score,
+                         b.score);
+    case Objective::kCost:
+      return fmt::format("${:.2f} against ${:.2f} per million output tokens", a.cost_per_mtok,
+                         b.cost_per_mtok);
+  }
+  return "";
+}
+
 std::string reasons(const Candidate& a, const Candidate* b, const SearchOptions& o,
                     std::int64_t layers, const hw::Cluster& c, double price) {
   const sim::ServingResult& r = *a.perf;
@@ -208,10 +229,11 @@ std::string reasons(const Candidate& a, const Candidate* b, const SearchOptions&
   const sim::ServingResult& q = *b->perf;
   auto pct = [](double x, double y) { return y != 0 ? 100 * (x - y) / std::fabs(y) : 0; };
   s += fmt::format(
-      "\nIt beats the runner-up {} on {}: {:.0f} against {:.0f} output tokens/s per GPU "
+      "\nIt beats the runner-up {} on {}: {}. {:.0f} against {:.0f} output tokens/s per GPU "
       "({:+.0f}%), TPOT p50 {:.2f} against {:.2f} ms, TTFT p50 {:.1f} against {:.1f} ms; the "
       "runner-up spends {}.",
-      split_name(b->memory.parallel), objective_name(o.objective), r.output_tokens_per_s_per_gpu,
+      split_name(b->memory.parallel), objective_name(o.objective),
+      objective_figures(a, *b, o.objective), r.output_tokens_per_s_per_gpu,
       q.output_tokens_per_s_per_gpu,
       pct(r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu), r.tpot_ms.p50,
       q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50,

@@ -106,9 +106,15 @@ std::optional<std::string> check_parallel(const model::Model& m, const ParallelC
         if (q.block_cols > 0 && split_cols && sh.cols % q.block_cols != 0)
           return t.name + ": " + s(sh.cols) + " input columns per rank at tp=" + s(p.tp) +
                  " are not a multiple of the fp8 block " + s(q.block_cols);
-        if (q.group_size > 0 && split_cols && sh.cols % q.group_size != 0)
+        // vLLM's AWQ/GPTQ create_weights (and Marlin's, which falls back to them): the input
+        // per partition a multiple of the group, the output a multiple of the int32 packing.
+        if (q.group_size > 0 && sh.cols % q.group_size != 0)
           return t.name + ": " + s(sh.cols) + " input columns per rank at tp=" + s(p.tp) +
                  " are not a multiple of the quantization group " + s(q.group_size);
+        const std::int64_t pack = model::int_pack_factor(q);
+        if (pack > 1 && split_rows && sh.rows % pack != 0)
+          return t.name + ": " + s(sh.rows) + " output rows per rank at tp=" + s(p.tp) +
+                 " are not a multiple of the " + s(pack) + " values packed in an int32";
       }
     }
   }
