@@ -224,7 +224,13 @@ std::string reasons(const Candidate& a, const Candidate* b, const SearchOptions&
                    r.ttft_ms.p99, r.tpot_ms.p99);
   if (r.load.applies)
     s += fmt::format(", and keeps up with the {:.2f} requests/s offered", r.load.offered_requests_per_s);
-  s += ".\n" + idle_text(a, c.total_gpus()) + cost_text(a, price);
+  s += ".\n";
+  if (r.rejected > 0)  // the same requests on every split: they exceed max_model_len
+    s += fmt::format("It rejects {} of the {} requests, as every split would: {} need more than "
+                     "max_model_len {} tokens (prompt + output).\n",
+                     r.rejected, r.requests, r.rejected_over_max_model_len,
+                     a.memory.options.max_model_len);
+  s += idle_text(a, c.total_gpus()) + cost_text(a, price);
   if (!b || !b->perf) return s + "\nNo other split keeps up within the SLOs.";
   const sim::ServingResult& q = *b->perf;
   auto pct = [](double x, double y) { return y != 0 ? 100 * (x - y) / std::fabs(y) : 0; };
@@ -401,6 +407,10 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   if (!opts) return opts.error();
   const model::Model loaded = sim::as_loaded(m, r.serving);
   SearchResult out;
+  const auto stages = static_cast<std::int64_t>(r.pp_layer_partition.size());
+  if (stages > 0)
+    if (auto why = sim::check_partition(loaded, r.pp_layer_partition, stages))
+      return make_error("", 0, 0, *why);
   if (!r.pp_layer_partition.empty())
     out.notes.push_back(fmt::format("the PP layer partition has {} stages: only pp={} was "
                                     "searched (vLLM refuses it with any other)",

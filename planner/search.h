@@ -49,7 +49,7 @@ std::string slo_text(const ChosenSlo& s);
 struct SearchOptions {
   Objective objective = Objective::kThroughput;
   bool allow_cross_node_tp = false;
-  ChosenSlo slo;
+  ChosenSlo slo{{kDefaultSloTtftMs, kDefaultSloTpotMs}, kDefaultSloSource};  // choose_slo()'s
   int threads = 0;  // 0: one per core
   bool progress = true;  // a progress line on stderr when the search takes over a second
 };

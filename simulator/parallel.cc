@@ -44,6 +44,24 @@ std::vector<std::int64_t> pp_partition(std::int64_t num_layers, std::int64_t pp,
   return parts;
 }
 
+std::optional<std::string> check_partition(const model::Model& m,
+                                           const std::vector<std::int64_t>& partition,
+                                           std::int64_t pp) {
+  if (static_cast<std::int64_t>(partition.size()) != pp)
+    return "the PP layer partition has " + s(static_cast<std::int64_t>(partition.size())) +
+           " stages but pp=" + s(pp);
+  for (std::int64_t n : partition) {  // bounded first: the sum cannot overflow
+    if (n < 1) return "every PP stage needs at least one layer";
+    if (n > m.num_layers)
+      return "a PP stage of " + s(n) + " layers exceeds the model's " + s(m.num_layers);
+  }
+  std::int64_t sum = std::accumulate(partition.begin(), partition.end(), std::int64_t{0});
+  if (sum != m.num_layers)
+    return "the PP layer partition adds up to " + s(sum) + " layers, the model has " +
+           s(m.num_layers);
+  return std::nullopt;
+}
+
 std::optional<std::string> check_parallel(const model::Model& m, const ParallelConfig& p) {
   if (p.tp < 1 || p.pp < 1 || p.dp < 1)
     return "tp, pp and dp must be at least 1 (got tp=" + s(p.tp) + ", pp=" + s(p.pp) +
@@ -62,22 +80,8 @@ std::optional<std::string> check_parallel(const model::Model& m, const ParallelC
   }
   if (p.pp > m.num_layers)
     return "pp=" + s(p.pp) + " exceeds the " + s(m.num_layers) + " layers";
-  if (!p.pp_layer_partition.empty()) {
-    if (static_cast<std::int64_t>(p.pp_layer_partition.size()) != p.pp)
-      return "the PP layer partition has " + s(static_cast<std::int64_t>(
-                                                 p.pp_layer_partition.size())) +
-             " stages but pp=" + s(p.pp);
-    for (std::int64_t n : p.pp_layer_partition) {  // bounded first: the sum cannot overflow
-      if (n < 1) return "every PP stage needs at least one layer";
-      if (n > m.num_layers)
-        return "a PP stage of " + s(n) + " layers exceeds the model's " + s(m.num_layers);
-    }
-    std::int64_t sum = std::accumulate(p.pp_layer_partition.begin(),
-                                       p.pp_layer_partition.end(), std::int64_t{0});
-    if (sum != m.num_layers)
-      return "the PP layer partition adds up to " + s(sum) + " layers, the model has " +
-             s(m.num_layers);
-  }
+  if (!p.pp_layer_partition.empty())
+    if (auto why = check_partition(m, p.pp_layer_partition, p.pp)) return why;
   const bool has_dense = !m.moe || m.moe->first_k_dense > 0 || !m.moe->dense_layers.empty();
   if (has_dense && m.intermediate_size % p.tp != 0)
     return "intermediate_size " + s(m.intermediate_size) + " is not divisible by tp=" + s(p.tp);

@@ -34,6 +34,12 @@ struct ParallelConfig {
 // FusedMoE), and quantized shard alignment (fp8 block_n/block_k, int group size).
 std::optional<std::string> check_parallel(const model::Model& m, const ParallelConfig& p);
 
+// Why vLLM would refuse VLLM_PP_LAYER_PARTITION for this model and pp (get_pp_indices), or
+// nullopt: as many stages as pp, each of 1 to the model's layers, adding up to its layers.
+std::optional<std::string> check_partition(const model::Model& m,
+                                           const std::vector<std::int64_t>& partition,
+                                           std::int64_t pp);
+
 // Layers of each PP stage, as vllm/distributed/utils.py get_pp_indices splits them:
 // VLLM_PP_LAYER_PARTITION when given; else layers / pp each, with the remainder added one layer
 // at a time to stages [-2], [-3], ... (the last stage also holds the norm and LM head).

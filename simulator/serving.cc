@@ -31,6 +31,7 @@ struct Loop {
   std::vector<Replica> engines;
   std::vector<double> itl;
   std::int64_t steps = 0;
+  std::size_t max_in_flight_seen = 0;
   double kv_area = 0, kv_max = 0, last_t = 0;
 
   // Starts `b` on engine `e` at `t`: each stage starts when the batch arrives from the previous
@@ -50,6 +51,7 @@ struct Loop {
       e.time[s].pp_comm += c.pp_comm;
     }
     e.in_flight.push_back({std::move(b), arrive});
+    max_in_flight_seen = std::max(max_in_flight_seen, e.in_flight.size());
     ++steps;
   }
 
@@ -124,6 +126,7 @@ void fill_result(ServingResult& r, Loop& loop, const Slo& slo) {
   r.itl_ms = percentiles(loop.itl);
   r.e2e_ms = percentiles(e2e);
   r.steps = loop.steps;
+  r.max_batches_in_flight = static_cast<std::int64_t>(loop.max_in_flight_seen);
   r.kv_utilization_mean = loop.last_t > 0 ? loop.kv_area / loop.last_t : 0;
   r.kv_utilization_max = loop.kv_max;
   const std::size_t stages = loop.engines.front().time.size();
@@ -222,7 +225,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
                      o.max_model_len};
-  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, 0, 0};
+  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, 0, 0, 0};
   for (std::int64_t d = 0; d < p.dp; ++d)
     loop.engines.push_back(Replica{Scheduler(sc), std::vector<double>(cost.num_stages(), 0.0),
                                   std::vector<StageTime>(cost.num_stages()), {}});

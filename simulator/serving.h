@@ -56,6 +56,7 @@ struct ServingResult {
   // Why requests were refused on arrival, and the shortest refused one (prompt + output).
   std::int64_t rejected_over_max_model_len = 0, rejected_over_kv_cache = 0;
   std::int64_t shortest_rejected_tokens = 0;
+  std::int64_t max_batches_in_flight = 0;  // in one replica's pipeline at once (at most pp)
   LoadCheck load;
   double makespan_s = 0;
   double throughput_requests_per_s = 0, output_tokens_per_s = 0, total_tokens_per_s = 0;

@@ -10,36 +10,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "test_util.h"
+#include "cli_util.h"
 
 namespace tpp {
 namespace {
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs tpp-plan with `args` in a scratch working directory (not the source tree).
-CliRun tpp_plan(const std::string& args) {
-  std::filesystem::path dir = std::filesystem::path(test::write_temp("x", "")).parent_path();
-  std::string cmd = "cd '" + dir.string() + "' && '" + TPP_PLAN + "' " + args + " >out.txt 2>err.txt";
-  int status = std::system(cmd.c_str());
-  CliRun r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir / "out.txt");
-  r.err = slurp(dir / "err.txt");
-  return r;
-}
-
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+using test::CliRun;
+using test::expect_one_line_error;
+using test::lines;
+using test::tpp_plan;
 
 TEST(Cli, HelpAndVersion) {
   CliRun h = tpp_plan("--help");
@@ -85,13 +64,6 @@ TEST(Cli, HuggingFaceConfigPath) {
   EXPECT_EQ(j["model"]["architecture"], "Qwen3MoeForCausalLM");
 }
 
-void expect_one_line_error(const CliRun& r, const std::string& expected) {
-  EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.out, "");
-  EXPECT_EQ(lines(r.err), 1) << r.err;
-  EXPECT_EQ(r.err, expected + "\n");
-}
-
 TEST(Cli, BadInputIsOneLineAndExitTwo) {
   std::string bad = test::write_temp("bad.yaml", "name: x\nhiden_size: 4\n");
   CliRun r = tpp_plan("--model '" + bad + "' --cluster a100x16");
@@ -131,6 +103,11 @@ TEST(Cli, BadInputIsOneLineAndExitTwo) {
 
 namespace tpp {
 namespace {
+
+using test::CliRun;
+using test::expect_one_line_error;
+using test::lines;
+using test::tpp_plan;
 
 TEST(CliMemory, OneSplitJsonFields) {
   CliRun r = tpp_plan("--model r1 --cluster h20x2 --tp 8 --pp 2 --format json");
@@ -214,6 +191,11 @@ TEST(CliMemory, TooLittleMemorySaysWhyAndWhatFits) {
 namespace tpp {
 namespace {
 
+using test::CliRun;
+using test::expect_one_line_error;
+using test::lines;
+using test::tpp_plan;
+
 TEST(CliPerformance, WorkloadOnOneSplitTextAndJson) {
   CliRun t = tpp_plan("--model r1.yaml --cluster h100x2.yaml --workload chat.yaml --tp 8 --pp 2");
   ASSERT_EQ(t.code, 0) << t.err;
@@ -258,6 +240,11 @@ TEST(CliPerformance, BadWorkloadIsOneLine) {
 
 namespace tpp {
 namespace {
+
+using test::CliRun;
+using test::expect_one_line_error;
+using test::lines;
+using test::tpp_plan;
 
 TEST(CliSearch, RankedTableRecommendationAndLaunch) {
   CliRun r = tpp_plan("--model llama-3.1-8b --cluster h100x1 --top 3");

@@ -2,7 +2,11 @@
 // search must get right.
 #include <gtest/gtest.h>
 
+#include <cctype>
+
+#include "common/data_path.h"
 #include "hardware_profiles/hardware.h"
+#include "planner/launch.h"
 #include "planner/search.h"
 #include "planner/search_report.h"
 #include "test_util.h"
@@ -20,6 +24,8 @@ planner::SearchResult run(const char* model, const char* cluster, const char* wo
   auto w = sim::load_workload(workload);
   EXPECT_TRUE(c && w);
   o.progress = false;
+  // As tpp-plan does: the workload's own SLOs when it states them, else the defaults.
+  if (o.slo.source == planner::kDefaultSloSource) o.slo = planner::choose_slo(*w, {});
   auto r = planner::search(m, *c, planner::MemoryRequest{}, *w, o);
   EXPECT_TRUE(r) << (r ? "" : r.error().str());
   return *r;
@@ -66,7 +72,7 @@ TEST(Search, LatencyObjectivePicksTheLowestTpot) {
 
 TEST(Search, SlosMarkAndExcludeSplits) {
   SearchOptions o;
-  o.slo.slo.tpot_ms = 3.0;  // only TP >= 2 decodes Llama-3.1-8B that fast on H100
+  o.slo = {{0, 3.0}, "test"};  // only TP >= 2 decodes Llama-3.1-8B that fast on H100
   auto r = run("llama-3.1-8b.yaml", "h100x1", "chat", o);
   int missed = 0;
   for (const auto& c : r.candidates)
@@ -170,6 +176,181 @@ TEST(SearchPhysics, FasterInterNodeNetworkFavoursTp16) {
   nvl.inter_node->nic_bandwidth_Gbps.value = 900;
   nvl.inter_node->latency_us.value = 1;
   EXPECT_LT(ratio(nvl), ratio(ib));
+}
+
+}  // namespace
+}  // namespace tpp
+
+namespace tpp {
+namespace {
+
+using planner::Objective;
+using planner::SearchOptions;
+
+// The default recommendation for every catalog model on every catalog cluster, serving the
+// default workload, is one a user would deploy: it keeps up with the load, serves every
+// request, and meets the SLOs the recommendation prints. Where nothing does, the refusal says
+// what stood in the way.
+class CatalogDefaults : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CatalogDefaults, RecommendationMeetsThePrintedSlosOrSaysWhyNot) {
+  model::Model m = test::load_or_die(test::example(GetParam() + ".yaml"));
+  auto w = *sim::load_workload("chat");
+  SearchOptions o;
+  o.progress = false;
+  o.slo = planner::choose_slo(w, {});
+  for (const auto& cluster : catalog_entries(Catalog::kClusters)) {
+    SCOPED_TRACE(GetParam() + " on " + cluster);
+    auto c = *hw::load_cluster(cluster);
+    auto r = planner::search(m, c, {}, w, o);
+    ASSERT_TRUE(r) << r.error().str();
+    if (!r->recommended) {
+      bool fits = false;
+      for (const auto& cand : r->candidates) fits = fits || cand.memory.fits;
+      if (fits) EXPECT_NE(r->why_none, "");
+      continue;
+    }
+    const planner::Candidate& best = r->candidates[*r->recommended];
+    ASSERT_TRUE(best.perf);
+    const auto& perf = *best.perf;
+    EXPECT_TRUE(perf.load.sustained);
+    // The figures the recommendation prints, against the SLOs it prints with them.
+    const std::string text = planner::recommendation_text(m, c, *r);
+    // Every request is served, but those longer than the model's context, which no split can
+    // serve and which the recommendation names.
+    EXPECT_EQ(perf.finished + perf.rejected_over_max_model_len, perf.requests);
+    if (perf.rejected > 0)
+      EXPECT_NE(text.find("It rejects " + std::to_string(perf.rejected) + " of the 1000 "
+                          "requests, as every split would"),
+                std::string::npos)
+          << text;
+    EXPECT_NE(text.find("SLOs: TTFT p99 <= 2000 ms, TPOT p99 <= 80 ms (MLPerf Inference's "
+                        "server scenario for DeepSeek-R1)"),
+              std::string::npos)
+        << text;
+    EXPECT_LE(perf.ttft_ms.p99, 2000);
+    EXPECT_LE(perf.tpot_ms.p99, 80);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CatalogDefaults,
+                         ::testing::ValuesIn(catalog_entries(Catalog::kModels)),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return n;
+                         });
+
+// The two examples. Llama-3.1-70B on 8 x A100 with chat at 8 requests/s: TP4 on 4 GPUs
+// does not keep up (its queue grows to tens of seconds of TTFT) and is never recommended.
+TEST(SearchDefaults, ASplitThatDoesNotKeepUpIsListedNotRecommended) {
+  auto r = run("llama-3.1-70b.yaml", "a100x1", "chat");
+  const planner::Candidate* tp4 = find(r, 4, 1, 1);
+  ASSERT_TRUE(tp4 && tp4->perf);
+  EXPECT_FALSE(tp4->sustains);
+  EXPECT_EQ(tp4->rank, 0);
+  EXPECT_EQ(tp4->rejected_reason.rfind("does not keep up: serves ", 0), 0u)
+      << tp4->rejected_reason;
+}
+
+// R1 on 2 x 8 H100 with chat (8 requests/s): TP4 x PP3 on 12 GPUs decodes at a TPOT p99 over
+// the 80 ms SLO; TP8 x PP2 on all 16 is recommended.
+TEST(SearchDefaults, R1OnTwoH100NodesIsTp8Pp2) {
+  SearchOptions o;
+  o.slo = planner::choose_slo(*sim::load_workload("chat"), {});
+  auto r = run("r1.yaml", "h100x2", "chat", o);
+  ASSERT_TRUE(r.recommended);
+  const auto& p = r.candidates[*r.recommended].memory.parallel;
+  EXPECT_EQ(p.tp, 8);
+  EXPECT_EQ(p.pp, 2);
+  const planner::Candidate* tp4pp3 = find(r, 4, 3, 1);
+  ASSERT_TRUE(tp4pp3);
+  EXPECT_EQ(tp4pp3->rank, 0);
+  EXPECT_EQ(tp4pp3->rejected_reason.rfind("misses the TPOT SLO", 0), 0u)
+      << tp4pp3->rejected_reason;
+  EXPECT_NE(r.reasons.find("Uses all 16 GPUs."), std::string::npos) << r.reasons;
+}
+
+TEST(SearchDefaults, WhatTheRecommendationLeavesIdle) {
+  auto r = run("llama-3.1-8b.yaml", "h100x1", "chat");
+  ASSERT_TRUE(r.recommended);
+  const auto& best = r.candidates[*r.recommended];
+  ASSERT_EQ(best.gpus, 1);  // one H100 serves 8 chat requests/s of Llama-3.1-8B
+  EXPECT_NE(r.reasons.find("Uses 1 of the 8 GPUs; the other 7 can hold 7 more replicas of TP1 x "
+                           "PP1"),
+            std::string::npos)
+      << r.reasons;
+}
+
+TEST(SearchDefaults, SlosComeFromTheFlagsThenTheWorkloadThenMlperf) {
+  sim::Workload w;
+  w.name = "w";
+  EXPECT_EQ(planner::slo_text(planner::choose_slo(w, {})),
+            "TTFT p99 <= 2000 ms, TPOT p99 <= 80 ms (MLPerf Inference's server scenario for "
+            "DeepSeek-R1)");
+  w.slo = sim::Slo{500, 0};
+  EXPECT_EQ(planner::slo_text(planner::choose_slo(w, {})), "TTFT p99 <= 500 ms (workload w)");
+  planner::SloRequest flags;
+  flags.tpot_ms = 30;
+  EXPECT_EQ(planner::slo_text(planner::choose_slo(w, flags)),
+            "TTFT p99 <= 500 ms, TPOT p99 <= 30 ms (given, and workload w)");
+  planner::SloRequest none;
+  none.none = true;
+  EXPECT_EQ(planner::slo_text(planner::choose_slo(w, none)), "none (--no-slo)");
+  // offline-batch states that it has none: a batch job waits for its whole batch.
+  auto batch = *sim::load_workload("offline-batch");
+  ASSERT_TRUE(batch.slo);
+  EXPECT_EQ(planner::slo_text(planner::choose_slo(batch, {})), "none (workload offline-batch)");
+}
+
+// A DP plan's figures are the deployment's: finished requests over its makespan are its
+// throughput, and each stage's parts add up to that makespan.
+TEST(SearchDefaults, DataParallelFiguresAreTheDeployments) {
+  auto r = run("llama-3.1-8b.yaml", "h100x1", "chat");
+  const planner::Candidate* dp8 = find(r, 1, 1, 8);
+  ASSERT_TRUE(dp8 && dp8->perf);
+  const auto& p = *dp8->perf;
+  EXPECT_EQ(p.finished, 1000);
+  EXPECT_NEAR(p.throughput_requests_per_s * p.makespan_s, 1000, 1e-6);
+  // Eight replicas serve the 8 requests/s in the 125 s the arrivals take, plus a short drain.
+  EXPECT_GT(p.makespan_s, 120);
+  EXPECT_LT(p.makespan_s, 135);
+  for (const auto& st : p.breakdown)
+    EXPECT_NEAR(st.compute + st.tp_comm + st.ep_comm + st.pp_comm + st.bubble, p.makespan_s,
+                1e-6 * p.makespan_s);
+}
+
+// vLLM's own documentation of multi-node serving (docs/serving/parallelism_scaling.md,
+// "Running vLLM on a Ray cluster"): 16 GPUs over 2 nodes of 8 run as
+//   vllm serve /path/to/the/model/in/the/container --tensor-parallel-size 8
+//     --pipeline-parallel-size 2 --distributed-executor-backend ray
+// after `ray start` on each node; on one node: vllm serve gpt2 --tensor-parallel-size 4
+// --pipeline-parallel-size 2, no executor flag.
+TEST(SearchLaunch, CommandsAreTheOnesVllmDocuments) {
+  model::Model m = test::load_or_die(test::example("r1.yaml"));
+  auto two = *hw::load_cluster("h100x2");
+  auto opts = *sim::resolve_options(m, two.gpu, {});
+  auto plan = sim::simulate_memory(m, two.gpu, test::split(8, 2), opts);
+  const std::string multi = planner::launch_commands(m, two, plan).vllm;
+  EXPECT_NE(multi.find("ray start --head"), std::string::npos) << multi;
+  EXPECT_NE(multi.find("ray start --address="), std::string::npos) << multi;
+  EXPECT_NE(multi.find("vllm serve deepseek-ai/DeepSeek-R1 --tensor-parallel-size 8 "
+                       "--pipeline-parallel-size 2"),
+            std::string::npos)
+      << multi;
+  EXPECT_NE(multi.find("--distributed-executor-backend ray"), std::string::npos) << multi;
+  model::Model small = test::load_or_die(test::example("llama-3.1-8b.yaml"));
+  auto one = *hw::load_cluster("h100x1");
+  auto p = sim::simulate_memory(small, one.gpu, test::split(4, 2),
+                                *sim::resolve_options(small, one.gpu, {}));
+  const std::string single = planner::launch_commands(small, one, p).vllm;
+  EXPECT_EQ(single.rfind("vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 "
+                         "--pipeline-parallel-size 2 ",
+                         0),
+            0u)
+      << single;
+  EXPECT_EQ(single.find("ray"), std::string::npos) << single;
 }
 
 }  // namespace

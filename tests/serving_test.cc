@@ -183,6 +183,11 @@ TEST(Serving, PipelineKeepsUpToPpBatchesInFlight) {
   }
   EXPECT_GT(r.breakdown[0].pp_comm, 0);
   EXPECT_EQ(r.breakdown[3].pp_comm, 0);
+  // Counted: at 40 requests/s the four stages each hold a batch at some point, never five.
+  EXPECT_EQ(r.max_batches_in_flight, 4);
+  Deployment one = setup("llama-3.1-8b.yaml", "h100x1", 1, 1);
+  sim::StepCostModel c1(one.m, one.c, one.plan.parallel, one.plan.options);
+  EXPECT_EQ(sim::simulate_serving(c1, one.plan, poisson(40, 400)).max_batches_in_flight, 1);
 }
 
 TEST(Serving, ClosedLoopAndDataParallelReplicas) {
@@ -199,6 +204,74 @@ TEST(Serving, ClosedLoopAndDataParallelReplicas) {
   sim::StepCostModel one(s.m, s.c, s.plan.parallel, s.plan.options);
   sim::ServingResult single = sim::simulate_serving(one, s.plan, w);
   EXPECT_GT(single.makespan_s, r.makespan_s);  // four replicas share the 32 slots' work
+}
+
+}  // namespace
+}  // namespace tpp
+
+namespace tpp {
+namespace {
+
+// One request at a time (max_num_seqs 1), each a single 16-token prefill that samples its only
+// token: the engine is a single server with a fixed service time S, and Poisson arrivals make it
+// an M/D/1 queue. Queueing theory, not the simulator, gives the expected figures.
+Deployment tiny() {
+  Deployment s{test::load_or_die(test::example("tiny-llama.yaml")), *hw::load_cluster("h100x1"),
+               {}};
+  auto r = sim::resolve_options(s.m, s.c.gpu, {});
+  EXPECT_TRUE(r);
+  s.plan = sim::simulate_memory(s.m, s.c.gpu, test::split(1), *r);
+  return s;
+}
+
+struct SingleServer {
+  Deployment d = tiny();
+  SingleServer() { d.plan.options.max_num_seqs = 1; }
+  sim::ServingResult serve(double rate, std::int64_t n, std::uint64_t seed = 3) const {
+    sim::StepCostModel cost(d.m, d.c, d.plan.parallel, d.plan.options);
+    sim::Workload w = poisson(rate, n, seed);
+    for (auto& q : w.requests) {
+      q.input_tokens = 16;
+      q.output_tokens = 1;
+    }
+    return sim::simulate_serving(cost, d.plan, w);
+  }
+  double service_s() const {  // one request alone: its TTFT is the service time
+    return serve(1e-3, 1).ttft_ms.mean / 1e3;
+  }
+};
+
+TEST(ServingQueueing, MeanWaitMatchesPollaczekKhinchine) {
+  SingleServer q;
+  const double s = q.service_s();
+  ASSERT_GT(s, 0);
+  for (double rho : {0.5, 0.8}) {
+    sim::ServingResult r = q.serve(rho / s, 20000);
+    // M/D/1: Wq = rho S / (2 (1 - rho)); the first token comes S after service starts.
+    const double expected_ms = (rho * s / (2 * (1 - rho)) + s) * 1e3;
+    EXPECT_NEAR(r.ttft_ms.mean, expected_ms, 0.05 * expected_ms) << "rho " << rho;
+    EXPECT_TRUE(r.load.applies);
+    EXPECT_TRUE(r.load.sustained) << "rho " << rho;
+  }
+}
+
+TEST(ServingQueueing, AnOverloadedServerIsFlaggedAndServesAtItsCapacity) {
+  SingleServer q;
+  const double s = q.service_s();
+  sim::ServingResult r = q.serve(1.25 / s, 4000);
+  EXPECT_FALSE(r.load.sustained);
+  // Over the second half of the arrivals it finishes 1/S requests a second, not 1.25/S.
+  EXPECT_NEAR(r.load.served_requests_per_s, 1 / s, 0.02 / s);
+  EXPECT_NEAR(r.load.offered_requests_per_s, 1.25 / s, 0.1 / s);
+  // Its backlog grows by the arrivals it cannot serve: (1 - 1/1.25) of the 2,000 in the window.
+  EXPECT_NEAR(r.load.backlog_end - r.load.backlog_mid, 0.2 * 2000, 0.05 * 2000);
+  // A closed loop cannot be overloaded: there is no offered rate to fall behind.
+  Deployment d = tiny();
+  sim::StepCostModel cost(d.m, d.c, d.plan.parallel, d.plan.options);
+  sim::Workload w = poisson(1, 50);
+  w.arrival = sim::ArrivalProcess::kClosedLoop;
+  w.concurrency = 8;
+  EXPECT_FALSE(sim::simulate_serving(cost, d.plan, w).load.applies);
 }
 
 }  // namespace

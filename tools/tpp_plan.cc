@@ -135,7 +135,8 @@ int report_search(const Run& run, const tpp::sim::Workload& w,
                                                 run.req.expert_parallel);
       if (p)
         need = "it needs at least " + std::to_string(p->tp * p->pp) + " " + c.gpu.name +
-               " GPUs (tp=" + std::to_string(p->tp) + ", pp=" + std::to_string(p->pp) + ")";
+               (p->tp * p->pp == 1 ? " GPU" : " GPUs") + " (tp=" + std::to_string(p->tp) +
+               ", pp=" + std::to_string(p->pp) + ")";
     }
     return fail("tpp-plan: error: " + m.name + " does not fit on any split of " + c.name + "; " +
                 need);
