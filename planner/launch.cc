@@ -29,11 +29,17 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   const std::int64_t per_replica = p.tp * p.pp;
   const bool multi_node = per_replica > c.gpus_per_node;
   const std::int64_t nodes = (per_replica + c.gpus_per_node - 1) / c.gpus_per_node;
+  // One server holds every replica when they all fit in one node (vLLM's and SGLang's own
+  // data parallelism, with their internal load balancer), and always with expert parallelism,
+  // whose experts span the replicas. Otherwise each replica is a server of its own, behind a
+  // load balancer.
+  const bool one_server = p.dp == 1 || p.expert_parallel || p.gpus() <= c.gpus_per_node;
+  const std::int64_t dp = one_server ? p.dp : 1;
   Launch l;
   std::string serve = fmt::format(
       "vllm serve {} --tensor-parallel-size {} --pipeline-parallel-size {}", model_ref(m), p.tp,
       p.pp);
-  if (p.dp > 1) serve += fmt::format(" --data-parallel-size {}", p.dp);
+  if (dp > 1) serve += fmt::format(" --data-parallel-size {}", dp);
   if (p.expert_parallel) serve += " --enable-expert-parallel";
   serve += fmt::format(" --gpu-memory-utilization {:.2f} --max-model-len {} --max-num-seqs {} "
                        "--max-num-batched-tokens {} --block-size {}",
@@ -47,10 +53,16 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
     for (auto n : p.pp_layer_partition) parts += (parts.empty() ? "" : ",") + std::to_string(n);
     serve = "VLLM_PP_LAYER_PARTITION=" + parts + " " + serve;
   }
+  std::string replicas;
+  if (!one_server)
+    replicas = fmt::format("# {} replicas, each its own server on {} GPU{}{}; put a load balancer "
+                           "in front of them\n",
+                           p.dp, per_replica, per_replica == 1 ? "" : "s",
+                           multi_node ? fmt::format(" ({} nodes)", nodes) : "");
   if (multi_node) {
-    // docs.vllm.ai, "Distributed inference and serving": a Ray cluster over the nodes, then
-    // vllm serve on the head node with the Ray executor.
-    l.vllm = fmt::format(
+    // vLLM's docs/serving/parallelism_scaling.md, "Running vLLM on a Ray cluster": a Ray
+    // cluster over the replica's nodes, then vllm serve on its head node with the Ray executor.
+    l.vllm = replicas + fmt::format(
         "# each replica spans {} nodes of {} GPUs: start a Ray cluster over them\n"
         "ray start --head --port=6379                      # on the head node\n"
         "ray start --address=<head-node-ip>:6379           # on {}\n"
@@ -58,13 +70,16 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
         nodes, c.gpus_per_node,
         nodes == 2 ? std::string("the other node") : fmt::format("each of the other {} nodes", nodes - 1),
         serve);
+    if (one_server && p.dp > 1)
+      l.vllm += "\n# data parallelism across nodes: see vLLM's data_parallel_deployment guide "
+                "(--data-parallel-size-local, --data-parallel-address)";
   } else {
-    l.vllm = serve;
+    l.vllm = replicas + serve;
   }
   std::string sg = fmt::format(
       "python3 -m sglang.launch_server --model-path {} --tp-size {} --pp-size {}", model_ref(m),
       p.tp, p.pp);
-  if (p.dp > 1) sg += fmt::format(" --dp-size {}", p.dp);
+  if (dp > 1) sg += fmt::format(" --dp-size {}", dp);
   if (p.expert_parallel) sg += fmt::format(" --ep-size {}", p.ep());
   sg += fmt::format(" --mem-fraction-static {:.2f} --context-length {} --max-running-requests {} "
                     "--chunked-prefill-size {}",
@@ -75,7 +90,7 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   if (multi_node)
     sg += fmt::format(" --nnodes {} --node-rank <0..{}> --dist-init-addr <head-node-ip>:5000",
                       nodes, nodes - 1);
-  l.sglang = sg;
+  l.sglang = replicas + sg;
   return l;
 }
 

@@ -186,7 +186,7 @@ std::string performance_table(const std::vector<sim::MemoryPlan>& plans,
                               bool stages) {
   Table t({"tp", "pp", "dp", "TTFT p50/p99", "TPOT p50/p99", "ITL p50", "E2E p50", "req/s",
            "out tok/s", "tok/s/GPU", "preempt"},
-          {"", "", "", "ms", "ms", "ms", "s", "", "", "", ""});
+          {"", "", "", "ms", "ms", "ms", "s", "", "", "", ""}, false);
   for (std::size_t k = 0; k < plans.size() && k < perf.size(); ++k) {
     const auto& p = plans[k].parallel;
     if (!perf[k]) continue;

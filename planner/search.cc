@@ -190,23 +190,30 @@ std::string cost_text(const Candidate& a, double price) {
                      a.cost_per_mtok);
 }
 
-// The objective's own figure for the winner against the runner-up.
-std::string objective_figures(const Candidate& a, const Candidate& b, Objective o) {
+// The winner against the runner-up: the objective's own figure first, then the others of
+// throughput per GPU, TPOT and TTFT.
+std::string beside(const Candidate& a, const Candidate& b, Objective o) {
   const sim::ServingResult &r = *a.perf, &q = *b.perf;
+  auto pct = [](double x, double y) { return y != 0 ? 100 * (x - y) / std::fabs(y) : 0; };
+  const std::string tput = fmt::format(
+      "{:.0f} against {:.0f} output tokens/s per GPU ({:+.0f}%)", r.output_tokens_per_s_per_gpu,
+      q.output_tokens_per_s_per_gpu,
+      pct(r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu));
+  const std::string tpot = fmt::format("TPOT p50 {:.2f} against {:.2f} ms", r.tpot_ms.p50,
+                                       q.tpot_ms.p50);
+  const std::string ttft = fmt::format("TTFT p50 {:.1f} against {:.1f} ms", r.ttft_ms.p50,
+                                       q.ttft_ms.p50);
   switch (o) {
-    case Objective::kThroughput:
-      return fmt::format("{:.0f} against {:.0f} output tokens/s per GPU",
-                         r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu);
-    case Objective::kLatency:
-      return fmt::format("TPOT p50 {:.2f} against {:.2f} ms", r.tpot_ms.p50, q.tpot_ms.p50);
-    case Objective::kTtft:
-      return fmt::format("TTFT p50 {:.1f} against {:.1f} ms", r.ttft_ms.p50, q.ttft_ms.p50);
+    case Objective::kThroughput: return tput + ", with " + tpot + " and " + ttft;
+    case Objective::kLatency: return tpot + ", with " + tput + " and " + ttft;
+    case Objective::kTtft: return ttft + ", with " + tput + " and " + tpot;
     case Objective::kGoodput:
-      return fmt::format("{:.3f} against {:.3f} requests/s per GPU within the SLOs", a.score,
-                         b.score);
+      return fmt::format("{:.3f} against {:.3f} requests/s per GPU within the SLOs, with {}, {} "
+                         "and {}",
+                         a.score, b.score, tput, tpot, ttft);
     case Objective::kCost:
-      return fmt::format("${:.2f} against ${:.2f} per million output tokens", a.cost_per_mtok,
-                         b.cost_per_mtok);
+      return fmt::format("${:.2f} against ${:.2f} per million output tokens, with {}, {} and {}",
+                         a.cost_per_mtok, b.cost_per_mtok, tput, tpot, ttft);
   }
   return "";
 }
@@ -232,18 +239,10 @@ std::string reasons(const Candidate& a, const Candidate* b, const SearchOptions&
                      a.memory.options.max_model_len);
   s += idle_text(a, c.total_gpus()) + cost_text(a, price);
   if (!b || !b->perf) return s + "\nNo other split keeps up within the SLOs.";
-  const sim::ServingResult& q = *b->perf;
-  auto pct = [](double x, double y) { return y != 0 ? 100 * (x - y) / std::fabs(y) : 0; };
-  s += fmt::format(
-      "\nIt beats the runner-up {} on {}: {}. {:.0f} against {:.0f} output tokens/s per GPU "
-      "({:+.0f}%), TPOT p50 {:.2f} against {:.2f} ms, TTFT p50 {:.1f} against {:.1f} ms; the "
-      "runner-up spends {}.",
-      split_name(b->memory.parallel), objective_name(o.objective),
-      objective_figures(a, *b, o.objective), r.output_tokens_per_s_per_gpu,
-      q.output_tokens_per_s_per_gpu,
-      pct(r.output_tokens_per_s_per_gpu, q.output_tokens_per_s_per_gpu), r.tpot_ms.p50,
-      q.tpot_ms.p50, r.ttft_ms.p50, q.ttft_ms.p50,
-      comm_shares(q, b->memory.parallel, layers, c.gpus_per_node));
+  s += fmt::format("\nIt beats the runner-up {} on {}: {}; the runner-up spends {}.",
+                   split_name(b->memory.parallel), objective_name(o.objective),
+                   beside(a, *b, o.objective),
+                   comm_shares(*b->perf, b->memory.parallel, layers, c.gpus_per_node));
   return s;
 }
 

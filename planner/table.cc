@@ -11,8 +11,8 @@ std::string pad_left(const std::string& s, std::size_t w) {
 
 }  // namespace
 
-Table::Table(std::vector<std::string> header, std::vector<std::string> units)
-    : header_(std::move(header)), units_(std::move(units)) {
+Table::Table(std::vector<std::string> header, std::vector<std::string> units, bool note)
+    : header_(std::move(header)), units_(std::move(units)), note_(note) {
   units_.resize(header_.size());
 }
 
@@ -31,19 +31,21 @@ void Table::add_spanning(std::string label, std::size_t span, std::vector<std::s
 void Table::add_text(std::string line) { rows_.push_back({{}, 1, std::move(line)}); }
 
 std::string Table::str() const {
-  const std::size_t n = header_.size();
+  // Without a note column every column is padded: as if a last, empty note followed.
+  const std::size_t n = header_.size() + (note_ ? 0 : 1);
   std::vector<std::size_t> w(n, 0);
   for (std::size_t k = 0; k + 1 < n; ++k) w[k] = std::max(header_[k].size(), units_[k].size());
   for (const Row& r : rows_)
     if (r.text.empty() && r.span == 1)
-      for (std::size_t k = 0; k + 1 < n; ++k) w[k] = std::max(w[k], r.cells[k].size());
+      for (std::size_t k = 0; k + 1 < n && k < r.cells.size(); ++k)
+        w[k] = std::max(w[k], r.cells[k].size());
   // A spanning label widens the last column it covers when it does not fit in them.
   for (const Row& r : rows_) {
     if (!r.text.empty() || r.span == 1) continue;
     std::size_t room = 2 * (r.span - 1);
     for (std::size_t k = 0; k < r.span; ++k) room += w[k];
     if (r.cells[0].size() > room) w[r.span - 1] += r.cells[0].size() - room;
-    for (std::size_t k = 1; k + 1 < r.cells.size(); ++k)
+    for (std::size_t k = 1; k < r.cells.size() && r.span + k < n; ++k)
       w[r.span + k - 1] = std::max(w[r.span + k - 1], r.cells[k].size());
   }
   auto line = [&](const std::vector<std::string>& cells, std::size_t span) {

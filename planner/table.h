@@ -11,7 +11,9 @@ namespace tpp::planner {
 class Table {
  public:
   // `units`: an optional second header row ("ms", "GiB"); empty cells where there are none.
-  explicit Table(std::vector<std::string> header, std::vector<std::string> units = {});
+  // `note`: the last column is free text, left-aligned; else it is aligned like the others.
+  explicit Table(std::vector<std::string> header, std::vector<std::string> units = {},
+                 bool note = true);
   void add(std::vector<std::string> cells);
   // A row whose first cell spans the first `span` columns (e.g. "stage 0" under tp, pp, dp).
   void add_spanning(std::string label, std::size_t span, std::vector<std::string> rest);
@@ -27,6 +29,7 @@ class Table {
     std::string text;      // a free-text line instead of cells
   };
   std::vector<std::string> header_, units_;
+  bool note_ = true;
   std::vector<Row> rows_;
 };
 
