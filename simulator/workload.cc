@@ -267,7 +267,7 @@ std::optional<Error> read_trace(const Doc& doc, const Node& node, std::int64_t c
   if (std::filesystem::is_directory(path, ec))
     return make_error(doc.file, node.line, node.col,
                       "field 'trace' in workload names '" + node.text + "', which is a directory");
-  auto text = read_text_file(path, "trace");
+  auto text = read_text_file(path, "trace", kMaxTraceBytes);
   if (!text) {
     if (text.error().line > 0) return text.error();  // a position in the trace itself
     return make_error(doc.file, node.line, node.col,

@@ -33,7 +33,7 @@
 // at 0 and then draws exponential gaps with mean 1 / rate (as vLLM's benchmark_serving does);
 // a closed loop has every arrival_s = 0 and keeps `concurrency` requests in flight.
 //
-// Trace CSV: rows "arrival_s,input_tokens,output_tokens"; a first line naming those columns is
+// Trace CSV (at most kMaxTraceBytes): rows "arrival_s,input_tokens,output_tokens"; a first line naming those columns is
 // allowed, as are blank lines and lines starting with '#'. Arrival times must be >= 0 and
 // non-decreasing. A trace is replayed open loop at its own arrival times: `arrival` is kPoisson
 // (the default) and `rate_per_s` is the trace's mean rate (0 when all rows arrive at once).
@@ -51,6 +51,8 @@ namespace tpp::sim {
 
 inline constexpr std::int64_t kMaxWorkloadRequests = 10'000'000;
 inline constexpr std::int64_t kMaxRequestTokens = 1'048'576;
+// A trace may be larger than a config (about 20 bytes a row: three million rows).
+inline constexpr std::size_t kMaxTraceBytes = std::size_t{64} << 20;
 
 enum class ArrivalProcess { kPoisson, kFixedRate, kClosedLoop };
 

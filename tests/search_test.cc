@@ -207,7 +207,9 @@ TEST_P(CatalogDefaults, RecommendationMeetsThePrintedSlosOrSaysWhyNot) {
     if (!r->recommended) {
       bool fits = false;
       for (const auto& cand : r->candidates) fits = fits || cand.memory.fits;
-      if (fits) EXPECT_NE(r->why_none, "");
+      if (fits) {
+        EXPECT_NE(r->why_none, "");
+      }
       continue;
     }
     const planner::Candidate& best = r->candidates[*r->recommended];
@@ -219,11 +221,12 @@ TEST_P(CatalogDefaults, RecommendationMeetsThePrintedSlosOrSaysWhyNot) {
     // Every request is served, but those longer than the model's context, which no split can
     // serve and which the recommendation names.
     EXPECT_EQ(perf.finished + perf.rejected_over_max_model_len, perf.requests);
-    if (perf.rejected > 0)
+    if (perf.rejected > 0) {
       EXPECT_NE(text.find("It rejects " + std::to_string(perf.rejected) + " of the 1000 "
                           "requests, as every split would"),
                 std::string::npos)
           << text;
+    }
     EXPECT_NE(text.find("SLOs: TTFT p99 <= 2000 ms, TPOT p99 <= 80 ms (MLPerf Inference's "
                         "server scenario for DeepSeek-R1)"),
               std::string::npos)
@@ -235,8 +238,8 @@ TEST_P(CatalogDefaults, RecommendationMeetsThePrintedSlosOrSaysWhyNot) {
 
 INSTANTIATE_TEST_SUITE_P(Models, CatalogDefaults,
                          ::testing::ValuesIn(catalog_entries(Catalog::kModels)),
-                         [](const auto& info) {
-                           std::string n = info.param;
+                         [](const auto& param_info) {
+                           std::string n = param_info.param;
                            for (char& ch : n)
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return n;
