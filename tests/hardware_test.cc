@@ -41,6 +41,25 @@ TEST(GpuCatalog, DriverBytes) {
   EXPECT_EQ(g->memory_driver_bytes(), 85'018'877'624);  // 79.18 x 2^30, rounded
 }
 
+// The catalog against the vendors' own tables, written out here: NVIDIA's A100 datasheet
+// (SXM4 80GB: 312 TFLOP/s BF16 dense, 2,039 GB/s, NVLink 600 GB/s both ways, 108 SMs in the
+// GA100 whitepaper) and H200 datasheet (989 TFLOP/s BF16 dense = 1,979 with sparsity / 2,
+// 1,979 FP8 dense, 4.8 TB/s, 141 GB, NVLink 900 GB/s both ways).
+TEST(GpuCatalog, FiguresAreTheDatasheets) {
+  auto a = *hw::load_gpu("A100-SXM4-80GB");
+  EXPECT_EQ(a.bf16_dense_tflops.value, 312);
+  EXPECT_EQ(a.hbm_bandwidth_GBps.value, 2039);
+  EXPECT_EQ(a.nvlink_unidir_GBps.value, 600 / 2);
+  EXPECT_EQ(a.sm_count.value, 108);
+  EXPECT_EQ(a.compute_capability.value, 8.0);
+  auto h = *hw::load_gpu("H200-SXM-141GB");
+  EXPECT_EQ(h.bf16_dense_tflops.value, 989);
+  EXPECT_EQ(h.fp8_dense_tflops.value, 3958 / 2 + 0.0);
+  EXPECT_EQ(h.hbm_bandwidth_GBps.value, 4800);
+  EXPECT_EQ(h.memory_marketed_GB.value, 141);
+  EXPECT_EQ(h.nvlink_unidir_GBps.value, 900 / 2);
+}
+
 TEST(Clusters, ShippedExamples) {
   auto c = hw::load_cluster("a100x16");
   ASSERT_TRUE(c) << c.error().str();

@@ -102,8 +102,9 @@ TEST(Search, ParetoFrontIsNotDominated) {
   EXPECT_GT(front, 0);
 }
 
-// Physics: at high load, eight independent replicas serve more per GPU than one TP8 engine,
-// which pays 65 all-reduces a step for a model that fits on one GPU.
+// Physics: at high load (offline-batch: a closed loop keeping 256 requests in flight), eight
+// independent replicas serve more per GPU than one TP8 engine, which pays 65 all-reduces a step
+// for a model that fits on one GPU.
 TEST(SearchPhysics, DataParallelBeatsTp8ForLlama8BAtHighLoad) {
   auto r = run("llama-3.1-8b.yaml", "h100x1", "offline-batch");
   const planner::Candidate* dp8 = find(r, 1, 1, 8);
@@ -157,7 +158,8 @@ TEST(SearchPhysics, Tp8Pp2BeatsTp16OnTpotForOneUser) {
   EXPECT_GT(sim::time_shares(*tp16->perf).tp_comm, 2 * sim::time_shares(*pp2->perf).tp_comm);
 }
 
-// The same pair: a faster network between the nodes narrows TP16's TPOT against TP8 x PP2.
+// The same pair, at the same load (one request at a time): a faster network between the nodes
+// narrows TP16's TPOT against TP8 x PP2.
 TEST(SearchPhysics, FasterInterNodeNetworkFavoursTp16) {
   model::Model m = test::load_or_die(test::example("r1.yaml"));
   auto w = *sim::load_workload("single-user");
