@@ -24,6 +24,7 @@ struct Group {
   sim::ParallelConfig base;  // dp = 1
   std::vector<std::int64_t> dps;
   bool simulate = false;
+  bool fits = false;           // at dp = 1 (with expert parallelism, memory depends on dp)
   std::vector<Candidate> out;  // filled by the worker that takes the group
 };
 
@@ -323,9 +324,10 @@ void simulate(Candidate& cand, const model::Model& loaded, const hw::Cluster& c,
 void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c,
                const sim::Workload& w, const sim::ResolvedOptions& opts, const sim::Slo& slo) {
   bool settled = false;
+  const bool every_dp = g.simulate && (g.fits || g.base.expert_parallel);
   for (std::size_t k = 0; k < g.dps.size(); ++k) {
     const bool last = k + 1 == g.dps.size();
-    if (!g.simulate && k != 0 && !last) continue;
+    if (!every_dp && k != 0 && !last) continue;
     if (settled && !last) continue;
     sim::ParallelConfig p = g.base;
     p.dp = g.dps[k];
@@ -341,6 +343,8 @@ void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c,
 }  // namespace
 
 Expected<int> simulation_threads(const sim::Workload& w, int wanted) {
+  // Plus 64 MiB for everything else a simulation holds (step-cost tables, the thread's stack,
+  // the allocator's slack): an allowance, not a measurement.
   const std::uint64_t need = sim::simulation_bytes(w) + 64 * (std::uint64_t{1} << 20);
   const auto avail = available_memory_bytes();
   if (!avail) return wanted;
@@ -421,7 +425,7 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   const std::int64_t n = c.total_gpus();
   std::vector<bool> fits(groups.size());
   for (std::size_t k = 0; k < groups.size(); ++k)
-    fits[k] = sim::simulate_memory(loaded, c.gpu, groups[k].base, *opts).fits;
+    groups[k].fits = fits[k] = sim::simulate_memory(loaded, c.gpu, groups[k].base, *opts).fits;
   std::vector<std::size_t> todo(groups.size());
   for (std::size_t k = 0; k < groups.size(); ++k) {
     todo[k] = k;
