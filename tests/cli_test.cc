@@ -37,7 +37,7 @@ TEST(Cli, MainJobByCatalogNameFromAnyDirectory) {
   // the sanitizers).
   std::stringstream err(r.err);
   for (std::string line; std::getline(err, line);)
-    EXPECT_EQ(line.rfind("tpp-plan: simulated ", 0), 0u) << line;
+    EXPECT_EQ(line.rfind("tpp-plan: searched ", 0), 0u) << line;
   EXPECT_NE(r.out.find("671,026,419,200"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("16 nodes x 8 A100-SXM4-80GB = 128 GPUs"), std::string::npos) << r.out;
 }

@@ -249,7 +249,8 @@ TEST(Hardening, GroupSizeThatDoesNotDivideTheShardIsRefusedAsVllmRefusesIt) {
   EXPECT_EQ(tp4.code, 2);  // 7,392 is not a multiple of 128 either
   CliRun search = tpp_plan("--model config.json --cluster h100x1 --format json");
   ASSERT_EQ(search.code, 0) << search.err;
-  for (const auto& p : nlohmann::json::parse(search.out)["plans"])
+  const auto plans = nlohmann::json::parse(search.out)["plans"];
+  for (const auto& p : plans)
     EXPECT_LT(p["tp"].get<int>(), 2) << "vLLM refuses to load this checkpoint at tp=" << p["tp"];
   // A group that divides no input at all: refused when the model is read, on any split.
   std::string bad = qwen72_quantized(

@@ -372,5 +372,7 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     // The workload check refuses what this host cannot hold; this is the last line of defence.
     return fail("tpp-plan: error: out of memory (a smaller workload, num_requests, would fit)");
+  } catch (const std::exception& e) {  // a bug, reported as one line rather than an abort
+    return fail(std::string("tpp-plan: error: internal error: ") + e.what());
   }
 }
