@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "common/data_path.h"
 #include "common/fields.h"
 
@@ -128,6 +130,16 @@ Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_source
   g.sm_count = need(f, "sm_count", 1, 100000, rs);
   g.compute_capability = need(f, "compute_capability", 1, 100, rs);
   read_has_fp8(f, rs, g);
+  if (const Node* rm = f.map_or_null("runtime_memory")) {
+    Fields r(f.doc(), *rm, "runtime_memory");
+    Gpu::RuntimeMemory m;
+    m.non_torch_GiB = r.number("non_torch_GiB", 0, 1e4);
+    m.non_torch_tp_GiB = r.number("non_torch_tp_GiB", 0, 1e4);
+    m.cuda_graph_GiB = r.number_or("cuda_graph_GiB", 0, 0, 1e4);
+    m.source = r.string("source");
+    if (auto e = r.finish()) f.adopt(*e);
+    g.runtime_memory = m;
+  }
   check_gpu(f, g);
   if (auto e = f.finish()) return *e;
   return g;
@@ -223,6 +235,9 @@ std::optional<Error> read_efficiency(const Doc& doc, const Node& node, Cluster& 
   e.source = f.string("source");
   e.memory = f.number_or("memory", 0, 0.01, 1);
   e.gemm_memory = f.number_or("gemm_memory", 0, 0.01, 1);
+  e.tile_rows = f.number_or("tile_rows", 0, 1, 1024);
+  e.launch_us = f.number_or("launch_us", 0, 0, 1e6);
+  e.launch_graph_us = f.number_or("launch_graph_us", 0, 0, 1e6);
   const Node* g = f.raw("gemm");
   if (f.ok() && g && g->kind != Node::Kind::Seq)
     f.fail("gemm", "field 'gemm' in efficiency must be a list of [tokens, fraction] pairs");
@@ -303,6 +318,72 @@ Expected<Cluster> load_cluster(const std::string& name_or_path) {
   auto doc = load_yaml_file(*path);
   if (!doc) return doc.error();
   return cluster_from_doc(*doc);
+}
+
+namespace {
+
+nlohmann::json figure_json(const Figure& f) { return {{"value", f.value}, {"source", f.source}}; }
+
+}  // namespace
+
+nlohmann::json cluster_to_json(const Cluster& c) {
+  const Gpu& g = c.gpu;
+  nlohmann::json gpu = {{"name", g.name},
+                        {"memory_marketed_GB", figure_json(g.memory_marketed_GB)},
+                        {"memory_driver_GiB", figure_json(g.memory_driver_GiB)},
+                        {"hbm_bandwidth_GBps", figure_json(g.hbm_bandwidth_GBps)},
+                        {"bf16_dense_tflops", figure_json(g.bf16_dense_tflops)},
+                        {"fp16_dense_tflops", figure_json(g.fp16_dense_tflops)},
+                        {"fp8_dense_tflops", figure_json(g.fp8_dense_tflops)},
+                        {"int8_dense_tops", figure_json(g.int8_dense_tops)},
+                        {"has_fp8", {{"value", g.has_fp8}, {"source", g.has_fp8_source}}},
+                        {"nvlink_unidir_GBps", figure_json(g.nvlink_unidir_GBps)},
+                        {"pcie_unidir_GBps", figure_json(g.pcie_unidir_GBps)},
+                        {"tdp_W", figure_json(g.tdp_W)},
+                        {"sm_count", figure_json(g.sm_count)},
+                        {"compute_capability", figure_json(g.compute_capability)}};
+  if (g.runtime_memory)
+    gpu["runtime_memory"] = {{"non_torch_GiB", g.runtime_memory->non_torch_GiB},
+                             {"non_torch_tp_GiB", g.runtime_memory->non_torch_tp_GiB},
+                             {"cuda_graph_GiB", g.runtime_memory->cuda_graph_GiB},
+                             {"source", g.runtime_memory->source}};
+  nlohmann::json j = {{"name", c.name},
+                      {"nodes", c.nodes},
+                      {"gpus_per_node", c.gpus_per_node},
+                      {"gpu", gpu},
+                      {"intra_node",
+                       {{"kind", link_kind_name(c.intra_node.kind)},
+                        {"bandwidth_GBps", figure_json(c.intra_node.bandwidth_GBps)},
+                        {"latency_us", figure_json(c.intra_node.latency_us)}}}};
+  if (c.inter_node)
+    j["inter_node"] = {{"kind", c.inter_node->kind},
+                       {"nics_per_node", c.inter_node->nics_per_node},
+                       {"nic_bandwidth_Gbps", figure_json(c.inter_node->nic_bandwidth_Gbps)},
+                       {"latency_us", figure_json(c.inter_node->latency_us)}};
+  if (c.price_per_gpu_hour) j["price_per_gpu_hour"] = figure_json(*c.price_per_gpu_hour);
+  if (c.efficiency) {
+    nlohmann::json e = {{"source", c.efficiency->source}};
+    if (c.efficiency->memory > 0) e["memory"] = c.efficiency->memory;
+    if (c.efficiency->gemm_memory > 0) e["gemm_memory"] = c.efficiency->gemm_memory;
+    if (c.efficiency->tile_rows > 0) e["tile_rows"] = c.efficiency->tile_rows;
+    if (c.efficiency->launch_us > 0) e["launch_us"] = c.efficiency->launch_us;
+    if (c.efficiency->launch_graph_us > 0) e["launch_graph_us"] = c.efficiency->launch_graph_us;
+    nlohmann::json gemm = nlohmann::json::array();
+    for (const auto& [m, f] : c.efficiency->gemm) gemm.push_back({m, f});
+    if (!gemm.empty()) e["gemm"] = gemm;
+    j["efficiency"] = e;
+  }
+  if (!c.collectives.empty()) {
+    nlohmann::json cs = nlohmann::json::array();
+    for (const auto& t : c.collectives) {
+      nlohmann::json pts = nlohmann::json::array();
+      for (const auto& p : t.points) pts.push_back({p.bytes, p.time_us});
+      cs.push_back({{"op", t.op}, {"scope", t.scope}, {"ranks", t.ranks}, {"source", t.source},
+                    {"library", t.library}, {"points", pts}});
+    }
+    j["collectives"] = cs;
+  }
+  return j;
 }
 
 }  // namespace tpp::hw

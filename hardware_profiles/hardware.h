@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/doc.h"
 #include "common/status.h"
 
@@ -37,6 +39,15 @@ struct Gpu {
   Figure compute_capability;       // 8.0 (A100), 8.6, 8.9 (Ada), 9.0 (Hopper)
   bool has_fp8 = false;
   std::string has_fp8_source;
+  // Memory the serving runtime holds beside the weights, activations and KV cache, measured on
+  // this kind (tpp-profile); absent: the simulator's H100 figures (docs/memory-model.md).
+  struct RuntimeMemory {
+    double non_torch_GiB = 0;     // one rank alone
+    double non_torch_tp_GiB = 0;  // a rank of a TP group (its communication buffers)
+    double cuda_graph_GiB = 0;    // captured graphs (0 where there are none)
+    std::string source;
+  };
+  std::optional<RuntimeMemory> runtime_memory;
 
   std::int64_t memory_driver_bytes() const;  // memory_driver_GiB x 2^30, rounded
 };
@@ -81,6 +92,9 @@ struct MeasuredEfficiency {
   std::vector<std::pair<double, double>> gemm;  // (tokens M, fraction of peak), M increasing
   double memory = 0;                            // 0: not measured
   double gemm_memory = 0;  // of HBM bandwidth, a weight-bound (small M) GEMM; 0: not measured
+  double tile_rows = 0;    // rows a GEMM is rounded up to (16 for tensor cores); 0: default
+  double launch_us = 0;    // one kernel (one operator call) eager; 0: not measured
+  double launch_graph_us = 0;  // replayed from a CUDA graph; 0: not measured
 };
 
 struct Cluster {
@@ -101,6 +115,10 @@ struct Cluster {
 // `name_or_path`: a file, or a catalog name (see common/data_path.h).
 Expected<Gpu> load_gpu(const std::string& name_or_path);
 Expected<Cluster> load_cluster(const std::string& name_or_path);
+// The cluster with its GPU inline and every figure with its source, as JSON (what a plan file
+// embeds); cluster_from_doc() on the parsed JSON reads it back to an equal Cluster.
+nlohmann::json cluster_to_json(const Cluster& c);
+
 // On parsed documents (the fuzz test uses these). A catalog GPU must give every figure as
 // {value, source}; an inline GPU in a cluster file may give plain numbers.
 Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_sources);

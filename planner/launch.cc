@@ -48,6 +48,10 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   if (o.kv_cache_dtype != model::KvCacheDType::kAuto)
     serve += fmt::format(" --kv-cache-dtype {}", model::kv_cache_dtype_name(o.kv_cache_dtype));
   if (o.enforce_eager) serve += " --enforce-eager";
+  if (o.dtype != m.dtype)  // vLLM's --dtype names
+    serve += fmt::format(" --dtype {}", o.dtype == model::DType::kF32   ? "float32"
+                                        : o.dtype == model::DType::kF16 ? "float16"
+                                                                        : "bfloat16");
   if (!p.pp_layer_partition.empty()) {
     std::string parts;
     for (auto n : p.pp_layer_partition) parts += (parts.empty() ? "" : ",") + std::to_string(n);

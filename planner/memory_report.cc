@@ -49,6 +49,7 @@ std::string rejection_text(const sim::ServingResult& r, const sim::ResolvedOptio
 
 nlohmann::json serving_json(const sim::ResolvedOptions& o) {
   return {{"vllm_engine", engine_name(o.engine)},
+          {"dtype", model::dtype_name(o.dtype)},
           {"gpu_memory_utilization", o.gpu_memory_utilization},
           {"max_model_len", o.max_model_len},
           {"block_size", o.block_size},
@@ -56,7 +57,10 @@ nlohmann::json serving_json(const sim::ResolvedOptions& o) {
           {"max_num_seqs", o.max_num_seqs},
           {"max_num_batched_tokens", o.max_num_batched_tokens},
           {"enforce_eager", o.enforce_eager},
-          {"count_cuda_graphs", o.count_cuda_graphs}};
+          {"count_cuda_graphs", o.count_cuda_graphs},
+          {"swap_space_gib", o.swap_space_gib},
+          {"quantization", o.quantization ? nlohmann::json(model::quant_method_name(*o.quantization))
+                                          : nlohmann::json(nullptr)}};
 }
 
 nlohmann::json plan_json(const sim::MemoryPlan& p) {
@@ -134,52 +138,7 @@ std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages)
 }  // namespace tpp::planner
 
 namespace tpp::planner {
-namespace {
-
-nlohmann::json pct(const sim::Percentiles& p) {
-  return {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"mean", p.mean}};
-}
-
-}  // namespace
-
-nlohmann::json performance_json(const sim::ServingResult& r) {
-  nlohmann::json j;
-  j["throughput_requests_per_s"] = r.throughput_requests_per_s;
-  j["output_tokens_per_s"] = r.output_tokens_per_s;
-  j["total_tokens_per_s"] = r.total_tokens_per_s;
-  j["output_tokens_per_s_per_gpu"] = r.output_tokens_per_s_per_gpu;
-  j["total_tokens_per_s_per_gpu"] = r.total_tokens_per_s_per_gpu;
-  j["goodput_requests_per_s"] = r.goodput_requests_per_s;
-  j["ttft_ms"] = pct(r.ttft_ms);
-  j["tpot_ms"] = pct(r.tpot_ms);
-  j["itl_ms"] = pct(r.itl_ms);
-  j["e2e_ms"] = pct(r.e2e_ms);
-  j["requests"] = r.requests;
-  j["finished"] = r.finished;
-  j["rejected"] = r.rejected;
-  j["preemptions"] = r.preemptions;
-  j["steps"] = r.steps;
-  j["makespan_s"] = r.makespan_s;
-  j["kv_utilization_mean"] = r.kv_utilization_mean;
-  j["kv_utilization_max"] = r.kv_utilization_max;
-  nlohmann::json b = nlohmann::json::array();
-  for (std::size_t s = 0; s < r.breakdown.size(); ++s) {
-    const auto& t = r.breakdown[s];
-    b.push_back({{"stage", s}, {"compute", t.compute}, {"tp_comm", t.tp_comm},
-                 {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm}, {"bubble", t.bubble}});
-  }
-  j["breakdown"] = b;
-  j["rejected_over_max_model_len"] = r.rejected_over_max_model_len;
-  j["rejected_over_kv_cache"] = r.rejected_over_kv_cache;
-  if (r.load.applies)
-    j["load"] = {{"offered_requests_per_s", r.load.offered_requests_per_s},
-                 {"served_requests_per_s", r.load.served_requests_per_s},
-                 {"window_s", r.load.window_s},
-                 {"backlog_mid", r.load.backlog_mid},
-                 {"backlog_end", r.load.backlog_end},
-                 {"sustained", r.load.sustained}};
-  return j;
-}
+nlohmann::json performance_json(const sim::ServingResult& r) { return sim::serving_json(r); }
 
 std::string performance_table(const std::vector<sim::MemoryPlan>& plans,
                               const std::vector<std::optional<sim::ServingResult>>& perf,

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "model/load.h"
 #include "planner/memory_report.h"
 #include "planner/summary.h"
 #include "planner/table.h"
@@ -113,15 +114,20 @@ nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
   const auto& p = plan.parallel;
   Launch l = launch_commands(m, c, plan);
   nlohmann::json j;
-  j["tpp_plan_version"] = 1;
-  j["model"] = {{"name", m.name}, {"source", m.source}, {"hf_repo", m.hf_repo}};
-  j["cluster"] = {{"name", c.name}, {"source", c.file}};
+  j["tpp_plan_version"] = kPlanVersion;
+  // Everything the executor needs, written out: a plan copied to any node runs there.
+  j["model"] = model::model_to_json(m);
+  j["cluster"] = hw::cluster_to_json(c);
+  j["serving"] = serving_json(plan.options);
   j["split"] = {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"expert_parallel", p.expert_parallel},
                 {"pp_layer_partition", p.pp_layer_partition}};
-  j["serving"] = serving_json(plan.options);
-  j["workload"] = {{"name", w.name}, {"source", w.file}, {"seed", w.seed},
-                   {"requests", w.requests.size()}};
+  j["workload"] = sim::workload_to_json(w);
   j["slo"] = {{"ttft_ms", slo.slo.ttft_ms}, {"tpot_ms", slo.slo.tpot_ms}, {"source", slo.source}};
+  // Where the inputs were read from: provenance only, never read back.
+  j["provenance"] = {{"model", m.source},     {"model_architecture", m.architecture},
+                     {"cluster", c.file},     {"workload", w.file},
+                     {"workload_arrival", sim::arrival_name(w.arrival)},
+                     {"workload_rate_per_s", w.rate_per_s}};
   nlohmann::json predicted = plan_json(plan);
   if (perf) predicted["performance"] = performance_json(*perf);
   j["predicted"] = predicted;

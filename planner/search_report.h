@@ -18,6 +18,10 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
 // launch.vllm, launch.sglang.
 nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
                                const SearchResult& r);
+// The plan file's schema version; tpp-run refuses any other. 2: the model, cluster, serving
+// options, split and workload requests written out (1 named them by path).
+inline constexpr int kPlanVersion = 2;
+
 // A chosen plan with everything the executor needs (-o plan.json): the search's recommendation,
 // or the one split given with --tp/--pp/--dp (its performance when it was simulated).
 nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,

@@ -80,6 +80,7 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   r.enforce_eager = o.enforce_eager;
   r.count_cuda_graphs = o.count_cuda_graphs && !o.enforce_eager;
   r.swap_space_gib = o.swap_space_gib;
+  r.quantization = o.quantization;
   if (!(o.swap_space_gib >= 0 && o.swap_space_gib <= kMaxSwapSpaceGiB))  // also NaN
     return make_error("", 0, 0, fmt::format("--swap-space must be between 0 and {:g} GiB, got {}",
                                             kMaxSwapSpaceGiB, o.swap_space_gib));
@@ -104,8 +105,9 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                       fmt::format("--max-model-len {} exceeds the model's "
                                   "max_position_embeddings {}",
                                   r.max_model_len, m.max_position_embeddings));
+  r.dtype = o.dtype.value_or(m.dtype);
   r.kv_cache_dtype = o.kv_cache_dtype.value_or(m.kv_cache_dtype);
-  r.kv_bytes_per_element = kv_element_bytes(r.kv_cache_dtype, m.dtype);
+  r.kv_bytes_per_element = kv_element_bytes(r.kv_cache_dtype, r.dtype);
 
   // Block size: 16 on CUDA (CacheConfig). MLA on Hopper with an fp8 KV cache runs FlashMLA,
   // which only takes 64 (vLLM 0.18+: Platform.update_block_size_for_backend; FLASH_ATTN_MLA,
@@ -151,6 +153,10 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
 
 model::Model as_loaded(const model::Model& m, const ServingOptions& o) {
   model::Model out = m;
+  if (o.dtype) {
+    out.dtype = *o.dtype;
+    if (out.quant.method == model::QuantMethod::kNone) out.quant.weight_dtype = *o.dtype;
+  }
   if (o.quantization == model::QuantMethod::kFp8 && m.quant.method == model::QuantMethod::kNone) {
     // vLLM's online fp8 (Fp8LinearMethod, not serialized): fp8 weights, one scale a tensor.
     out.quant = model::Quantization{};
@@ -226,7 +232,9 @@ std::int64_t activation_peak(const model::Model& m, const hw::Gpu& gpu, const Pa
   return static_cast<std::int64_t>(std::max(fwd, sampler) + moe);
 }
 
-std::int64_t non_torch(const ParallelConfig& p, Engine e) {
+std::int64_t non_torch(const ParallelConfig& p, Engine e, const hw::Gpu& gpu) {
+  if (const auto& rm = gpu.runtime_memory)  // measured on this kind (tpp-profile)
+    return gib_bytes(p.tp > 1 ? rm->non_torch_tp_GiB : rm->non_torch_GiB);
   double g = p.tp > 1 ? kNonTorchTpGiB : (p.pp > 1 ? kNonTorchTp1PpGiB : kNonTorchTp1GiB);
   return gib_bytes(g + (e == Engine::kV0 ? kNonTorchV0ExtraGiB : 0));
 }
@@ -256,7 +264,10 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
   const std::int64_t rope_cache =
       static_cast<std::int64_t>(static_cast<double>(m.max_position_embeddings * rotary_dim) * b);
   const std::int64_t kv_layer = kv_bytes_per_token_layer(m, p, o.kv_bytes_per_element);
-  const std::int64_t graphs = o.enforce_eager ? 0 : gib_bytes(kCudaGraphGiB);
+  const std::int64_t graphs =
+      o.enforce_eager ? 0
+                      : gib_bytes(gpu.runtime_memory ? gpu.runtime_memory->cuda_graph_GiB
+                                                     : kCudaGraphGiB);
 
   const auto parts = pp_partition(m.num_layers, p.pp, p.pp_layer_partition);
   std::int64_t first_layer = 0;
@@ -278,7 +289,7 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
     if (last && !(m.tie_word_embeddings && p.pp == 1)) st.weights_bytes += vocab_shard;
     if (last) st.weights_bytes += static_cast<std::int64_t>(m.hidden_size * b);  // final norm
     st.activation_peak_bytes = activation_peak(m, gpu, p, o, first, last, dense > 0, moe > 0);
-    st.non_torch_bytes = non_torch(p, o.engine);
+    st.non_torch_bytes = non_torch(p, o.engine, gpu);
     st.cuda_graph_bytes = graphs;
     st.kv_cache_bytes = plan.budget_bytes - st.weights_bytes - st.activation_peak_bytes -
                         st.non_torch_bytes - (o.count_cuda_graphs ? graphs : 0);

@@ -41,6 +41,8 @@ struct ServingOptions {
   bool count_cuda_graphs = false;           // VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1
   std::optional<model::QuantMethod> quantization;  // --quantization (fp8 on a bf16 checkpoint)
   double swap_space_gib = 4;                // V0 CPU swap space per GPU, [0, 4096] GiB
+  std::optional<model::DType> dtype;        // --dtype: activations and unquantized weights;
+                                            // default: the model's
 };
 
 // Bounds on the options tpp accepts (vLLM's own are looser or absent; these keep every product
@@ -52,12 +54,14 @@ inline constexpr double kMaxSwapSpaceGiB = 4096;
 // The options with every default resolved, as the engine would run.
 struct ResolvedOptions {
   Engine engine;
+  model::DType dtype;  // the model's, or --dtype
   double gpu_memory_utilization;
   std::int64_t max_model_len, block_size, max_num_seqs, max_num_batched_tokens;
   model::KvCacheDType kv_cache_dtype;
   double kv_bytes_per_element;
   bool enforce_eager, count_cuda_graphs;
   double swap_space_gib;
+  std::optional<model::QuantMethod> quantization;  // --quantization as given
 };
 
 // One PP stage; every TP rank of a stage holds the same (the vocabulary is padded so that it
@@ -98,7 +102,8 @@ struct MemoryPlan {
 Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& gpu,
                                           const ServingOptions& o);
 
-// The model as the engine loads it: --quantization fp8 on an unquantized checkpoint stores the
+// The model as the engine loads it: --dtype sets the activation and unquantized weight dtype
+// (vLLM casts the checkpoint on load); --quantization fp8 on an unquantized checkpoint stores the
 // linear weights as fp8 with one scale per tensor (vLLM's online Fp8LinearMethod).
 model::Model as_loaded(const model::Model& m, const ServingOptions& o);
 

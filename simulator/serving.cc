@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include <nlohmann/json.hpp>
+
 #include "simulator/scheduler.h"
 
 namespace tpp::sim {
@@ -32,6 +34,7 @@ struct Loop {
   std::vector<double> itl;
   std::int64_t steps = 0;
   std::size_t max_in_flight_seen = 0;
+  std::vector<double> step_ms, decode_step_ms;  // launch to done, every step / decode-only
   double kv_area = 0, kv_max = 0, last_t = 0;
 
   // Starts `b` on engine `e` at `t`: each stage starts when the batch arrives from the previous
@@ -50,6 +53,8 @@ struct Loop {
       e.time[s].ep_comm += c.ep_comm;
       e.time[s].pp_comm += c.pp_comm;
     }
+    step_ms.push_back((arrive - t) * 1e3);
+    if (b.shape.prefill_tokens == 0) decode_step_ms.push_back((arrive - t) * 1e3);
     e.in_flight.push_back({std::move(b), arrive});
     max_in_flight_seen = std::max(max_in_flight_seen, e.in_flight.size());
     ++steps;
@@ -73,19 +78,65 @@ struct Loop {
   }
 };
 
-std::size_t least_loaded(const std::vector<Replica>& engines) {
-  std::size_t best = 0;
-  for (std::size_t k = 1; k < engines.size(); ++k)
-    if (engines[k].sched.unfinished() < engines[best].sched.unfinished()) best = k;
-  return best;
+void fill_result(ServingResult& r, Loop& loop, const Slo& slo, bool closed) {
+  std::vector<const std::vector<Seq>*> seqs;
+  for (const Replica& e : loop.engines) {
+    seqs.push_back(&e.sched.seqs());
+    r.preemptions += e.sched.preemptions();
+  }
+  summarize_requests(seqs, loop.itl, loop.plan.parallel.gpus(), slo, closed, r);
+  r.steps = loop.steps;
+  r.max_batches_in_flight = static_cast<std::int64_t>(loop.max_in_flight_seen);
+  r.step_ms = percentiles(loop.step_ms);
+  r.decode_step_ms = percentiles(loop.decode_step_ms);
+  r.kv_utilization_mean = loop.last_t > 0 ? loop.kv_area / loop.last_t : 0;
+  r.kv_utilization_max = loop.kv_max;
+  std::vector<std::vector<StageTime>> per_replica;
+  for (const Replica& e : loop.engines) per_replica.push_back(e.time);
+  r.breakdown = average_breakdown(per_replica, r.makespan_s);
 }
 
-void fill_result(ServingResult& r, Loop& loop, const Slo& slo) {
-  const ParallelConfig& p = loop.plan.parallel;
+// Backlogs and rates over the second half of the arrival window (serving.h, LoadCheck).
+LoadCheck check_load(const std::vector<const std::vector<Seq>*>& replicas, bool closed) {
+  LoadCheck c;
+  double first = kNever, last = -kNever;
+  for (const auto* seqs : replicas)
+    for (const Seq& s : *seqs)
+      if (!s.rejected) {
+        first = std::min(first, s.req.arrival_s);
+        last = std::max(last, s.req.arrival_s);
+      }
+  if (closed || !(last > first)) return c;
+  const double mid = first + (last - first) / 2;
+  double arrived = 0, served = 0;
+  for (const auto* seqs : replicas)
+    for (const Seq& s : *seqs) {
+      if (s.rejected) continue;
+      const double a = s.req.arrival_s, f = s.finished ? s.finish_s : kNever;
+      if (a > mid) arrived += 1;
+      if (f > mid && f <= last) served += 1;
+      if (a <= mid && f > mid) c.backlog_mid += 1;
+      if (a <= last && f > last) c.backlog_end += 1;
+    }
+  c.applies = true;
+  c.window_s = last - mid;
+  c.offered_requests_per_s = arrived / c.window_s;
+  c.served_requests_per_s = served / c.window_s;
+  const double growth = c.backlog_end - c.backlog_mid;
+  c.sustained = !(c.served_requests_per_s < 0.95 * c.offered_requests_per_s &&
+                  growth > 3 * std::sqrt(c.backlog_mid + c.backlog_end));
+  return c;
+}
+
+}  // namespace
+
+void summarize_requests(const std::vector<const std::vector<Seq>*>& replicas,
+                        std::vector<double>& itl_ms, std::int64_t gpus, const Slo& slo,
+                        bool closed_loop, ServingResult& r) {
   std::vector<double> ttft, tpot, e2e;
   double first_arrival = kNever, last_finish = 0, out_tokens = 0, all_tokens = 0, good = 0;
-  for (const Replica& e : loop.engines) {
-    for (const Seq& s : e.sched.seqs()) {
+  for (const auto* seqs : replicas) {
+    for (const Seq& s : *seqs) {
       ++r.requests;
       if (s.rejected) {
         ++r.rejected;
@@ -110,74 +161,88 @@ void fill_result(ServingResult& r, Loop& loop, const Slo& slo) {
       all_tokens += static_cast<double>(s.generated + s.req.input_tokens);
       good += (slo.ttft_ms <= 0 || t1 <= slo.ttft_ms) && (slo.tpot_ms <= 0 || tp <= slo.tpot_ms);
     }
-    r.preemptions += e.sched.preemptions();
   }
   r.makespan_s = r.finished > 0 ? last_finish - first_arrival : 0;
   const double span = r.makespan_s > 0 ? r.makespan_s : 1;
-  const double gpus = static_cast<double>(p.tp * p.pp * p.dp);
+  const double g = static_cast<double>(gpus);
   r.throughput_requests_per_s = static_cast<double>(r.finished) / span;
   r.output_tokens_per_s = out_tokens / span;
   r.total_tokens_per_s = all_tokens / span;
-  r.output_tokens_per_s_per_gpu = r.output_tokens_per_s / gpus;
-  r.total_tokens_per_s_per_gpu = r.total_tokens_per_s / gpus;
+  r.output_tokens_per_s_per_gpu = r.output_tokens_per_s / g;
+  r.total_tokens_per_s_per_gpu = r.total_tokens_per_s / g;
   r.goodput_requests_per_s = good / span;
   r.ttft_ms = percentiles(ttft);
   r.tpot_ms = percentiles(tpot);
-  r.itl_ms = percentiles(loop.itl);
+  r.itl_ms = percentiles(itl_ms);
   r.e2e_ms = percentiles(e2e);
-  r.steps = loop.steps;
-  r.max_batches_in_flight = static_cast<std::int64_t>(loop.max_in_flight_seen);
-  r.kv_utilization_mean = loop.last_t > 0 ? loop.kv_area / loop.last_t : 0;
-  r.kv_utilization_max = loop.kv_max;
-  const std::size_t stages = loop.engines.front().time.size();
-  r.breakdown.assign(stages, StageTime{});
-  const double n = static_cast<double>(loop.engines.size());
-  for (const Replica& e : loop.engines)
-    for (std::size_t s = 0; s < stages; ++s) {
-      const StageTime& t = e.time[s];
-      StageTime& o = r.breakdown[s];
-      o.compute += t.compute / n;
-      o.tp_comm += t.tp_comm / n;
-      o.ep_comm += t.ep_comm / n;
-      o.pp_comm += t.pp_comm / n;
-    }
-  for (StageTime& o : r.breakdown)  // the rest of the makespan: the parts add up to it
-    o.bubble = std::max(0.0, r.makespan_s - o.compute - o.tp_comm - o.ep_comm - o.pp_comm);
+  r.load = check_load(replicas, closed_loop);
 }
 
-// Backlogs and rates over the second half of the arrival window (serving.h, LoadCheck).
-LoadCheck check_load(const std::vector<Replica>& engines, bool closed) {
-  LoadCheck c;
-  double first = kNever, last = -kNever;
-  for (const Replica& e : engines)
-    for (const Seq& s : e.sched.seqs())
-      if (!s.rejected) {
-        first = std::min(first, s.req.arrival_s);
-        last = std::max(last, s.req.arrival_s);
-      }
-  if (closed || !(last > first)) return c;
-  const double mid = first + (last - first) / 2;
-  double arrived = 0, served = 0;
-  for (const Replica& e : engines)
-    for (const Seq& s : e.sched.seqs()) {
-      if (s.rejected) continue;
-      const double a = s.req.arrival_s, f = s.finished ? s.finish_s : kNever;
-      if (a > mid) arrived += 1;
-      if (f > mid && f <= last) served += 1;
-      if (a <= mid && f > mid) c.backlog_mid += 1;
-      if (a <= last && f > last) c.backlog_end += 1;
+std::vector<StageTime> average_breakdown(const std::vector<std::vector<StageTime>>& replicas,
+                                         double makespan_s) {
+  std::vector<StageTime> out(replicas.empty() ? 0 : replicas.front().size());
+  const double n = static_cast<double>(replicas.size());
+  for (const auto& stages : replicas)
+    for (std::size_t s = 0; s < stages.size() && s < out.size(); ++s) {
+      out[s].compute += stages[s].compute / n;
+      out[s].tp_comm += stages[s].tp_comm / n;
+      out[s].ep_comm += stages[s].ep_comm / n;
+      out[s].pp_comm += stages[s].pp_comm / n;
     }
-  c.applies = true;
-  c.window_s = last - mid;
-  c.offered_requests_per_s = arrived / c.window_s;
-  c.served_requests_per_s = served / c.window_s;
-  const double growth = c.backlog_end - c.backlog_mid;
-  c.sustained = !(c.served_requests_per_s < 0.95 * c.offered_requests_per_s &&
-                  growth > 3 * std::sqrt(c.backlog_mid + c.backlog_end));
-  return c;
+  for (StageTime& o : out)  // the rest of the makespan: the parts add up to it
+    o.bubble = std::max(0.0, makespan_s - o.compute - o.tp_comm - o.ep_comm - o.pp_comm);
+  return out;
+}
+
+namespace {
+
+nlohmann::json pct(const Percentiles& p) {
+  return {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"mean", p.mean}};
 }
 
 }  // namespace
+
+nlohmann::json serving_json(const ServingResult& r) {
+  nlohmann::json j;
+  j["throughput_requests_per_s"] = r.throughput_requests_per_s;
+  j["output_tokens_per_s"] = r.output_tokens_per_s;
+  j["total_tokens_per_s"] = r.total_tokens_per_s;
+  j["output_tokens_per_s_per_gpu"] = r.output_tokens_per_s_per_gpu;
+  j["total_tokens_per_s_per_gpu"] = r.total_tokens_per_s_per_gpu;
+  j["goodput_requests_per_s"] = r.goodput_requests_per_s;
+  j["ttft_ms"] = pct(r.ttft_ms);
+  j["tpot_ms"] = pct(r.tpot_ms);
+  j["itl_ms"] = pct(r.itl_ms);
+  j["e2e_ms"] = pct(r.e2e_ms);
+  j["requests"] = r.requests;
+  j["finished"] = r.finished;
+  j["rejected"] = r.rejected;
+  j["preemptions"] = r.preemptions;
+  j["steps"] = r.steps;
+  j["step_ms"] = pct(r.step_ms);
+  j["decode_step_ms"] = pct(r.decode_step_ms);
+  j["max_batches_in_flight"] = r.max_batches_in_flight;
+  j["makespan_s"] = r.makespan_s;
+  j["kv_utilization_mean"] = r.kv_utilization_mean;
+  j["kv_utilization_max"] = r.kv_utilization_max;
+  nlohmann::json b = nlohmann::json::array();
+  for (std::size_t s = 0; s < r.breakdown.size(); ++s) {
+    const auto& t = r.breakdown[s];
+    b.push_back({{"stage", s}, {"compute", t.compute}, {"tp_comm", t.tp_comm},
+                 {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm}, {"bubble", t.bubble}});
+  }
+  j["breakdown"] = b;
+  j["rejected_over_max_model_len"] = r.rejected_over_max_model_len;
+  j["rejected_over_kv_cache"] = r.rejected_over_kv_cache;
+  if (r.load.applies)
+    j["load"] = {{"offered_requests_per_s", r.load.offered_requests_per_s},
+                 {"served_requests_per_s", r.load.served_requests_per_s},
+                 {"window_s", r.load.window_s},
+                 {"backlog_mid", r.load.backlog_mid},
+                 {"backlog_end", r.load.backlog_end},
+                 {"sustained", r.load.sustained}};
+  return j;
+}
 
 TimeShares time_shares(const ServingResult& r) {
   TimeShares s;
@@ -225,7 +290,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
                      o.max_model_len};
-  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, 0, 0, 0};
+  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0};
   for (std::int64_t d = 0; d < p.dp; ++d)
     loop.engines.push_back(Replica{Scheduler(sc), std::vector<double>(cost.num_stages(), 0.0),
                                   std::vector<StageTime>(cost.num_stages()), {}});
@@ -235,21 +300,32 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   loop.itl.reserve(gaps);
   for (Replica& e : loop.engines) e.sched.reserve(reqs.size() / loop.engines.size() + 1);
   const bool closed = w.arrival == ArrivalProcess::kClosedLoop;
-  std::size_t next = 0;
-  std::int64_t releasable = closed ? w.concurrency : 0;  // closed loop: free slots
+  // Request k goes to replica k mod dp (a round-robin balancer, as the executor splits them);
+  // a closed loop keeps ceil(concurrency / dp) of each replica's requests in flight.
+  const std::size_t dp = loop.engines.size();
+  std::vector<std::size_t> next(dp);
+  for (std::size_t d = 0; d < dp; ++d) next[d] = d;
+  std::vector<std::int64_t> releasable(
+      dp, closed ? (w.concurrency + static_cast<std::int64_t>(dp) - 1) / static_cast<std::int64_t>(dp)
+                 : 0);
   double t = 0;
   while (true) {
     // Arrivals up to t (a closed loop releases one request per free slot, at t).
-    while (next < reqs.size() && (closed ? releasable > 0 : reqs[next].arrival_s <= t)) {
-      Replica& e = loop.engines[least_loaded(loop.engines)];
-      e.sched.add(reqs[next], closed ? t : reqs[next].arrival_s);
-      if (closed && e.sched.seqs().back().rejected) ++releasable;
-      --releasable;
-      ++next;
+    for (std::size_t d = 0; d < dp; ++d) {
+      Replica& e = loop.engines[d];
+      while (next[d] < reqs.size() &&
+             (closed ? releasable[d] > 0 : reqs[next[d]].arrival_s <= t)) {
+        e.sched.add(reqs[next[d]], closed ? t : reqs[next[d]].arrival_s);
+        if (closed && e.sched.seqs().back().rejected) ++releasable[d];
+        --releasable[d];
+        next[d] += dp;
+      }
     }
     for (Replica& e : loop.engines) loop.try_schedule(e, t);
     // The next event: an arrival, a batch finishing, or a stage freeing for queued work.
-    double next_t = (!closed && next < reqs.size()) ? reqs[next].arrival_s : kNever;
+    double next_t = kNever;
+    for (std::size_t d = 0; d < dp && !closed; ++d)
+      if (next[d] < reqs.size()) next_t = std::min(next_t, reqs[next[d]].arrival_s);
     for (const Replica& e : loop.engines) {
       for (const InFlight& f : e.in_flight) next_t = std::min(next_t, f.done_at);
       if (e.sched.has_work() && e.in_flight.size() < loop.max_in_flight && e.stage_free[0] > t)
@@ -258,18 +334,18 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
     if (next_t == kNever) break;
     loop.track_kv(next_t);
     t = next_t;
-    for (Replica& e : loop.engines) {
+    for (std::size_t d = 0; d < dp; ++d) {
+      Replica& e = loop.engines[d];
       // Batches finish in launch order; complete every one done by t.
       while (!e.in_flight.empty() && e.in_flight.front().done_at <= t) {
         std::int64_t done = e.sched.complete(e.in_flight.front().batch, t, &loop.itl);
-        if (closed) releasable += done;
+        if (closed) releasable[d] += done;
         e.in_flight.erase(e.in_flight.begin());
       }
     }
   }
   ServingResult r;
-  fill_result(r, loop, slo);
-  r.load = check_load(loop.engines, closed);
+  fill_result(r, loop, slo, closed);
   return r;
 }
 

@@ -1,7 +1,8 @@
 // A discrete-event simulation of vLLM's V1 engine serving a workload on one plan: each DP
 // replica runs the V1 scheduler (scheduler.h) with the plan's KV blocks; a batch passes the PP
 // stages in order, each stage busy for the step cost model's time, with up to pp batches in
-// flight (V1's batch queue); requests go to the replica with the fewest unfinished requests.
+// flight (V1's batch queue); request k goes to replica k mod dp (a round-robin balancer, as the
+// executor splits them), a closed loop keeping ceil(concurrency / dp) in flight on each.
 // Deterministic: the same inputs give the same result, bit for bit.
 //
 // Metrics (docs/performance-model.md defines each): TTFT = first token - arrival; TPOT =
@@ -13,7 +14,10 @@
 #include <cstdint>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "simulator/memory.h"
+#include "simulator/scheduler.h"
 #include "simulator/step_cost.h"
 #include "simulator/workload.h"
 
@@ -57,6 +61,9 @@ struct ServingResult {
   std::int64_t rejected_over_max_model_len = 0, rejected_over_kv_cache = 0;
   std::int64_t shortest_rejected_tokens = 0;
   std::int64_t max_batches_in_flight = 0;  // in one replica's pipeline at once (at most pp)
+  // A step's time from its launch to its last stage's end: every step, and those without a
+  // prefill token (decode steps).
+  Percentiles step_ms, decode_step_ms;
   LoadCheck load;
   double makespan_s = 0;
   double throughput_requests_per_s = 0, output_tokens_per_s = 0, total_tokens_per_s = 0;
@@ -75,6 +82,21 @@ TimeShares time_shares(const ServingResult& r);
 
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
                                const Workload& workload, const Slo& slo = {});
+
+// The request figures of a run (counts, TTFT, TPOT, ITL, E2E, throughputs, goodput, load) from
+// its replicas' sequences as their schedulers recorded them: one definition for the simulation
+// and the executor's measurement. `itl_ms` is reordered.
+void summarize_requests(const std::vector<const std::vector<Seq>*>& replicas,
+                        std::vector<double>& itl_ms, std::int64_t gpus, const Slo& slo,
+                        bool closed_loop, ServingResult& r);
+// The figures as JSON, the schema a plan's prediction and the executor's measurement share:
+// throughput_requests_per_s, output_tokens_per_s, ..., ttft_ms/tpot_ms/itl_ms/e2e_ms
+// ({p50, p90, p99, mean}), counts, step_ms, decode_step_ms, breakdown[] per stage, load.
+nlohmann::json serving_json(const ServingResult& r);
+
+// Each stage's time averaged over the replicas, idle the rest of the makespan.
+std::vector<StageTime> average_breakdown(const std::vector<std::vector<StageTime>>& replicas,
+                                         double makespan_s);
 
 // Bytes one simulation of `w` holds at its peak on the host running tpp: per request, its copy,
 // the scheduler's state and queue entries, three latency samples, and one inter-token gap per

@@ -72,6 +72,12 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   // Measured memory efficiencies in the cluster file replace the defaults.
   if (c_.efficiency && c_.efficiency->memory > 0) e_.memory = c_.efficiency->memory;
   if (c_.efficiency && c_.efficiency->gemm_memory > 0) e_.gemm_memory = c_.efficiency->gemm_memory;
+  // A measured launch cost (tpp-profile, bench/gpu_probe) replaces the H100 figures.
+  launch_eager_s_ = c_.efficiency && c_.efficiency->launch_us > 0 ? c_.efficiency->launch_us * 1e-6
+                                                                  : kLaunchEagerS;
+  launch_graph_s_ = c_.efficiency && c_.efficiency->launch_graph_us > 0
+                        ? c_.efficiency->launch_graph_us * 1e-6
+                        : kLaunchGraphS;
   mem_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.memory;
   gemm_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.gemm_memory;
   kv_bytes_token_layer_ =
@@ -138,9 +144,13 @@ double StepCostModel::compute_efficiency(double tokens) const {
   return eff / e_.compute;  // flops_per_s carries e_.compute; replace it by the measured one
 }
 
+double StepCostModel::tile_rows() const {
+  return c_.efficiency && c_.efficiency->tile_rows > 0 ? c_.efficiency->tile_rows : kTileRows;
+}
+
 double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   if (tokens <= 0) return 0;
-  const double flops = 2 * round_up(tokens, kTileRows) * g.rows * g.cols;
+  const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
   const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
   return std::max(flops / (g.flops_per_s * compute_efficiency(tokens)), bytes / gemm_bw_);
 }
@@ -173,7 +183,7 @@ double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t toke
     const double touched = g.count * (1 - std::pow(1 - k / E, T));
     if (touched <= 0) continue;
     const double per_expert = routed / touched;
-    const double flops = 2 * touched * round_up(per_expert, kTileRows) * g.rows * g.cols;
+    const double flops = 2 * touched * round_up(per_expert, tile_rows()) * g.rows * g.cols;
     const double bytes = touched * g.weight_bytes / g.count + routed * (g.rows + g.cols) * act_bytes_;
     t += std::max(flops / g.flops_per_s, bytes / gemm_bw_);
   }
@@ -242,7 +252,7 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
                      act_bytes_ * 2 / mem_bw_;
   if (st.last) c.gemm += gemm_time(lm_head_, static_cast<double>(b.seqs));
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
-  c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? kLaunchGraphS : kLaunchEagerS);
+  c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? launch_graph_s_ : launch_eager_s_);
 
   const double h = static_cast<double>(m_.hidden_size);
   const double hidden_bytes = static_cast<double>(b.tokens) * h * act_bytes_;
@@ -356,6 +366,8 @@ double StepCostModel::all_gather_s(double bytes, std::int64_t n) const {
 }
 
 double StepCostModel::send_s(double bytes, bool cross_node) const {
+  if (const hw::CollectiveTable* t = find_table(c_, "send_recv", 2, !cross_node))
+    return table_s(*t, bytes);
   if (cross_node && c_.inter_node)
     return bytes / net_bw_per_gpu() + c_.inter_node->latency_us.value * 1e-6;
   return bytes / intra_bw() + c_.intra_node.latency_us.value * 1e-6;

@@ -86,6 +86,7 @@ class StepCostModel {
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
   // its ends) when it has one, else Efficiency::compute.
   double compute_efficiency(double tokens) const;
+  double tile_rows() const;
   // Achievable bytes/s of one GPU's share of its node's NICs, and of its NVLink/PCIe link.
   double net_bw_per_gpu() const;
   double intra_bw() const;
@@ -108,6 +109,7 @@ class StepCostModel {
   Gemm lm_head_{};  // the last stage's: logits for one row per sequence
   mutable std::vector<double> dense_cache_, moe_cache_;
   double bf16_flops_, mem_bw_, gemm_bw_, act_bytes_, kv_bytes_token_layer_;
+  double launch_eager_s_ = 0, launch_graph_s_ = 0;
 };
 
 }  // namespace tpp::sim

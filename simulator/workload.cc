@@ -11,6 +11,8 @@
 #include <string_view>
 #include <system_error>
 
+#include <nlohmann/json.hpp>
+
 #include "common/data_path.h"
 #include "common/fields.h"
 
@@ -308,10 +310,49 @@ std::optional<Error> read_slo(const Doc& doc, const Node& node, Workload& w) {
   return std::nullopt;
 }
 
+// ---- Requests written out in the file: [arrival_s, input_tokens, output_tokens] each, as a
+// plan file embeds them.
+
+std::optional<Error> read_requests(const Doc& doc, const Node& node, std::int64_t cap,
+                                   Workload& w) {
+  auto bad = [&](const Node& at, const std::string& why) {
+    return make_error(doc.file, at.line, at.col, "field 'requests' in workload: " + why);
+  };
+  if (node.kind != Node::Kind::Seq || node.items.empty())
+    return bad(node, "must be a non-empty list of [arrival_s, input_tokens, output_tokens]");
+  double prev = 0;
+  for (const Node& item : node.items) {
+    if (static_cast<std::int64_t>(w.requests.size()) >= cap) break;
+    const bool shape = item.kind == Node::Kind::Seq && item.items.size() == 3 &&
+                       (item.items[0].kind == Node::Kind::Int ||
+                        item.items[0].kind == Node::Kind::Float) &&
+                       item.items[1].kind == Node::Kind::Int &&
+                       item.items[2].kind == Node::Kind::Int;
+    if (!shape) return bad(item, "each request must be [arrival_s, input_tokens, output_tokens]");
+    Request r;
+    r.id = static_cast<std::int64_t>(w.requests.size());
+    r.arrival_s = item.items[0].f + 0.0;
+    r.input_tokens = item.items[1].i;
+    r.output_tokens = item.items[2].i;
+    if (!(r.arrival_s >= prev))
+      return bad(item, "arrival_s must be at least 0 and non-decreasing, got " +
+                           item.items[0].text);
+    for (auto [v, name] : {std::pair{r.input_tokens, "input_tokens"},
+                           std::pair{r.output_tokens, "output_tokens"}})
+      if (v < 1 || v > kMaxRequestTokens)
+        return bad(item, std::string(name) + " must be from 1 to " +
+                             std::to_string(kMaxRequestTokens) + ", got " + std::to_string(v));
+    prev = r.arrival_s;
+    w.requests.push_back(r);
+  }
+  return std::nullopt;
+}
+
 // ---- The workload file.
 
 struct Sources {
   const Node* trace = nullptr;
+  const Node* requests = nullptr;
   const Node* arrival = nullptr;
   const Node* input = nullptr;
   const Node* output = nullptr;
@@ -321,7 +362,13 @@ struct Sources {
 void check_sources(Fields& f, const Sources& s) {
   if (!f.ok()) return;
   const char* generated[] = {"arrival", "input_tokens", "output_tokens"};
-  if (s.trace) {
+  if (s.requests) {
+    for (const char* key : {"trace", "input_tokens", "output_tokens"})
+      if (f.has(key))
+        return f.fail(key, std::string("field '") + key +
+                               "' in workload cannot be given with 'requests' (the requests give "
+                               "their arrival times and lengths)");
+  } else if (s.trace) {
     for (const char* key : generated)
       if (f.has(key))
         return f.fail(key, std::string("field '") + key +
@@ -338,6 +385,25 @@ void check_sources(Fields& f, const Sources& s) {
 }
 
 }  // namespace
+
+nlohmann::json workload_to_json(const Workload& w) {
+  nlohmann::json j = {{"name", w.name}, {"seed", w.seed}};
+  if (w.arrival == ArrivalProcess::kClosedLoop)
+    j["arrival"] = {{"process", "closed"}, {"concurrency", w.concurrency}};
+  nlohmann::json rs = nlohmann::json::array();
+  for (const Request& r : w.requests) rs.push_back({r.arrival_s, r.input_tokens, r.output_tokens});
+  j["requests"] = rs;
+  if (w.slo) {
+    if (w.slo->ttft_ms == 0 && w.slo->tpot_ms == 0) {
+      j["slo"] = "none";
+    } else {
+      j["slo"] = nlohmann::json::object();
+      if (w.slo->ttft_ms > 0) j["slo"]["ttft_ms"] = w.slo->ttft_ms;
+      if (w.slo->tpot_ms > 0) j["slo"]["tpot_ms"] = w.slo->tpot_ms;
+    }
+  }
+  return j;
+}
 
 const char* arrival_name(ArrivalProcess a) {
   switch (a) {
@@ -357,17 +423,36 @@ Expected<Workload> workload_from_doc(const Doc& doc) {
       f.integer_or("seed", 0, 0, std::numeric_limits<std::int64_t>::max()));
   Sources s;
   if (!f.string_or("trace", "").empty()) s.trace = f.raw("trace");
+  s.requests = f.raw("requests");
   s.arrival = f.map_or_null("arrival");
   s.input = f.map_or_null("input_tokens");
   s.output = f.map_or_null("output_tokens");
   const Node* slo = f.raw("slo");
   check_sources(f, s);
-  std::int64_t n = s.trace ? f.integer_or("num_requests", kMaxWorkloadRequests, 1,
-                                          kMaxWorkloadRequests)
-                           : f.integer("num_requests", 1, kMaxWorkloadRequests);
+  std::int64_t n = s.trace || s.requests
+                       ? f.integer_or("num_requests", kMaxWorkloadRequests, 1,
+                                      kMaxWorkloadRequests)
+                       : f.integer("num_requests", 1, kMaxWorkloadRequests);
   if (auto e = f.finish()) return *e;
   if (slo)
     if (auto e = read_slo(doc, *slo, w)) return *e;
+  if (s.requests) {
+    if (s.arrival) {  // a closed loop over the given lengths
+      if (auto e = read_arrival(doc, *s.arrival, w)) return *e;
+      if (w.arrival != ArrivalProcess::kClosedLoop)
+        return make_error(doc.file, s.arrival->line, s.arrival->col,
+                          "field 'arrival' in workload with 'requests' must be a closed loop "
+                          "(the requests give their own arrival times)");
+    }
+    if (auto e = read_requests(doc, *s.requests, n, w)) return *e;
+    if (w.arrival != ArrivalProcess::kClosedLoop) {  // replayed at their times, as a trace
+      const double span = w.requests.back().arrival_s - w.requests.front().arrival_s;
+      w.rate_per_s = span > 0 ? static_cast<double>(w.requests.size() - 1) / span : 0;
+    } else {
+      for (auto& r : w.requests) r.arrival_s = 0;
+    }
+    return w;
+  }
   if (s.trace) {
     if (auto e = read_trace(doc, *s.trace, n, w)) return *e;
     return w;

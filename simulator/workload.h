@@ -13,6 +13,9 @@
 //   input_tokens:  {distribution: lognormal, mean: 1024, stddev: 512, min: 16, max: 8192}
 //   output_tokens: {distribution: normal, mean: 256, stddev: 64}
 //   trace: some.csv            # instead of arrival/input_tokens/output_tokens
+//   requests: [[0.0, 812, 214], [0.1, 1534, 96]]  # or written out: [arrival_s, input, output]
+//                              # each, replayed at their times (or with arrival: closed, as a
+//                              # closed loop); what a plan file embeds
 //   slo: {ttft_ms: 2000, tpot_ms: 200}   # optional: the latency objectives it is served under
 //                              # (p99; either may be left out), or `slo: none` for a batch job
 //                              # with none; absent: the planner's defaults apply
@@ -43,6 +46,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "common/doc.h"
 #include "common/status.h"
@@ -87,5 +92,8 @@ const char* arrival_name(ArrivalProcess a);  // "poisson", "fixed", "closed"
 Expected<Workload> load_workload(const std::string& name_or_path);
 // A trace path is relative to doc.file's folder.
 Expected<Workload> workload_from_doc(const Doc& doc);
+// The workload with its requests written out (workload_from_doc reads it back to the same
+// requests, in the same order, at the same times).
+nlohmann::json workload_to_json(const Workload& w);
 
 }  // namespace tpp::sim

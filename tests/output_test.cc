@@ -70,8 +70,9 @@ TEST(TableOutput, SearchTableColumnsLineUp) {
     for (std::size_t e : edges) {
       ASSERT_LT(e, it->size()) << *it;
       EXPECT_NE((*it)[e], ' ') << "column ending at " << e << ": " << *it;
-      if (e + 1 < it->size())  // a row without a note ends at the last column
+      if (e + 1 < it->size()) {  // a row without a note ends at the last column
         EXPECT_EQ((*it)[e + 1], ' ') << "column ending at " << e << ": " << *it;
+      }
     }
   }
   EXPECT_GT(rows, 10);

@@ -341,7 +341,7 @@ TEST(BadWorkload, UnknownKeys) {
             "w.yaml:7:53: error: unknown key 'stdev' in input_tokens (did you mean 'stddev'?)");
   EXPECT_EQ(workload_error(std::string(kBase) + "colour: blue\n"),
             "w.yaml:9:1: error: unknown key 'colour' in workload (valid keys: name, seed, trace, "
-            "arrival, input_tokens, output_tokens, slo, num_requests)");
+            "requests, arrival, input_tokens, output_tokens, slo, num_requests)");
   EXPECT_EQ(workload_error(test::replace(kBase, "{distribution: normal, mean: 200, stddev: 50, ",
                                    "{distribution: fixed, value: 5, stddev: 50, ")),
             "w.yaml:8:48: error: unknown key 'stddev' in output_tokens (valid keys: "

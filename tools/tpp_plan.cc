@@ -265,6 +265,12 @@ int run_main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-model-len", so.max_model_len, "default: the model's context length");
   app.add_option("--block-size", so.block_size, "KV-cache block in tokens (default 16)");
+  std::string dtype = "auto";
+  app.add_option("--dtype", dtype,
+                 "activations and unquantized weights: auto (the model's), bfloat16, float16, "
+                 "float32 (vLLM's --dtype; float32 for CPU runs)")
+      ->check(CLI::IsMember({"auto", "bfloat16", "bf16", "float16", "half", "fp16", "float32",
+                             "float", "fp32"}));
   app.add_option("--kv-cache-dtype", kv_dtype, "auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2")
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
   app.add_option("--max-num-seqs", so.max_num_seqs, "default: vLLM's for the GPU and engine");
@@ -308,6 +314,7 @@ int run_main(int argc, char** argv) {
     return fail("tpp-plan: error: --no-slo cannot be given with --slo-ttft-ms or --slo-tpot-ms");
   so.engine = engine == "v0" ? tpp::sim::Engine::kV0 : tpp::sim::Engine::kV1;
   if (!kv_dtype.empty()) so.kv_cache_dtype = tpp::model::parse_kv_cache_dtype(kv_dtype);
+  if (dtype != "auto") so.dtype = tpp::model::parse_dtype(dtype);
   if (!quant.empty())
     so.quantization = quant == "fp8"    ? tpp::model::QuantMethod::kFp8
                       : quant == "awq"  ? tpp::model::QuantMethod::kAwq

@@ -1,0 +1,116 @@
+// One rank's part of the model: the layers of its pipeline stage (the same ranges the memory
+// model assigns, sim::pp_partition), their TP shards, the embedding on the first stage, the
+// final norm and LM head on the last, and a paged KV cache of the plan's blocks. A step runs a
+// batch the scheduler formed: every sequence's new tokens at their positions, K and V written to
+// their blocks, attention over each sequence's cache.
+//
+// What runs is vLLM's layout: column-parallel QKV and gate/up, row-parallel O and down followed
+// by a TP all-reduce, a vocabulary-parallel embedding (all-reduce) and LM head (all-gather),
+// Mixtral-style MoE with experts split over TP or, with expert parallelism, whole experts per
+// rank, and DeepSeek's MLA with its latent cache replicated over TP (weights absorbed). The
+// numbers are float32 on the CPU backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <optional>
+#include <vector>
+
+#include "executor/backend.h"
+#include "executor/layout.h"
+#include "model/model.h"
+#include "simulator/parallel.h"
+
+namespace tpp::exec {
+
+// One sequence's part of a step.
+struct StepSeq {
+  std::int64_t id = 0;                 // the scheduler's sequence index
+  std::int64_t new_tokens = 0, context = 0;
+  std::vector<std::int32_t> blocks;    // its block table, covering context + new_tokens
+  std::vector<std::int64_t> tokens;    // the new tokens' ids (the first stage embeds them)
+  bool samples = false;                // this step completes its pending tokens: sample one
+};
+
+struct Step {
+  std::int64_t id = 0;
+  std::vector<StepSeq> seqs;
+  std::int64_t rows() const;
+};
+
+// What a stage hands on: the hidden states and residual of every row (to the next stage), or on
+// the last stage the sampled token of every sampling sequence and, when kept, its logits.
+struct StageOut {
+  std::vector<float> hidden, residual;  // [rows, hidden_size]
+  std::vector<std::int64_t> tokens;     // one per sampling sequence, in batch order
+  std::vector<float> logits;            // [sampling sequences, vocab] when keep_logits
+};
+
+class Decoder {
+ public:
+  // `loaded`: the model as it runs (sim::as_loaded). `num_blocks` x `block_size`: the KV pool.
+  Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const Place& at,
+          Backend& backend, std::int64_t num_blocks, std::int64_t block_size);
+  ~Decoder();
+
+  // The seeded weights (weights.h) of this rank's shards. Returns the bytes it holds.
+  std::int64_t load_seeded();
+  // This rank's weights by tensor name, for saving (names as in the checkpoint).
+  struct Tensor {
+    std::string name;
+    std::vector<std::int64_t> shape;
+    const float* data;
+  };
+  std::vector<Tensor> tensors() const;
+  // Sets one tensor's values (a loader's); false when the name or size is not this rank's.
+  bool set_tensor(const std::string& name, const std::vector<float>& values);
+  // Checks that every tensor was set; the first missing name otherwise.
+  std::optional<std::string> missing_tensor() const;
+
+  bool first_stage() const { return first_; }
+  bool last_stage() const { return last_; }
+  std::int64_t hidden_size() const { return m_.hidden_size; }
+  std::int64_t first_layer() const { return layer0_; }
+  std::int64_t num_layers() const { return layers_; }
+  std::int64_t kv_pool_bytes() const { return pool_bytes_; }
+
+  // Runs the stage. The first stage reads step.seqs[].tokens; the others `in` (hidden and
+  // residual from the previous stage).
+  std::optional<Error> forward(const Step& step, const StageOut* in, StageOut& out,
+                               bool keep_logits);
+
+ private:
+  struct Buf {
+    std::string name;
+    std::vector<std::int64_t> shape;
+    float* data = nullptr;
+    std::int64_t size = 0;
+    bool set = false;
+  };
+  struct Layer;
+  float* weight(const std::string& name);
+  Buf* find(const std::string& name);
+  void add_buffer(const std::string& name, std::vector<std::int64_t> shape);
+  std::optional<Error> attention(Layer& l, const Step& step, const float* x, float* out);
+  std::optional<Error> mla(Layer& l, const Step& step, const float* x, float* out);
+  std::optional<Error> mlp(Layer& l, const float* x, std::int64_t rows, float* out);
+  std::optional<Error> moe(Layer& l, const float* x, std::int64_t rows, float* out);
+  void dense_mlp(const std::string& prefix, const float* x, std::int64_t rows, float* out,
+                 bool bias);
+
+  model::Model m_;
+  sim::ParallelConfig p_;
+  Place at_;
+  Backend& b_;
+  std::int64_t blocks_, block_size_, layer0_ = 0, layers_ = 0, pool_bytes_ = 0;
+  bool first_ = false, last_ = false;
+  std::vector<Buf> bufs_;
+  std::vector<Layer*> layer_ptrs_;
+  std::vector<std::unique_ptr<Layer>> layer_store_;
+  std::vector<kernels::PagedSeq> paged_;
+  std::vector<std::int64_t> positions_;
+  std::vector<float> s0_, s1_, s2_, s3_, s4_;  // scratch
+};
+
+}  // namespace tpp::exec

@@ -1,0 +1,65 @@
+// Running a plan: every rank builds its stage's decoder with seeded weights and its KV pool; each
+// DP replica's driver (its rank at pp 0, tp 0) runs the simulator's own Scheduler on the real
+// clock: requests arrive at their times (replica d serves requests k with k mod dp = d, as the
+// simulation splits them), the scheduler forms batches (continuous batching, chunked prefill,
+// preemption, max_num_seqs, max_num_batched_tokens from the plan), and the driver sends each to
+// the replica's ranks; up to pp batches are in flight, stage to stage, and the last stage's
+// sampled tokens (greedy) come back to the driver, which completes the batch at that time.
+// Measurement is a by-product of running: the scheduler records each request's times, and each
+// rank how long it computed, reduced over its TP group and sent to the next stage.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "executor/backend.h"
+#include "executor/comm.h"
+#include "executor/layout.h"
+#include "executor/plan.h"
+#include "simulator/serving.h"
+
+namespace tpp::exec {
+
+struct RunOptions {
+  std::int64_t requests = -1;  // the first N requests of the plan's workload (all when < 0)
+  bool keep_logits = false;    // --check: keep every sampled row's logits
+  bool single_rank = false;    // run the plan's model as tp = pp = dp = 1 on this rank alone
+};
+
+// What each rank reports at the end.
+struct RankReport {
+  int rank = 0;
+  Place at;
+  std::int64_t steps = 0;
+  double compute_s = 0, tp_comm_s = 0, pp_comm_s = 0;  // over the run
+  double load_s = 0;
+  std::int64_t weight_bytes = 0, kv_pool_bytes = 0, kv_blocks = 0, peak_rss_bytes = 0;
+};
+
+// A sampled token with the logits it was chosen from (--check).
+struct SampleRecord {
+  std::int64_t request = 0, index = 0, token = 0;
+  int rank = 0;
+  std::vector<float> logits;
+};
+
+struct RunResult {
+  sim::ServingResult measured;  // the prediction's schema, from the schedulers' records
+  std::vector<RankReport> ranks;
+  std::vector<SampleRecord> samples;  // every request's tokens, in (request, index) order
+  double wall_s = 0;
+};
+
+// Runs the plan on this rank. Rank 0 gets the result (every rank's report gathered); the
+// others get nullopt. Errors: a plan whose KV pool or weights do not fit this host's free
+// memory, and any backend or communication failure (the caller aborts the job).
+Expected<std::optional<RunResult>> run_plan(const Plan& plan, Comm& comm, Backend& backend,
+                                            const RunOptions& o);
+
+// The first n requests of the plan's workload (all when n < 0).
+sim::Workload first_requests(const sim::Workload& w, std::int64_t n);
+
+}  // namespace tpp::exec

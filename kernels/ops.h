@@ -1,0 +1,72 @@
+// The decoder's operators other than GEMM, as CPU references: row-major float32, host pointers.
+// They are the CPU backend's implementation and the definition a CUDA kernel is checked against
+// (tests/kernels_test.cc). Leaves: nothing of the project but this folder is included.
+#pragma once
+
+#include <cstdint>
+
+namespace tpp::kernels {
+
+// vLLM's fused_add_rms_norm: residual += x; y = rmsnorm(residual) * w. With residual null:
+// y = rmsnorm(x) * w, and x is copied to `residual_out` when that is not null.
+void add_rmsnorm_ref(const float* x, float* residual, const float* w, float* y,
+                     std::int64_t rows, std::int64_t cols, float eps);
+
+// Rotary embedding, GPT-NeoX style (vLLM's is_neox_style, Llama and DeepSeek): within each
+// head, element i of the first rot/2 pairs with element i + rot/2, rotated by
+// pos x theta^(-2i/rot). `x` is [rows, heads, head_stride] and the rotated part starts at
+// `offset` within each head; `pos` is the position of each row.
+void rope_neox_ref(float* x, const std::int64_t* pos, std::int64_t rows, std::int64_t heads,
+                   std::int64_t head_stride, std::int64_t offset, std::int64_t rot, float theta);
+
+// out[r, :] = silu(gate_up[r, :inter]) * gate_up[r, inter:] (vLLM's SiluAndMul).
+void silu_mul_ref(const float* gate_up, float* out, std::int64_t rows, std::int64_t inter);
+
+// Vocabulary-parallel embedding: this rank holds rows [vocab0, vocab0 + rows) of the table;
+// tokens outside give zero rows (the TP all-reduce sums the ranks' rows).
+void embedding_ref(const std::int64_t* tokens, std::int64_t n, const float* table,
+                   std::int64_t vocab0, std::int64_t rows, std::int64_t dim, float* out);
+
+// A sequence of a batch, for the paged operators: `new_tokens` rows of the batch starting at
+// `row0`, at positions context .. context + new_tokens - 1, its blocks in `block_table`.
+struct PagedSeq {
+  std::int64_t row0 = 0, new_tokens = 0, context = 0;
+  const std::int32_t* block_table = nullptr;
+};
+
+// Writes each new token's K and V ([rows, heads, dim]) into the pool
+// ([blocks, block_size, heads, dim]) at its position's slot (vLLM's reshape_and_cache).
+void kv_write_ref(const float* k, const float* v, float* k_pool, float* v_pool,
+                  const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
+                  std::int64_t dim, std::int64_t block_size);
+
+// Causal attention of each new token over its sequence's cached positions 0..its own, reading
+// K and V through the block table; q_heads / kv_heads query heads share a KV head (GQA).
+// q and out are [rows, q_heads, dim]; softmax(q.k x scale) v.
+void paged_attention_ref(const float* q, const float* k_pool, const float* v_pool,
+                         const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t q_heads,
+                         std::int64_t kv_heads, std::int64_t dim, std::int64_t block_size,
+                         float scale, float* out);
+
+// MLA attention over the latent cache (DeepSeek, weights absorbed): each head scores cached
+// token t by q_lat . c_t + q_pe . pe_t, and returns sum_t p_t c_t. q_lat [rows, heads, lora],
+// q_pe [rows, heads, rope]; the pool holds [blocks, block_size, lora + rope] (c then pe).
+// out [rows, heads, lora].
+void mla_attention_ref(const float* q_lat, const float* q_pe, const float* pool,
+                       const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
+                       std::int64_t lora, std::int64_t rope, std::int64_t block_size, float scale,
+                       float* out);
+
+// Writes each new token's latent ([rows, lora + rope]) into the pool at its slot.
+void latent_write_ref(const float* latent, float* pool, const PagedSeq* seqs,
+                      std::int64_t num_seqs, std::int64_t width, std::int64_t block_size);
+
+// MoE routing (Mixtral's, vLLM's fused_topk with renormalize): softmax over the experts, the
+// top k, their weights renormalised to sum to 1. logits [rows, experts]; ids, weights [rows, k].
+void topk_softmax_ref(const float* logits, std::int64_t rows, std::int64_t experts,
+                      std::int64_t k, std::int32_t* ids, float* weights);
+
+// Greedy sampling: the index of each row's largest value (the first, on ties).
+void argmax_ref(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t* out);
+
+}  // namespace tpp::kernels

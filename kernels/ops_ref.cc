@@ -1,0 +1,209 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace tpp::kernels {
+
+void add_rmsnorm_ref(const float* x, float* residual, const float* w, float* y,
+                     std::int64_t rows, std::int64_t cols, float eps) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    float* res = residual ? residual + r * cols : nullptr;
+    float* yr = y + r * cols;
+    double ss = 0;
+    for (std::int64_t c = 0; c < cols; ++c) {
+      const float v = res ? res[c] + xr[c] : xr[c];
+      if (res) res[c] = v;
+      ss += static_cast<double>(v) * v;
+    }
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(cols) + eps));
+    const float* src = res ? res : xr;
+    for (std::int64_t c = 0; c < cols; ++c) yr[c] = src[c] * inv * w[c];
+  }
+}
+
+void rope_neox_ref(float* x, const std::int64_t* pos, std::int64_t rows, std::int64_t heads,
+                   std::int64_t head_stride, std::int64_t offset, std::int64_t rot, float theta) {
+  const std::int64_t half = rot / 2;
+  std::vector<float> cs(static_cast<std::size_t>(half)), sn(static_cast<std::size_t>(half));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t i = 0; i < half; ++i) {
+      const double inv_freq = std::pow(static_cast<double>(theta), -2.0 * i / rot);
+      const double a = static_cast<double>(pos[r]) * inv_freq;
+      cs[i] = static_cast<float>(std::cos(a));
+      sn[i] = static_cast<float>(std::sin(a));
+    }
+    for (std::int64_t h = 0; h < heads; ++h) {
+      float* v = x + (r * heads + h) * head_stride + offset;
+      for (std::int64_t i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + half] = b * cs[i] + a * sn[i];
+      }
+    }
+  }
+}
+
+void silu_mul_ref(const float* gate_up, float* out, std::int64_t rows, std::int64_t inter) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* g = gate_up + r * 2 * inter;
+    const float* u = g + inter;
+    float* o = out + r * inter;
+    for (std::int64_t c = 0; c < inter; ++c) o[c] = g[c] / (1.0f + std::exp(-g[c])) * u[c];
+  }
+}
+
+void embedding_ref(const std::int64_t* tokens, std::int64_t n, const float* table,
+                   std::int64_t vocab0, std::int64_t rows, std::int64_t dim, float* out) {
+  for (std::int64_t k = 0; k < n; ++k) {
+    const std::int64_t local = tokens[k] - vocab0;
+    float* o = out + k * dim;
+    if (local >= 0 && local < rows)
+      std::memcpy(o, table + local * dim, static_cast<std::size_t>(dim) * sizeof(float));
+    else
+      std::fill(o, o + dim, 0.0f);
+  }
+}
+
+namespace {
+
+// The pool offset of position p of a sequence: its block, then the slot in the block.
+std::int64_t slot(const PagedSeq& s, std::int64_t p, std::int64_t block_size) {
+  return static_cast<std::int64_t>(s.block_table[p / block_size]) * block_size + p % block_size;
+}
+
+}  // namespace
+
+void kv_write_ref(const float* k, const float* v, float* k_pool, float* v_pool,
+                  const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
+                  std::int64_t dim, std::int64_t block_size) {
+  const std::int64_t width = heads * dim;
+  for (std::int64_t s = 0; s < num_seqs; ++s)
+    for (std::int64_t i = 0; i < seqs[s].new_tokens; ++i) {
+      const std::int64_t row = seqs[s].row0 + i;
+      const std::int64_t at = slot(seqs[s], seqs[s].context + i, block_size) * width;
+      std::memcpy(k_pool + at, k + row * width, static_cast<std::size_t>(width) * sizeof(float));
+      std::memcpy(v_pool + at, v + row * width, static_cast<std::size_t>(width) * sizeof(float));
+    }
+}
+
+void paged_attention_ref(const float* q, const float* k_pool, const float* v_pool,
+                         const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t q_heads,
+                         std::int64_t kv_heads, std::int64_t dim, std::int64_t block_size,
+                         float scale, float* out) {
+  const std::int64_t group = q_heads / kv_heads, kv_width = kv_heads * dim;
+  std::vector<float> p;
+  for (std::int64_t s = 0; s < num_seqs; ++s) {
+    const PagedSeq& sq = seqs[s];
+    for (std::int64_t i = 0; i < sq.new_tokens; ++i) {
+      const std::int64_t row = sq.row0 + i, last = sq.context + i;  // attends to 0..last
+      p.resize(static_cast<std::size_t>(last + 1));
+      for (std::int64_t h = 0; h < q_heads; ++h) {
+        const float* qh = q + (row * q_heads + h) * dim;
+        const std::int64_t kvh = h / group;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (std::int64_t t = 0; t <= last; ++t) {
+          const float* kt = k_pool + slot(sq, t, block_size) * kv_width + kvh * dim;
+          float d = 0;
+          for (std::int64_t c = 0; c < dim; ++c) d += qh[c] * kt[c];
+          p[t] = d * scale;
+          mx = std::max(mx, p[t]);
+        }
+        float sum = 0;
+        for (std::int64_t t = 0; t <= last; ++t) sum += (p[t] = std::exp(p[t] - mx));
+        float* o = out + (row * q_heads + h) * dim;
+        std::fill(o, o + dim, 0.0f);
+        for (std::int64_t t = 0; t <= last; ++t) {
+          const float* vt = v_pool + slot(sq, t, block_size) * kv_width + kvh * dim;
+          const float w = p[t] / sum;
+          for (std::int64_t c = 0; c < dim; ++c) o[c] += w * vt[c];
+        }
+      }
+    }
+  }
+}
+
+void latent_write_ref(const float* latent, float* pool, const PagedSeq* seqs,
+                      std::int64_t num_seqs, std::int64_t width, std::int64_t block_size) {
+  for (std::int64_t s = 0; s < num_seqs; ++s)
+    for (std::int64_t i = 0; i < seqs[s].new_tokens; ++i) {
+      const std::int64_t row = seqs[s].row0 + i;
+      std::memcpy(pool + slot(seqs[s], seqs[s].context + i, block_size) * width,
+                  latent + row * width, static_cast<std::size_t>(width) * sizeof(float));
+    }
+}
+
+void mla_attention_ref(const float* q_lat, const float* q_pe, const float* pool,
+                       const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
+                       std::int64_t lora, std::int64_t rope, std::int64_t block_size, float scale,
+                       float* out) {
+  const std::int64_t width = lora + rope;
+  std::vector<float> p;
+  for (std::int64_t s = 0; s < num_seqs; ++s) {
+    const PagedSeq& sq = seqs[s];
+    for (std::int64_t i = 0; i < sq.new_tokens; ++i) {
+      const std::int64_t row = sq.row0 + i, last = sq.context + i;
+      p.resize(static_cast<std::size_t>(last + 1));
+      for (std::int64_t h = 0; h < heads; ++h) {
+        const float* ql = q_lat + (row * heads + h) * lora;
+        const float* qp = q_pe + (row * heads + h) * rope;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (std::int64_t t = 0; t <= last; ++t) {
+          const float* c = pool + slot(sq, t, block_size) * width;
+          float d = 0;
+          for (std::int64_t j = 0; j < lora; ++j) d += ql[j] * c[j];
+          for (std::int64_t j = 0; j < rope; ++j) d += qp[j] * c[lora + j];
+          p[t] = d * scale;
+          mx = std::max(mx, p[t]);
+        }
+        float sum = 0;
+        for (std::int64_t t = 0; t <= last; ++t) sum += (p[t] = std::exp(p[t] - mx));
+        float* o = out + (row * heads + h) * lora;
+        std::fill(o, o + lora, 0.0f);
+        for (std::int64_t t = 0; t <= last; ++t) {
+          const float* c = pool + slot(sq, t, block_size) * width;
+          const float w = p[t] / sum;
+          for (std::int64_t j = 0; j < lora; ++j) o[j] += w * c[j];
+        }
+      }
+    }
+  }
+}
+
+void topk_softmax_ref(const float* logits, std::int64_t rows, std::int64_t experts,
+                      std::int64_t k, std::int32_t* ids, float* weights) {
+  std::vector<std::int32_t> order(static_cast<std::size_t>(experts));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* l = logits + r * experts;
+    for (std::int64_t e = 0; e < experts; ++e) order[e] = static_cast<std::int32_t>(e);
+    // Top k by logit (softmax is monotonic), the lower index first on ties.
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](std::int32_t a, std::int32_t b) {
+                        return l[a] > l[b] || (l[a] == l[b] && a < b);
+                      });
+    // Renormalised softmax over the chosen: exp(l_i - max) / sum over the k.
+    const float mx = l[order[0]];
+    float sum = 0;
+    for (std::int64_t j = 0; j < k; ++j) sum += std::exp(l[order[j]] - mx);
+    for (std::int64_t j = 0; j < k; ++j) {
+      ids[r * k + j] = order[j];
+      weights[r * k + j] = std::exp(l[order[j]] - mx) / sum;
+    }
+  }
+}
+
+void argmax_ref(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t* out) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    std::int64_t best = 0;
+    for (std::int64_t c = 1; c < cols; ++c)
+      if (xr[c] > xr[best]) best = c;
+    out[r] = best;
+  }
+}
+
+}  // namespace tpp::kernels

@@ -1,0 +1,279 @@
+// tpp-run: runs a plan (`tpp-plan ... -o plan.json`) for real, one MPI rank per GPU of the
+// split, and lays the measurement beside the prediction.
+//
+//   mpirun -np <tp*pp*dp> tpp-run --plan plan.json [--backend cpu] [--requests N] [-o measured.json]
+//   tpp-run --launch --plan plan.json [--hosts h1:8,h2:8] ...     (starts mpirun itself)
+//   tpp-run --check --plan plan.json                              (sharded == single rank)
+//
+// Exit codes: 0 success; 1 --check found a difference; 2 bad input, a wrong rank count, a
+// missing backend, a plan that does not fit this host (one line on stderr, from rank 0).
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "executor/backend.h"
+#include "executor/engine.h"
+#include "executor/mpi_comm.h"
+#include "executor/plan.h"
+#include "simulator/serving.h"
+#include "simulator/step_cost.h"
+
+namespace {
+
+constexpr int kExitBadInput = 2;
+constexpr int kExitMismatch = 1;
+
+int rank0_fail(int rank, const std::string& line) {
+  if (rank == 0) std::fprintf(stderr, "%s\n", line.c_str());
+  return kExitBadInput;
+}
+
+std::string self_exe() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "tpp-run";
+}
+
+// tpp-run --launch: mpirun with the rank count the plan needs, this program and its arguments
+// (less --launch and --hosts); as root, with OpenMPI's allow-run-as-root switch.
+int launch(int argc, char** argv, const tpp::exec::Plan& plan, const std::string& hosts) {
+  std::vector<std::string> args = {"mpirun"};
+  if (geteuid() == 0) args.push_back("--allow-run-as-root");
+  args.insert(args.end(), {"-np", std::to_string(plan.split.gpus())});
+  if (!hosts.empty()) {
+    args.insert(args.end(), {"--host", hosts});
+  } else if (plan.split.gpus() > static_cast<std::int64_t>(std::thread::hardware_concurrency())) {
+    args.push_back("--oversubscribe");  // more ranks than this host's cores
+  }
+  args.push_back(self_exe());
+  for (int k = 1; k < argc; ++k) {
+    const std::string a = argv[k];
+    if (a == "--launch") continue;
+    if (a == "--hosts") {
+      ++k;
+      continue;
+    }
+    if (a.rfind("--hosts=", 0) == 0) continue;
+    args.push_back(a);
+  }
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  std::fflush(stdout);
+  execvp("mpirun", cargs.data());
+  std::fprintf(stderr, "tpp-run: error: cannot start mpirun: %s (install OpenMPI: "
+                       "scripts/setup.sh)\n", std::strerror(errno));
+  return kExitBadInput;
+}
+
+// The prediction for exactly the requests that ran: the plan's own simulation, re-run.
+tpp::sim::ServingResult predict(const tpp::exec::Plan& plan, const tpp::sim::Workload& w) {
+  auto opts = *tpp::sim::resolve_options(plan.model, plan.cluster.gpu, plan.serving);
+  const auto loaded = tpp::sim::as_loaded(plan.model, plan.serving);
+  const auto mem = tpp::sim::simulate_memory(loaded, plan.cluster.gpu, plan.split, opts);
+  tpp::sim::StepCostModel cost(loaded, plan.cluster, plan.split, opts);
+  return tpp::sim::simulate_serving(cost, mem, w, plan.slo);
+}
+
+double error_pct(double predicted, double measured) {
+  return measured != 0 ? 100 * (predicted - measured) / measured : 0;
+}
+
+std::string comparison(const tpp::sim::ServingResult& p, const tpp::sim::ServingResult& m,
+                       double dp) {
+  std::string s = fmt::format("{:<28}{:>14}{:>14}{:>10}\n", "component", "predicted",
+                              "measured", "error");
+  auto row = [&](const std::string& name, double a, double b, const char* unit) {
+    s += fmt::format("{:<28}{:>14}{:>14}{:>9.1f}%\n", name, fmt::format("{:.3f} {}", a, unit),
+                     fmt::format("{:.3f} {}", b, unit), error_pct(a, b));
+  };
+  row("decode step p50", p.decode_step_ms.p50, m.decode_step_ms.p50, "ms");
+  row("step p50", p.step_ms.p50, m.step_ms.p50, "ms");
+  row("TTFT p50", p.ttft_ms.p50, m.ttft_ms.p50, "ms");
+  row("TTFT p99", p.ttft_ms.p99, m.ttft_ms.p99, "ms");
+  row("TPOT p50", p.tpot_ms.p50, m.tpot_ms.p50, "ms");
+  row("TPOT p99", p.tpot_ms.p99, m.tpot_ms.p99, "ms");
+  row("ITL p50", p.itl_ms.p50, m.itl_ms.p50, "ms");
+  row("E2E p50", p.e2e_ms.p50, m.e2e_ms.p50, "ms");
+  row("output tokens/s", p.output_tokens_per_s, m.output_tokens_per_s, "");
+  row("makespan", p.makespan_s, m.makespan_s, "s");
+  for (std::size_t st = 0; st < p.breakdown.size() && st < m.breakdown.size(); ++st) {
+    const auto &a = p.breakdown[st], &b = m.breakdown[st];
+    // The breakdown is a replica's; the steps are every replica's.
+    const double ps = p.steps > 0 ? static_cast<double>(p.steps) / dp : 1;
+    const double ms = m.steps > 0 ? static_cast<double>(m.steps) / dp : 1;
+    row(fmt::format("stage {} compute / step", st), a.compute / ps * 1e3, b.compute / ms * 1e3, "ms");
+    row(fmt::format("stage {} TP comm / step", st), a.tp_comm / ps * 1e3, b.tp_comm / ms * 1e3, "ms");
+    row(fmt::format("stage {} PP send / step", st), a.pp_comm / ps * 1e3, b.pp_comm / ms * 1e3, "ms");
+    row(fmt::format("stage {} idle", st), a.bubble, b.bubble, "s");
+  }
+  return s;
+}
+
+nlohmann::json ranks_json(const std::vector<tpp::exec::RankReport>& ranks) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& r : ranks)
+    a.push_back({{"rank", r.rank}, {"dp", r.at.dp}, {"pp", r.at.pp}, {"tp", r.at.tp},
+                 {"steps", r.steps}, {"compute_s", r.compute_s}, {"tp_comm_s", r.tp_comm_s},
+                 {"pp_comm_s", r.pp_comm_s}, {"load_s", r.load_s},
+                 {"weight_bytes", r.weight_bytes}, {"kv_blocks", r.kv_blocks},
+                 {"kv_pool_bytes", r.kv_pool_bytes}, {"peak_memory_bytes", r.peak_rss_bytes}});
+  return a;
+}
+
+// --check: every sampled token and its logits against the single-rank run of the same plan.
+int check(const tpp::exec::RunResult& sharded, const tpp::exec::Plan& plan,
+          const tpp::exec::RunOptions& o) {
+  tpp::exec::LocalComm local;
+  auto backend = tpp::exec::make_cpu_backend(local);
+  tpp::exec::RunOptions ro = o;
+  ro.single_rank = true;
+  auto ref = tpp::exec::run_plan(plan, local, *backend, ro);
+  if (!ref) {
+    std::fprintf(stderr, "tpp-run: error: the single-rank reference failed: %s\n",
+                 ref.error().str().c_str());
+    return kExitBadInput;
+  }
+  const auto& a = sharded.samples;
+  const auto& b = (*ref)->samples;
+  double worst = 0;
+  for (std::size_t k = 0; k < std::max(a.size(), b.size()); ++k) {
+    if (k >= a.size() || k >= b.size() || a[k].request != b[k].request || a[k].index != b[k].index) {
+      std::printf("FAILED: the sharded run sampled %zu tokens, the single rank %zu\n", a.size(),
+                  b.size());
+      return kExitMismatch;
+    }
+    double diff = 0, scale = 0;
+    for (std::size_t c = 0; c < b[k].logits.size(); ++c) {
+      diff = std::max(diff, static_cast<double>(std::fabs(a[k].logits[c] - b[k].logits[c])));
+      scale = std::max(scale, static_cast<double>(std::fabs(b[k].logits[c])));
+    }
+    const double rel = scale > 0 ? diff / scale : diff;
+    worst = std::max(worst, rel);
+    if (rel > 1e-4 || a[k].token != b[k].token) {
+      std::printf("FAILED: tensor %s differs at request %lld, step %lld (its token %lld), rank %d: "
+                  "relative logit difference %.3g, tokens %lld against %lld\n",
+                  a[k].token != b[k].token ? "token" : "logits",
+                  static_cast<long long>(a[k].request), static_cast<long long>(a[k].index),
+                  static_cast<long long>(a[k].index), a[k].rank, rel,
+                  static_cast<long long>(a[k].token), static_cast<long long>(b[k].token));
+      return kExitMismatch;
+    }
+  }
+  std::printf("OK: tp=%lld pp=%lld dp=%lld%s matches the single-rank run: %zu tokens identical, "
+              "logits within %.2g relative (limit 1e-4)\n",
+              static_cast<long long>(plan.split.tp), static_cast<long long>(plan.split.pp),
+              static_cast<long long>(plan.split.dp),
+              plan.split.expert_parallel ? " (expert parallel)" : "", a.size(), worst);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rank = 0, size = 1;
+  const bool launching = [&] {
+    for (int k = 1; k < argc; ++k)
+      if (std::string(argv[k]) == "--launch") return true;
+    return false;
+  }();
+  if (!launching) tpp::exec::mpi_world(&argc, &argv, &rank, &size);
+  CLI::App app{"tpp-run: run a plan for real and lay the measurement beside the prediction",
+               "tpp-run"};
+  std::string plan_file, backend = "cpu", output, hosts;
+  std::int64_t requests = -1;
+  bool do_launch = false, do_check = false;
+  app.add_option("--plan", plan_file, "the plan (tpp-plan ... -o plan.json)")->required();
+  app.add_option("--backend", backend, "cpu (Eigen + MPI) or cuda (CUDA, cuBLAS, NCCL)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--requests", requests, "run the first N requests of the plan's workload")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{10'000'000}));
+  app.add_option("-o,--output", output, "write the measurement (JSON, the prediction's schema)");
+  app.add_flag("--launch", do_launch, "start mpirun with the rank count the plan needs");
+  app.add_option("--hosts", hosts, "with --launch: hosts and their slots, e.g. h1:8,h2:8");
+  app.add_flag("--check", do_check,
+               "compare every sampled token and its logits with the single-rank run");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return rank == 0 ? app.exit(e) : 0;
+  } catch (const CLI::ParseError& e) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, std::string("tpp-run: error: ") + e.what() + " (see --help)");
+  }
+  auto plan = tpp::exec::read_plan(plan_file);
+  if (!plan) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, plan.error().str());
+  }
+  if (do_launch) return launch(argc, argv, *plan, hosts);
+  if (backend == "cuda") {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, "tpp-run: error: --backend cuda is not available in this tpp-run "
+                            "(the CUDA backend is the next issue's); use --backend cpu");
+  }
+  if (do_check && requests < 0) requests = 16;
+  if (size != plan->split.gpus()) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, fmt::format(
+        "tpp-run: error: the plan's split tp={} x pp={} x dp={} needs {} ranks, this job has {} "
+        "(mpirun -np {} tpp-run ..., or tpp-run --launch)",
+        plan->split.tp, plan->split.pp, plan->split.dp, plan->split.gpus(), size,
+        plan->split.gpus()));
+  }
+  auto comm = tpp::exec::make_mpi_comm(&argc, &argv, plan->split);
+  if (!comm) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, "tpp-run: error: " + comm.error().message);
+  }
+  auto cpu = tpp::exec::make_cpu_backend(**comm);
+  tpp::exec::RunOptions o;
+  o.requests = requests;
+  o.keep_logits = do_check;
+  auto result = tpp::exec::run_plan(*plan, **comm, *cpu, o);
+  if (!result) {
+    std::fprintf(stderr, "tpp-run: error: rank %d: %s\n", rank, result.error().str().c_str());
+    (*comm)->abort(kExitBadInput);  // no rank is left waiting for this one
+  }
+  int code = 0;
+  if (*result) {
+    const auto& r = **result;
+    const auto w = tpp::exec::first_requests(plan->workload, requests);
+    const auto predicted = predict(*plan, w);
+    std::printf("ran %s: tp=%lld x pp=%lld x dp=%lld on %d ranks (%s backend), %lld requests "
+                "of workload %s in %.2f s\n",
+                plan_file.c_str(), static_cast<long long>(plan->split.tp),
+                static_cast<long long>(plan->split.pp), static_cast<long long>(plan->split.dp),
+                size, backend.c_str(), static_cast<long long>(w.requests.size()),
+                plan->workload.name.c_str(), r.wall_s);
+    std::printf("%s", comparison(predicted, r.measured, static_cast<double>(plan->split.dp)).c_str());
+    if (!output.empty()) {
+      nlohmann::json j;
+      j["tpp_measured_version"] = 1;
+      j["plan"] = plan_file;
+      j["backend"] = backend;
+      j["ranks_total"] = size;
+      j["requests"] = w.requests.size();
+      j["performance"] = tpp::sim::serving_json(r.measured);
+      j["ranks"] = ranks_json(r.ranks);
+      j["predicted"] = {{"performance", tpp::sim::serving_json(predicted)},
+                        {"memory", plan->predicted.value("memory", nlohmann::json::object())}};
+      std::ofstream out(output);
+      out << j.dump(2) << "\n";
+      if (!out) std::fprintf(stderr, "tpp-run: error: cannot write %s\n", output.c_str());
+    }
+    if (do_check) code = check(r, *plan, o);
+  }
+  comm->reset();
+  tpp::exec::mpi_finalize();
+  return code;
+}
