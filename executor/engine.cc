@@ -156,6 +156,7 @@ class Run {
   // The driver's records, for the report.
   std::vector<sim::Seq> seqs_;
   std::vector<double> itl_ms_, step_ms_, decode_step_ms_;
+  std::vector<StepSample> step_log_;
   std::int64_t preemptions_ = 0, steps_ = 0, max_in_flight_ = 0;
   std::vector<SampleRecord> samples_;
   std::vector<std::int64_t> request_of_;  // the scheduler's sequence -> the request's id
@@ -309,6 +310,7 @@ std::optional<Error> Run::drive() {
     const std::int64_t done = sched.complete(f.batch, now, &itl_ms_);
     if (closed) releasable += done;
     step_ms_.push_back((now - f.launched) * 1e3);
+    step_log_.push_back({f.batch.shape, (now - f.launched) * 1e3});
     if (f.batch.shape.prefill_tokens == 0) decode_step_ms_.push_back((now - f.launched) * 1e3);
     sync_blocks();
   };
@@ -420,6 +422,7 @@ std::optional<Error> Run::report(RunResult* result) {
       s.put(steps_);
       s.put(max_in_flight_);
       s.put_all(request_of_);
+      s.put_all(step_log_);
       if (auto e = send_bytes(comm_, s.bytes, 0, kSeqs)) return e;
     }
     if (sampler && o_.keep_logits) {
@@ -448,6 +451,7 @@ std::optional<Error> Run::report(RunResult* result) {
   std::vector<std::vector<std::int64_t>> request_ids{request_of_};
   std::int64_t preempt = preemptions_, steps = steps_, in_flight = max_in_flight_;
   std::vector<double> itl = itl_ms_, step_ms = step_ms_, decode_ms = decode_step_ms_;
+  res.steps = step_log_;
   for (int d = 1; d < split_.dp; ++d) {
     auto bytes = recv_bytes(comm_, rank_of({d, 0, 0}, split_), kSeqs);
     if (!bytes) return bytes.error();
@@ -462,6 +466,8 @@ std::optional<Error> Run::report(RunResult* result) {
     steps += rd.get<std::int64_t>();
     in_flight = std::max(in_flight, rd.get<std::int64_t>());
     request_ids.push_back(rd.get_all<std::int64_t>());
+    auto log = rd.get_all<StepSample>();
+    res.steps.insert(res.steps.end(), log.begin(), log.end());
     replicas.push_back(std::move(seqs));
   }
   std::vector<const std::vector<sim::Seq>*> ptrs;

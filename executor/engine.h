@@ -46,8 +46,15 @@ struct SampleRecord {
   std::vector<float> logits;
 };
 
+// One step as the driver saw it: the batch's shape and its time from launch to the tokens.
+struct StepSample {
+  sim::BatchShape shape;
+  double ms = 0;
+};
+
 struct RunResult {
   sim::ServingResult measured;  // the prediction's schema, from the schedulers' records
+  std::vector<StepSample> steps;  // every step of every replica
   std::vector<RankReport> ranks;
   std::vector<SampleRecord> samples;  // every request's tokens, in (request, index) order
   double wall_s = 0;

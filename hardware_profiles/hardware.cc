@@ -238,6 +238,9 @@ std::optional<Error> read_efficiency(const Doc& doc, const Node& node, Cluster& 
   e.tile_rows = f.number_or("tile_rows", 0, 1, 1024);
   e.launch_us = f.number_or("launch_us", 0, 0, 1e6);
   e.launch_graph_us = f.number_or("launch_graph_us", 0, 0, 1e6);
+  e.elementwise = f.number_or("elementwise", 0, 1e-6, 100);
+  e.attention_decode = f.number_or("attention_decode", 0, 1e-6, 100);
+  e.attention_prefill = f.number_or("attention_prefill", 0, 1e-6, 100);
   const Node* g = f.raw("gemm");
   if (f.ok() && g && g->kind != Node::Kind::Seq)
     f.fail("gemm", "field 'gemm' in efficiency must be a list of [tokens, fraction] pairs");
@@ -368,6 +371,10 @@ nlohmann::json cluster_to_json(const Cluster& c) {
     if (c.efficiency->tile_rows > 0) e["tile_rows"] = c.efficiency->tile_rows;
     if (c.efficiency->launch_us > 0) e["launch_us"] = c.efficiency->launch_us;
     if (c.efficiency->launch_graph_us > 0) e["launch_graph_us"] = c.efficiency->launch_graph_us;
+    if (c.efficiency->elementwise > 0) e["elementwise"] = c.efficiency->elementwise;
+    if (c.efficiency->attention_decode > 0) e["attention_decode"] = c.efficiency->attention_decode;
+    if (c.efficiency->attention_prefill > 0)
+      e["attention_prefill"] = c.efficiency->attention_prefill;
     nlohmann::json gemm = nlohmann::json::array();
     for (const auto& [m, f] : c.efficiency->gemm) gemm.push_back({m, f});
     if (!gemm.empty()) e["gemm"] = gemm;

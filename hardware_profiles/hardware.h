@@ -95,6 +95,12 @@ struct MeasuredEfficiency {
   double tile_rows = 0;    // rows a GEMM is rounded up to (16 for tensor cores); 0: default
   double launch_us = 0;    // one kernel (one operator call) eager; 0: not measured
   double launch_graph_us = 0;  // replayed from a CUDA graph; 0: not measured
+  // Multipliers on the step model's rooflines, measured as its figure over the time the
+  // operators took (tpp-profile --model); 0: not measured (1 for attention; `memory` for
+  // element-wise kernels).
+  double elementwise = 0;       // of HBM bandwidth, the norms, rotary, activations, copies
+  double attention_decode = 0;  // decode attention over the KV cache
+  double attention_prefill = 0;
 };
 
 struct Cluster {

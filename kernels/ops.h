@@ -34,8 +34,15 @@ struct PagedSeq {
   const std::int32_t* block_table = nullptr;
 };
 
-// Writes each new token's K and V ([rows, heads, dim]) into the pool
-// ([blocks, block_size, heads, dim]) at its position's slot (vLLM's reshape_and_cache).
+// The KV pool's layout: [blocks][heads][block_size][dim], so that one head's part of a block is
+// contiguous (block_size x dim floats). Offset of (block, head, slot).
+inline std::int64_t kv_offset(std::int64_t block, std::int64_t head, std::int64_t slot,
+                              std::int64_t heads, std::int64_t dim, std::int64_t block_size) {
+  return ((block * heads + head) * block_size + slot) * dim;
+}
+
+// Writes each new token's K and V ([rows, heads, dim]) into the pool at its position's slot
+// (vLLM's reshape_and_cache).
 void kv_write_ref(const float* k, const float* v, float* k_pool, float* v_pool,
                   const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
                   std::int64_t dim, std::int64_t block_size);

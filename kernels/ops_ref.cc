@@ -81,13 +81,15 @@ std::int64_t slot(const PagedSeq& s, std::int64_t p, std::int64_t block_size) {
 void kv_write_ref(const float* k, const float* v, float* k_pool, float* v_pool,
                   const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
                   std::int64_t dim, std::int64_t block_size) {
-  const std::int64_t width = heads * dim;
   for (std::int64_t s = 0; s < num_seqs; ++s)
     for (std::int64_t i = 0; i < seqs[s].new_tokens; ++i) {
-      const std::int64_t row = seqs[s].row0 + i;
-      const std::int64_t at = slot(seqs[s], seqs[s].context + i, block_size) * width;
-      std::memcpy(k_pool + at, k + row * width, static_cast<std::size_t>(width) * sizeof(float));
-      std::memcpy(v_pool + at, v + row * width, static_cast<std::size_t>(width) * sizeof(float));
+      const std::int64_t row = seqs[s].row0 + i, p = seqs[s].context + i;
+      const std::int64_t block = seqs[s].block_table[p / block_size], sl = p % block_size;
+      for (std::int64_t h = 0; h < heads; ++h) {
+        const std::int64_t at = kv_offset(block, h, sl, heads, dim, block_size);
+        std::memcpy(k_pool + at, k + (row * heads + h) * dim, static_cast<std::size_t>(dim) * sizeof(float));
+        std::memcpy(v_pool + at, v + (row * heads + h) * dim, static_cast<std::size_t>(dim) * sizeof(float));
+      }
     }
 }
 
@@ -95,10 +97,13 @@ void paged_attention_ref(const float* q, const float* k_pool, const float* v_poo
                          const PagedSeq* seqs, std::int64_t num_seqs, std::int64_t q_heads,
                          std::int64_t kv_heads, std::int64_t dim, std::int64_t block_size,
                          float scale, float* out) {
-  const std::int64_t group = q_heads / kv_heads, kv_width = kv_heads * dim;
+  const std::int64_t group = q_heads / kv_heads;
   std::vector<float> p;
   for (std::int64_t s = 0; s < num_seqs; ++s) {
     const PagedSeq& sq = seqs[s];
+    auto at = [&](std::int64_t t, std::int64_t h) {
+      return kv_offset(sq.block_table[t / block_size], h, t % block_size, kv_heads, dim, block_size);
+    };
     for (std::int64_t i = 0; i < sq.new_tokens; ++i) {
       const std::int64_t row = sq.row0 + i, last = sq.context + i;  // attends to 0..last
       p.resize(static_cast<std::size_t>(last + 1));
@@ -107,7 +112,7 @@ void paged_attention_ref(const float* q, const float* k_pool, const float* v_poo
         const std::int64_t kvh = h / group;
         float mx = -std::numeric_limits<float>::infinity();
         for (std::int64_t t = 0; t <= last; ++t) {
-          const float* kt = k_pool + slot(sq, t, block_size) * kv_width + kvh * dim;
+          const float* kt = k_pool + at(t, kvh);
           float d = 0;
           for (std::int64_t c = 0; c < dim; ++c) d += qh[c] * kt[c];
           p[t] = d * scale;
@@ -118,7 +123,7 @@ void paged_attention_ref(const float* q, const float* k_pool, const float* v_poo
         float* o = out + (row * q_heads + h) * dim;
         std::fill(o, o + dim, 0.0f);
         for (std::int64_t t = 0; t <= last; ++t) {
-          const float* vt = v_pool + slot(sq, t, block_size) * kv_width + kvh * dim;
+          const float* vt = v_pool + at(t, kvh);
           const float w = p[t] / sum;
           for (std::int64_t c = 0; c < dim; ++c) o[c] += w * vt[c];
         }

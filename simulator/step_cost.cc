@@ -79,6 +79,13 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
                         ? c_.efficiency->launch_graph_us * 1e-6
                         : kLaunchGraphS;
   mem_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.memory;
+  elem_bw_ = c_.efficiency && c_.efficiency->elementwise > 0
+                 ? g.hbm_bandwidth_GBps.value * 1e9 * c_.efficiency->elementwise
+                 : mem_bw_;
+  attn_decode_ = c_.efficiency && c_.efficiency->attention_decode > 0
+                     ? c_.efficiency->attention_decode : 1.0;
+  attn_prefill_ = c_.efficiency && c_.efficiency->attention_prefill > 0
+                      ? c_.efficiency->attention_prefill : 1.0;
   gemm_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.gemm_memory;
   kv_bytes_token_layer_ =
       static_cast<double>(kv_bytes_per_token_layer(m_, p_, o_.kv_bytes_per_element));
@@ -195,29 +202,41 @@ double StepCostModel::attention_time(const BatchShape& b) const {
   auto roof = [&](double flops, double bytes) {
     return std::max(flops / bf16_flops_, bytes / mem_bw_);
   };
+  return attention_decode_time(b, heads, roof) / attn_decode_ +
+         attention_prefill_time(b, heads, roof) / attn_prefill_;
+}
+
+template <class Roof>
+double StepCostModel::attention_decode_time(const BatchShape& b, double heads, Roof roof) const {
   if (m_.mla) {
     const auto& x = *m_.mla;
     const double latent = static_cast<double>(x.kv_lora_rank + x.qk_rope_head_dim);
     // Decode with weight absorption (vLLM MLA decode): MQA over the latent cache, scores over
     // kv_lora + rope and values over kv_lora.
-    const double dec = roof(2 * heads * b.decode_context * (latent + x.kv_lora_rank),
-                            b.decode_context * kv_bytes_token_layer_);
+    return roof(2 * heads * b.decode_context * (latent + x.kv_lora_rank),
+                b.decode_context * kv_bytes_token_layer_);
+  }
+  const double d = static_cast<double>(m_.attention.head_dim);
+  return roof(4 * heads * d * b.decode_context, b.decode_context * kv_bytes_token_layer_);
+}
+
+template <class Roof>
+double StepCostModel::attention_prefill_time(const BatchShape& b, double heads, Roof roof) const {
+  if (m_.mla) {
+    const auto& x = *m_.mla;
     // Prefill without absorption: decompress the cached context through kv_b_proj, then
     // attention with qk head size nope + rope and v head size v.
     const double decompress = 2 * b.prefill_context * x.kv_lora_rank * heads *
                               (x.qk_nope_head_dim + x.v_head_dim);
-    const double pre = roof(decompress + 2 * heads * b.prefill_pairs *
-                                             (x.qk_nope_head_dim + x.qk_rope_head_dim + x.v_head_dim),
-                            (b.prefill_context + b.prefill_tokens) * kv_bytes_token_layer_);
-    return dec + pre;
+    return roof(decompress + 2 * heads * b.prefill_pairs *
+                                 (x.qk_nope_head_dim + x.qk_rope_head_dim + x.v_head_dim),
+                (b.prefill_context + b.prefill_tokens) * kv_bytes_token_layer_);
   }
   const double d = static_cast<double>(m_.attention.head_dim);
   // QK^T and PV: 2 FLOPs a multiply-add, d per pair each, per head.
-  const double pre = roof(4 * heads * d * b.prefill_pairs,
-                          (b.prefill_context + b.prefill_tokens) * kv_bytes_token_layer_ +
-                              2 * b.prefill_tokens * heads * d * act_bytes_);
-  const double dec = roof(4 * heads * d * b.decode_context, b.decode_context * kv_bytes_token_layer_);
-  return pre + dec;
+  return roof(4 * heads * d * b.prefill_pairs,
+              (b.prefill_context + b.prefill_tokens) * kv_bytes_token_layer_ +
+                  2 * b.prefill_tokens * heads * d * act_bytes_);
 }
 
 double StepCostModel::elementwise_time(const BatchShape& b, bool moe) const {
@@ -232,7 +251,7 @@ double StepCostModel::elementwise_time(const BatchShape& b, bool moe) const {
     inter = static_cast<double>(m_.intermediate_size) / p_.tp;
   }
   return T * act_bytes_ * (kElemHidden * static_cast<double>(m_.hidden_size) + kElemInter * inter) /
-         mem_bw_;
+         elem_bw_;
 }
 
 StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
@@ -249,7 +268,7 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   // token of each sequence only (vLLM's logits_indices).
   if (st.first)
     c.elementwise += static_cast<double>(b.tokens) * static_cast<double>(m_.hidden_size) *
-                     act_bytes_ * 2 / mem_bw_;
+                     act_bytes_ * 2 / elem_bw_;
   if (st.last) c.gemm += gemm_time(lm_head_, static_cast<double>(b.seqs));
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
   c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? launch_graph_s_ : launch_eager_s_);

@@ -96,6 +96,10 @@ class StepCostModel {
   double cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
                       std::int64_t tokens) const;
   double attention_time(const BatchShape& b) const;
+  template <class Roof>
+  double attention_decode_time(const BatchShape& b, double heads, Roof roof) const;
+  template <class Roof>
+  double attention_prefill_time(const BatchShape& b, double heads, Roof roof) const;
   double elementwise_time(const BatchShape& b, bool moe) const;
 
   model::Model m_;
@@ -110,6 +114,7 @@ class StepCostModel {
   mutable std::vector<double> dense_cache_, moe_cache_;
   double bf16_flops_, mem_bw_, gemm_bw_, act_bytes_, kv_bytes_token_layer_;
   double launch_eager_s_ = 0, launch_graph_s_ = 0;
+  double elem_bw_ = 0, attn_decode_ = 1, attn_prefill_ = 1;  // measured multipliers
 };
 
 }  // namespace tpp::sim

@@ -1,0 +1,477 @@
+#include "executor/profile.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "executor/decoder.h"
+#include "hardware_profiles/hardware.h"
+#include "model/tensors.h"
+#include "simulator/memory.h"
+#include "simulator/step_cost.h"
+
+namespace tpp::exec {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The median over `trials` of the time one call of `f` takes, each trial running enough calls
+// to last about 20 ms.
+template <class F>
+double median_call_s(F&& f, int trials = 5) {
+  f();  // warm-up
+  int calls = 1;
+  for (;;) {
+    const double t0 = now_s();
+    for (int k = 0; k < calls; ++k) f();
+    if (now_s() - t0 > 0.02 || calls > (1 << 20)) break;
+    calls *= 2;
+  }
+  std::vector<double> t;
+  for (int k = 0; k < trials; ++k) {
+    const double t0 = now_s();
+    for (int c = 0; c < calls; ++c) f();
+    t.push_back((now_s() - t0) / calls);
+  }
+  std::nth_element(t.begin(), t.begin() + trials / 2, t.end());
+  return t[static_cast<std::size_t>(trials / 2)];
+}
+
+// The same on every rank of a job: a fixed number of calls, fewer for larger messages, so that
+// every rank makes the same collective calls.
+template <class F>
+double median_collective_s(F&& f, std::int64_t bytes, int trials = 5) {
+  const int calls = static_cast<int>(std::clamp<std::int64_t>((std::int64_t{1} << 22) / (bytes + 4096), 4, 2000));
+  f();
+  std::vector<double> t;
+  for (int k = 0; k < trials; ++k) {
+    const double t0 = now_s();
+    for (int c = 0; c < calls; ++c) f();
+    t.push_back((now_s() - t0) / calls);
+  }
+  std::nth_element(t.begin(), t.begin() + trials / 2, t.end());
+  return t[static_cast<std::size_t>(trials / 2)];
+}
+
+std::vector<float> filled(std::size_t n) {
+  std::vector<float> v(n);
+  for (std::size_t k = 0; k < n; ++k) v[k] = static_cast<float>((k * 2654435761u) % 1000) * 1e-3f - 0.5f;
+  return v;
+}
+
+struct Shape {
+  std::int64_t n, k;
+};
+
+}  // namespace
+
+void profile_compute(Backend& b, const model::Model* m, Profile& p) {
+  std::vector<Shape> shapes;
+  if (m) {
+    std::int64_t dense = 0;
+    while (dense < m->num_layers && m->is_moe_layer(dense)) ++dense;
+    for (const auto& t : model::layer_tensors(*m, std::min(dense, m->num_layers - 1)))
+      if (t.cols > 1 && t.count == 1) shapes.push_back({t.rows, t.cols});
+    p.gemm_shapes = fmt::format("the {} GEMMs of a {} layer at tp=1", shapes.size(), m->name);
+  } else {
+    shapes = {{1024, 1024}};
+    p.gemm_shapes = "[m x 1024] x [1024 x 1024]";
+  }
+  std::int64_t max_n = 0, max_k = 0;
+  for (const auto& s : shapes) {
+    max_n = std::max(max_n, s.n);
+    max_k = std::max(max_k, s.k);
+  }
+  std::vector<std::vector<float>> weights;
+  for (const auto& s : shapes) weights.push_back(filled(static_cast<std::size_t>(s.n * s.k)));
+  for (std::int64_t mr : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}) {
+    auto x = filled(static_cast<std::size_t>(mr * max_k));
+    std::vector<float> y(static_cast<std::size_t>(mr * max_n));
+    GemmPoint g;
+    g.m = mr;
+    g.seconds = median_call_s([&] {
+      for (std::size_t k = 0; k < shapes.size(); ++k)
+        b.gemm(x.data(), weights[k].data(), y.data(), mr, shapes[k].n, shapes[k].k);
+    });
+    for (const auto& s : shapes) g.flops += 2.0 * static_cast<double>(mr * s.n * s.k);
+    g.flops_per_s = g.flops / g.seconds;
+    p.peak_flops_per_s = std::max(p.peak_flops_per_s, g.flops_per_s);
+    p.gemm.push_back(g);
+  }
+  {  // a large square GEMM: the peak may sit beyond the model's shapes
+    const std::int64_t n = 1024;
+    auto x = filled(static_cast<std::size_t>(n * n)), w = filled(static_cast<std::size_t>(n * n));
+    std::vector<float> y(static_cast<std::size_t>(n * n));
+    const double t = median_call_s([&] { b.gemm(x.data(), w.data(), y.data(), n, n, n); }, 3);
+    p.peak_flops_per_s = std::max(p.peak_flops_per_s, 2.0 * n * n * n / t);
+  }
+  {  // memory: a 256 MiB copy (read and write); a weight-bound GEMM over 64 MiB of weights
+    const std::size_t n = std::size_t{64} << 20;
+    std::vector<float> a = filled(n), c(n);
+    const double t = median_call_s([&] { std::memcpy(c.data(), a.data(), n * sizeof(float)); }, 3);
+    p.copy_GBps = 2.0 * static_cast<double>(n * sizeof(float)) / t / 1e9;
+    const std::int64_t side = 4096;
+    auto x = filled(static_cast<std::size_t>(side));
+    std::vector<float> y(static_cast<std::size_t>(side));
+    const double tg = median_call_s([&] { b.gemm(x.data(), a.data(), y.data(), 1, side, side); }, 3);
+    p.gemm_memory_fraction =
+        std::min(1.0, static_cast<double>(side * side * sizeof(float)) / tg / 1e9 / p.copy_GBps);
+  }
+  {  // one operator call at the smallest sizes: what a step pays per kernel beyond its work
+    const std::int64_t d = 16;
+    auto x = filled(64), w = filled(64), y = filled(64), r = filled(64);
+    std::vector<std::int64_t> pos = {3}, out(1);
+    std::vector<std::int32_t> table = {0};
+    std::vector<float> kp(static_cast<std::size_t>(16 * d)), vp(kp);
+    kernels::PagedSeq seq{0, 1, 0, table.data()};
+    const std::vector<std::function<void()>> ops = {
+        [&] { b.gemm(x.data(), w.data(), y.data(), 1, 4, 4); },
+        [&] { b.add_rmsnorm(x.data(), r.data(), w.data(), y.data(), 1, d, 1e-6f); },
+        [&] { b.rope(y.data(), pos.data(), 1, 1, d, 0, d, 1e4f); },
+        [&] { b.silu_mul(x.data(), y.data(), 1, d); },
+        [&] { b.kv_write(x.data(), w.data(), kp.data(), vp.data(), &seq, 1, 1, d, 16); },
+        [&] { b.paged_attention(x.data(), kp.data(), vp.data(), &seq, 1, 1, 1, d, 16, 0.25f, y.data()); },
+        [&] { b.argmax(x.data(), 1, d, out.data()); }};
+    double total = 0;
+    for (const auto& op : ops) total += median_call_s(op);
+    p.launch_us = total / static_cast<double>(ops.size()) * 1e6;
+  }
+}
+
+namespace {
+
+// Times GEMMs and attention apart from the rest, passing every call on.
+class SplitTimer : public Backend {
+ public:
+  SplitTimer(Comm& c, Backend& inner) : Backend(c), in_(inner) {}
+  std::string name() const override { return in_.name(); }
+  void gemm(const float* x, const float* w, float* y, std::int64_t m, std::int64_t n,
+            std::int64_t k, bool acc) override {
+    const double t0 = now_s();
+    in_.gemm(x, w, y, m, n, k, acc);
+    gemm_s += now_s() - t0;
+  }
+  void paged_attention(const float* q, const float* kp, const float* vp,
+                       const kernels::PagedSeq* s, std::int64_t n, std::int64_t qh,
+                       std::int64_t kh, std::int64_t d, std::int64_t bs, float sc,
+                       float* o) override {
+    const double t0 = now_s();
+    in_.paged_attention(q, kp, vp, s, n, qh, kh, d, bs, sc, o);
+    attention_s += now_s() - t0;
+  }
+  void mla_attention(const float* ql, const float* qp, const float* pool,
+                     const kernels::PagedSeq* s, std::int64_t n, std::int64_t h, std::int64_t l,
+                     std::int64_t r, std::int64_t bs, float sc, float* o) override {
+    const double t0 = now_s();
+    in_.mla_attention(ql, qp, pool, s, n, h, l, r, bs, sc, o);
+    attention_s += now_s() - t0;
+  }
+  void add_rmsnorm(const float* x, float* r, const float* w, float* y, std::int64_t rows,
+                   std::int64_t cols, float eps) override { in_.add_rmsnorm(x, r, w, y, rows, cols, eps); }
+  void rope(float* x, const std::int64_t* p, std::int64_t rows, std::int64_t h, std::int64_t st,
+            std::int64_t o, std::int64_t rot, float th) override { in_.rope(x, p, rows, h, st, o, rot, th); }
+  void silu_mul(const float* g, float* o, std::int64_t r, std::int64_t i) override { in_.silu_mul(g, o, r, i); }
+  void embedding(const std::int64_t* t, std::int64_t n, const float* tb, std::int64_t v0,
+                 std::int64_t r, std::int64_t d, float* o) override { in_.embedding(t, n, tb, v0, r, d, o); }
+  void kv_write(const float* k, const float* v, float* kp, float* vp, const kernels::PagedSeq* s,
+                std::int64_t n, std::int64_t h, std::int64_t d, std::int64_t bs) override {
+    in_.kv_write(k, v, kp, vp, s, n, h, d, bs);
+  }
+  void latent_write(const float* l, float* pool, const kernels::PagedSeq* s, std::int64_t n,
+                    std::int64_t w, std::int64_t bs) override { in_.latent_write(l, pool, s, n, w, bs); }
+  void topk_softmax(const float* l, std::int64_t r, std::int64_t e, std::int64_t k,
+                    std::int32_t* ids, float* w) override { in_.topk_softmax(l, r, e, k, ids, w); }
+  void argmax(const float* x, std::int64_t r, std::int64_t c, std::int64_t* o) override { in_.argmax(x, r, c, o); }
+  float* alloc(std::size_t n) override { return in_.alloc(n); }
+  double gemm_s = 0, attention_s = 0;
+
+ private:
+  Backend& in_;
+};
+
+// A cluster of this machine's base figures with every efficiency 1: the step model's operator
+// times at full rate, against which the measured ones give the efficiencies.
+hw::Cluster neutral_cluster(const Profile& p) {
+  hw::Cluster c;
+  c.name = "profile";
+  c.nodes = 1;
+  c.gpus_per_node = 1;
+  c.gpu.name = "profile";
+  c.gpu.memory_marketed_GB.value = 1e4;
+  c.gpu.memory_driver_GiB.value = 1e4;
+  c.gpu.hbm_bandwidth_GBps.value = p.copy_GBps;
+  c.gpu.bf16_dense_tflops.value = c.gpu.fp16_dense_tflops.value = p.peak_flops_per_s / 1e12;
+  c.gpu.sm_count.value = 1;
+  c.gpu.compute_capability.value = 8.0;
+  c.intra_node.bandwidth_GBps.value = 1;
+  hw::MeasuredEfficiency e;
+  e.memory = 1;
+  e.gemm_memory = 1;
+  e.tile_rows = 1;
+  e.launch_us = 1e-9;
+  e.launch_graph_us = 1e-9;
+  e.elementwise = 1;
+  e.gemm = {{1, 1.0}, {1e9, 1.0}};
+  c.efficiency = e;
+  return c;
+}
+
+}  // namespace
+
+void profile_model(Backend& b, const model::Model& m0, Profile& p) {
+  model::Model m = m0;
+  m.dtype = model::DType::kF32;  // the CPU computes in float32
+  if (m.quant.method == model::QuantMethod::kNone) m.quant.weight_dtype = m.dtype;
+  p.forward_model = m.name;
+  const hw::Cluster neutral = neutral_cluster(p);
+  sim::ServingOptions so;
+  so.enforce_eager = true;
+  so.dtype = model::DType::kF32;
+  so.max_num_batched_tokens = 4096;
+  so.max_num_seqs = 256;
+  auto opts = sim::resolve_options(m, neutral.gpu, so);
+  if (!opts) return;
+  sim::StepCostModel cost(m, neutral, sim::ParallelConfig{}, *opts);
+  SplitTimer timer(b.comm(), b);
+  const std::int64_t context = 128, bs = 16, max_seqs = 64;
+  const std::int64_t blocks = max_seqs * (context / bs + 2) + 2048 / bs + 2;
+  Decoder dec(m, sim::ParallelConfig{}, Place{}, timer, blocks, bs);
+  dec.load_seeded();
+  // The decode batches' cache: 64 sequences of 128 tokens, prefilled once.
+  Step fill;
+  for (std::int64_t s = 0; s < max_seqs; ++s) {
+    StepSeq q;
+    q.id = s;
+    q.new_tokens = context;
+    for (std::int64_t k = 0; k < context / bs + 1; ++k)
+      q.blocks.push_back(static_cast<std::int32_t>(s * (context / bs + 2) + k));
+    for (std::int64_t j = 0; j < context; ++j) q.tokens.push_back((s * 131 + j) % m.vocab_size);
+    q.samples = true;
+    fill.seqs.push_back(q);
+  }
+  StageOut out;
+  dec.forward(fill, nullptr, out, false);
+  auto measure = [&](const Step& step, bool decode) {
+    Profile::ForwardPoint fp;
+    fp.tokens = step.rows();
+    fp.decode = decode;
+    std::vector<double> g, a, r;
+    for (int k = 0; k < 4; ++k) {
+      timer.gemm_s = timer.attention_s = 0;
+      const double t0 = now_s();
+      dec.forward(step, nullptr, out, false);
+      const double total = now_s() - t0;
+      if (k == 0) continue;  // warm-up
+      g.push_back(timer.gemm_s);
+      a.push_back(timer.attention_s);
+      r.push_back(total - timer.gemm_s - timer.attention_s);
+    }
+    auto med = [](std::vector<double> v) {
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      return v[v.size() / 2];
+    };
+    fp.gemm_s = med(g);
+    fp.attention_s = med(a);
+    fp.rest_s = med(r);
+    sim::BatchShape shape;
+    for (const auto& s : step.seqs) shape.add(s.new_tokens, s.context);
+    const sim::StepCost c = cost.cost(0, shape);
+    fp.model_gemm_s = c.gemm;
+    fp.model_attention_s = c.attention;
+    fp.model_elem_s = c.elementwise;
+    p.forward.push_back(fp);
+  };
+  for (std::int64_t n : {1, 2, 4, 8, 16, 32, 64}) {
+    Step step;
+    for (std::int64_t s = 0; s < n; ++s) {
+      StepSeq q = fill.seqs[static_cast<std::size_t>(s)];
+      q.new_tokens = 1;
+      q.context = context;
+      q.tokens = {7};
+      step.seqs.push_back(q);
+    }
+    measure(step, true);
+  }
+  for (std::int64_t n : {128, 256, 512, 1024, 2048}) {
+    Step step;
+    StepSeq q;
+    q.id = 0;
+    q.new_tokens = n;
+    for (std::int64_t k = 0; k < n / bs + 1; ++k)
+      q.blocks.push_back(static_cast<std::int32_t>(max_seqs * (context / bs + 2) + k));
+    for (std::int64_t j = 0; j < n; ++j) q.tokens.push_back((j * 17) % m.vocab_size);
+    q.samples = true;
+    step.seqs.push_back(q);
+    measure(step, false);
+  }
+  // GEMM efficiency by tokens; attention multipliers (median ratios); the rest as a line
+  // a + b x (modelled element-wise time): b = 1 / element-wise efficiency, a = the kernels'
+  // fixed cost (the step model's kernel count a step of these layers).
+  std::vector<double> ad, ap;
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (const auto& f : p.forward) {
+    p.gemm_efficiency.emplace_back(static_cast<double>(f.tokens),
+                                   std::clamp(f.model_gemm_s / f.gemm_s, 1e-4, 1.0));
+    if (f.attention_s > 0) (f.decode ? ad : ap).push_back(f.model_attention_s / f.attention_s);
+    sx += f.model_elem_s;
+    sy += f.rest_s;
+    sxx += f.model_elem_s * f.model_elem_s;
+    sxy += f.model_elem_s * f.rest_s;
+  }
+  std::sort(p.gemm_efficiency.begin(), p.gemm_efficiency.end());
+  for (std::size_t k = 1; k < p.gemm_efficiency.size(); ++k)  // one point per token count
+    if (p.gemm_efficiency[k].first <= p.gemm_efficiency[k - 1].first)
+      p.gemm_efficiency[k].first = p.gemm_efficiency[k - 1].first + 1;
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 1.0 : v[v.size() / 2];
+  };
+  p.attention_decode = median(ad);
+  p.attention_prefill = median(ap);
+  const double n = static_cast<double>(p.forward.size());
+  const double slope = (n * sxy - sx * sy) / std::max(1e-30, n * sxx - sx * sx);
+  const double intercept = (sy - slope * sx) / n;
+  p.elementwise = slope > 0 ? 1 / slope : 1;
+  const double kernels = 12.0 * static_cast<double>(m.num_layers - m.num_moe_layers()) +
+                         20.0 * static_cast<double>(m.num_moe_layers());
+  p.launch_us = std::max(0.0, intercept) / kernels * 1e6;
+}
+
+std::optional<Error> profile_collectives(Comm& comm, Profile& p) {
+  const int n = comm.group_size(Group::kTp);
+  p.ranks = n;
+  if (n < 2) return std::nullopt;
+  for (std::int64_t bytes = 4; bytes <= (std::int64_t{16} << 20); bytes *= 4) {
+    const auto count = static_cast<std::size_t>(bytes / 4);
+    std::vector<float> buf(count, 1.0f);
+    std::optional<Error> err;
+    if (auto e = comm.barrier()) return e;
+    const double t = median_collective_s([&] {
+      if (!err) err = comm.all_reduce_sum(buf.data(), count, Group::kTp);
+    }, bytes);
+    if (err) return err;
+    CollectivePoint c;
+    c.bytes = bytes;
+    c.time_us = t * 1e6;
+    c.algbw_GBps = static_cast<double>(bytes) / t / 1e9;
+    c.busbw_GBps = c.algbw_GBps * 2.0 * (n - 1) / n;
+    p.all_reduce.push_back(c);
+  }
+  for (std::int64_t bytes = 4; bytes <= (std::int64_t{16} << 20); bytes *= 4) {
+    std::vector<std::uint8_t> buf(static_cast<std::size_t>(bytes));
+    std::optional<Error> err;
+    const int me = comm.rank();
+    auto ping = [&] {
+      if (err || me > 1) return;
+      if (me == 0) {
+        if (!err) err = comm.send(buf.data(), buf.size(), 1, 77);
+        if (!err) err = comm.recv(buf.data(), buf.size(), 1, 78);
+      } else {
+        if (!err) err = comm.recv(buf.data(), buf.size(), 0, 77);
+        if (!err) err = comm.send(buf.data(), buf.size(), 0, 78);
+      }
+    };
+    if (auto e = comm.barrier()) return e;
+    const double t = median_collective_s(ping, bytes) / 2;  // one way
+    if (err) return err;
+    CollectivePoint c;
+    c.bytes = bytes;
+    c.time_us = t * 1e6;
+    c.algbw_GBps = static_cast<double>(bytes) / t / 1e9;
+    c.busbw_GBps = c.algbw_GBps;
+    p.send_recv.push_back(c);
+  }
+  return std::nullopt;
+}
+
+std::string collective_table(const std::vector<CollectivePoint>& pts, const std::string& op,
+                             int ranks) {
+  std::string s = fmt::format("# {} over {} ranks (nccl-tests' columns; time is the median)\n", op, ranks);
+  s += fmt::format("{:>12}{:>12}{:>8}{:>12}{:>10}{:>10}\n", "size", "count", "type", "time(us)",
+                   "algbw", "busbw");
+  for (const auto& c : pts)
+    s += fmt::format("{:>12}{:>12}{:>8}{:>12.2f}{:>10.3f}{:>10.3f}\n", c.bytes, c.bytes / 4,
+                     "float", c.time_us, c.algbw_GBps, c.busbw_GBps);
+  return s;
+}
+
+std::string profile_yaml(const Profile& p, const std::string& name, double memory_GiB,
+                         const std::string& date) {
+  const std::string where = fmt::format("tpp-profile on {} ({} cores, {} ranks), {}", p.host,
+                                        p.cores, p.ranks, date);
+  const double tflops = p.peak_flops_per_s / 1e12;
+  std::string y = fmt::format(
+      "# This machine, measured by tpp-profile: one rank per core, each a \"GPU\" of the plan.\n"
+      "name: {}\nnodes: 1\ngpus_per_node: {}\ngpu:\n  name: {}\n", name, std::max(1, p.ranks), name);
+  auto fig = [&](const char* key, double v, const std::string& src) {
+    y += fmt::format("  {}: {{value: {:.6g}, source: \"{}\"}}\n", key, v, src);
+  };
+  fig("memory_marketed_GB", std::ceil(memory_GiB * 1.073741824), "the budget given to tpp-profile (--memory-gib), rounded up to GB");
+  fig("memory_driver_GiB", memory_GiB, "the budget given to tpp-profile (--memory-gib): what a rank may use, as a GPU's total");
+  fig("hbm_bandwidth_GBps", p.copy_GBps, where + ": a 256 MiB memcpy, read + write bytes per second");
+  fig("bf16_dense_tflops", tflops, where + ": the best float32 GEMM rate of one rank (Eigen; the CPU computes in float32)");
+  fig("fp16_dense_tflops", tflops, where + ": as bf16 (float32 GEMMs)");
+  fig("fp8_dense_tflops", 0, "no fp8 arithmetic on the CPU backend");
+  fig("int8_dense_tops", tflops, where + ": as bf16 (float32 GEMMs)");
+  y += "  has_fp8: {value: false, source: \"no fp8 arithmetic on the CPU backend\"}\n";
+  fig("nvlink_unidir_GBps", 0, "no NVLink: ranks talk through MPI");
+  const double link = p.send_recv.empty() ? p.copy_GBps / 2 : p.send_recv.back().algbw_GBps;
+  fig("pcie_unidir_GBps", link, where + ": MPI send/recv of 16 MiB between two ranks, one way");
+  fig("tdp_W", 1, "not measured: a CPU core has no board power of its own (unused by tpp)");
+  fig("sm_count", 1, "one core a rank (sizes vLLM's sampler buffers; no SMs on a CPU)");
+  fig("compute_capability", 8.0, "not a GPU: 8.0 picks vLLM's defaults for a GPU without fp8 or FlashMLA");
+  y += fmt::format("  runtime_memory: {{non_torch_GiB: {:.4f}, non_torch_tp_GiB: {:.4f}, "
+                   "cuda_graph_GiB: 0, source: \"{}: resident growth from MPI's start and "
+                   "collectives; no CUDA graphs\"}}\n",
+                   p.runtime_memory_GiB, p.runtime_memory_GiB, where);
+  const double latency = p.send_recv.empty() ? 1.0 : p.send_recv.front().time_us;
+  y += fmt::format("intra_node: {{kind: pcie, bandwidth_GBps: {:.6g}, latency_us: {:.6g}}}  # MPI "
+                   "send/recv, 16 MiB and 4 B\n",
+                   link, latency);
+  const bool fwd = !p.forward.empty();
+  y += fmt::format("efficiency:\n  source: \"{}; {}\"\n  memory: 1\n  gemm_memory: {:.4f}\n"
+                   "  tile_rows: 1\n  launch_us: {:.4f}\n  launch_graph_us: {:.4f}\n",
+                   where,
+                   fwd ? "operators timed apart in a single-rank forward of " + p.forward_model +
+                             " (decode batches of 1-64 sequences, prefills of 128-2048 tokens)"
+                       : "GEMMs: " + p.gemm_shapes,
+                   std::max(0.01, p.gemm_memory_fraction), p.launch_us, p.launch_us);
+  if (fwd)
+    y += fmt::format("  elementwise: {:.4f}\n  attention_decode: {:.4f}\n  attention_prefill: {:.4f}\n",
+                     p.elementwise, p.attention_decode, p.attention_prefill);
+  y += "  gemm: [";
+  if (fwd) {
+    for (std::size_t k = 0; k < p.gemm_efficiency.size(); ++k)
+      y += fmt::format("{}[{}, {:.4f}]", k ? ", " : "", p.gemm_efficiency[k].first,
+                       p.gemm_efficiency[k].second);
+  } else {
+    for (std::size_t k = 0; k < p.gemm.size(); ++k)
+      y += fmt::format("{}[{}, {:.4f}]", k ? ", " : "", p.gemm[k].m,
+                       std::clamp(p.gemm[k].flops_per_s / p.peak_flops_per_s, 0.0001, 1.0));
+  }
+  y += "]\n";
+  if (!p.all_reduce.empty()) {
+    y += "collectives:\n";
+    auto table = [&](const char* op, const std::vector<CollectivePoint>& pts, int ranks) {
+      y += fmt::format("  - op: {}\n    scope: intra_node\n    ranks: {}\n    source: \"{}: "
+                       "MPI, median of 5\"\n    points: [",
+                       op, ranks, where);
+      for (std::size_t k = 0; k < pts.size(); ++k)
+        y += fmt::format("{}[{}, {:.4f}]", k ? ", " : "", pts[k].bytes, pts[k].time_us);
+      y += "]\n";
+    };
+    table("all_reduce", p.all_reduce, p.ranks);
+    table("send_recv", p.send_recv, 2);
+  }
+  return y;
+}
+
+}  // namespace tpp::exec

@@ -1,0 +1,191 @@
+// tpp-profile: measures this machine into a cluster profile the simulator reads, so that a plan
+// made against it (tpp-plan --cluster local-cpu.yaml) predicts what tpp-run measures here.
+//
+//   tpp-profile -o local-cpu.yaml [--model tiny-llama] [--ranks 2] [--memory-gib 2]
+//
+// One rank's GEMM throughput by token count (on the model's own layer shapes when --model is
+// given), copy bandwidth, the bandwidth of a weight-bound GEMM, the cost of one operator call;
+// then, under mpirun with --ranks ranks, MPI all-reduce and send/recv by message size (printed
+// in nccl-tests' columns) and the memory MPI holds. Exit 0, or 2 with one line.
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/data_path.h"
+#include "executor/backend.h"
+#include "executor/mpi_comm.h"
+#include "executor/profile.h"
+#include "model/load.h"
+
+namespace {
+
+std::int64_t rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      std::int64_t kib = 0;
+      in >> kib;
+      return kib * 1024;
+    }
+    std::string rest;
+    std::getline(in, rest);
+  }
+  return 0;
+}
+
+std::string self_exe() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "tpp-profile";
+}
+
+// The collective half, run as `mpirun -np N tpp-profile --collectives-to FILE`: rank 0 writes
+// the tables and the memory MPI took as JSON lines.
+int collectives(int argc, char** argv, const std::string& out) {
+  const std::int64_t before = rss_bytes();
+  int rank = 0, size = 1;
+  tpp::exec::mpi_world(&argc, &argv, &rank, &size);
+  tpp::sim::ParallelConfig all;
+  all.tp = size;
+  auto comm = tpp::exec::make_mpi_comm(&argc, &argv, all);
+  if (!comm) {
+    if (rank == 0) std::fprintf(stderr, "tpp-profile: error: %s\n", comm.error().message.c_str());
+    tpp::exec::mpi_finalize();
+    return 2;
+  }
+  float one = 1;
+  (*comm)->all_reduce_sum(&one, 1, tpp::exec::Group::kTp);
+  const std::int64_t after = rss_bytes();
+  tpp::exec::Profile p;
+  if (auto e = tpp::exec::profile_collectives(**comm, p)) {
+    std::fprintf(stderr, "tpp-profile: error: rank %d: %s\n", rank, e->message.c_str());
+    (*comm)->abort(2);
+  }
+  if (rank == 0) {
+    std::ofstream f(out);
+    f << (after - before) << "\n";
+    for (const auto* t : {&p.all_reduce, &p.send_recv}) {
+      f << t->size() << "\n";
+      for (const auto& c : *t)
+        f << c.bytes << " " << c.time_us << " " << c.algbw_GBps << " " << c.busbw_GBps << "\n";
+    }
+  }
+  comm->reset();
+  tpp::exec::mpi_finalize();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tpp-profile: measure this machine into a cluster profile", "tpp-profile"};
+  std::string output, name = "local-cpu", model_arg, collectives_to;
+  int ranks = 2;
+  double memory_gib = 2.0;
+  app.add_option("-o,--output", output, "the cluster profile to write (YAML)");
+  app.add_option("--name", name, "the profile's cluster and GPU name")->capture_default_str();
+  app.add_option("--model", model_arg, "measure GEMMs on this model's layer shapes");
+  app.add_option("--ranks", ranks, "MPI ranks for the collectives (one a core; 1: none)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--memory-gib", memory_gib, "the memory each rank may use, as a GPU's total")
+      ->check(CLI::Range(0.05, 1e6))
+      ->capture_default_str();
+  app.add_option("--collectives-to", collectives_to)->group("");  // the mpirun half
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "tpp-profile: error: %s (see --help)\n", e.what());
+    return 2;
+  }
+  if (!collectives_to.empty()) return collectives(argc, argv, collectives_to);
+  if (output.empty()) {
+    std::fprintf(stderr, "tpp-profile: error: -o FILE is required (the profile to write)\n");
+    return 2;
+  }
+  std::optional<tpp::model::Model> model;
+  if (!model_arg.empty()) {
+    auto path = tpp::resolve_input(model_arg, tpp::Catalog::kModels);
+    if (!path) return std::fprintf(stderr, "%s\n", path.error().str().c_str()), 2;
+    auto m = tpp::model::load_model(*path);
+    if (!m) return std::fprintf(stderr, "%s\n", m.error().str().c_str()), 2;
+    model = *m;
+  }
+  tpp::exec::Profile p;
+  char host[256] = "this host";
+  gethostname(host, sizeof host);
+  p.host = host;
+  p.cores = static_cast<int>(std::thread::hardware_concurrency());
+  tpp::exec::LocalComm local;
+  auto backend = tpp::exec::make_cpu_backend(local);
+  tpp::exec::profile_compute(*backend, model ? &*model : nullptr, p);
+  std::printf("# GEMM, one rank (%s), float32\n%8s%14s%14s%12s\n", p.gemm_shapes.c_str(), "m",
+              "time(us)", "GFLOP/s", "of peak");
+  for (const auto& g : p.gemm)
+    std::printf("%8lld%14.2f%14.2f%12.3f\n", static_cast<long long>(g.m), g.seconds * 1e6,
+                g.flops_per_s / 1e9, g.flops_per_s / p.peak_flops_per_s);
+  std::printf("peak %.2f GFLOP/s; copy %.2f GB/s; weight-bound GEMM %.0f%% of it; one operator "
+              "call %.3f us\n",
+              p.peak_flops_per_s / 1e9, p.copy_GBps, 100 * p.gemm_memory_fraction, p.launch_us);
+  if (model) {
+    tpp::exec::profile_model(*backend, *model, p);
+    std::printf("# a single-rank forward of %s: measured time apart, and the step model's at "
+                "efficiency 1\n%8s%8s%12s%12s%12s%12s%12s%12s\n",
+                model->name.c_str(), "tokens", "kind", "gemm(us)", "model", "attn(us)",
+                "model", "rest(us)", "elem.model");
+    for (const auto& f : p.forward)
+      std::printf("%8lld%8s%12.1f%12.1f%12.1f%12.1f%12.1f%12.1f\n",
+                  static_cast<long long>(f.tokens), f.decode ? "decode" : "prefill",
+                  f.gemm_s * 1e6, f.model_gemm_s * 1e6, f.attention_s * 1e6,
+                  f.model_attention_s * 1e6, f.rest_s * 1e6, f.model_elem_s * 1e6);
+    std::printf("attention multipliers %.3f (decode) %.3f (prefill); element-wise %.3f of the "
+                "copy bandwidth; %.3f us a kernel\n",
+                p.attention_decode, p.attention_prefill, p.elementwise, p.launch_us);
+  }
+  p.ranks = 1;
+  if (ranks >= 2) {
+    const std::string tmp = output + ".collectives.tmp";
+    std::string cmd = "mpirun ";
+    if (geteuid() == 0) cmd += "--allow-run-as-root ";
+    if (ranks > p.cores) cmd += "--oversubscribe ";
+    cmd += fmt::format("-np {} '{}' --collectives-to '{}'", ranks, self_exe(), tmp);
+    if (std::system(cmd.c_str()) != 0) {
+      std::fprintf(stderr, "tpp-profile: error: the collectives under mpirun failed: %s\n",
+                   cmd.c_str());
+      return 2;
+    }
+    std::ifstream f(tmp);
+    std::int64_t mem = 0;
+    f >> mem;
+    p.runtime_memory_GiB = std::max<std::int64_t>(0, mem) / 1073741824.0;
+    for (auto* t : {&p.all_reduce, &p.send_recv}) {
+      std::size_t n = 0;
+      f >> n;
+      t->resize(n);
+      for (auto& c : *t) f >> c.bytes >> c.time_us >> c.algbw_GBps >> c.busbw_GBps;
+    }
+    std::remove(tmp.c_str());
+    p.ranks = ranks;
+    std::printf("%s%s", tpp::exec::collective_table(p.all_reduce, "all_reduce", ranks).c_str(),
+                tpp::exec::collective_table(p.send_recv, "sendrecv", 2).c_str());
+  }
+  char date[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&t));
+  std::ofstream out(output);
+  out << tpp::exec::profile_yaml(p, name, memory_gib, date);
+  out.close();
+  if (!out) return std::fprintf(stderr, "tpp-profile: error: cannot write %s\n", output.c_str()), 2;
+  std::printf("wrote %s\n", output.c_str());
+  return 0;
+}
