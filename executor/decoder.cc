@@ -31,8 +31,10 @@ struct Placement {
   std::int64_t part = 0;   // which of the merged parts (0 for unmerged)
 };
 
-Placement placement(const std::string& name) {
+// MLA's q_proj stays as it is (no k_proj or v_proj to merge with).
+Placement placement(const std::string& name, bool mla) {
   const std::string full = name.rfind("lm_head", 0) == 0 ? name : "model." + name;
+  if (mla && ends_with(full, "self_attn.q_proj.weight")) return {full, 0};
   for (auto [from, to, part] :
        {std::tuple{"self_attn.q_proj.weight", "self_attn.qkv_proj.weight", 0},
         {"self_attn.k_proj.weight", "self_attn.qkv_proj.weight", 1},
@@ -93,7 +95,7 @@ Decoder::Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const
   std::vector<std::string> order;
   auto take = [&](const model::TensorSpec& t) {
     const ShardMap sm = shard_map(t, m_, p_, at_.tp, ep_index(at_, p_));
-    const Placement pl = placement(t.name);
+    const Placement pl = placement(t.name, m_.mla.has_value());
     auto it = shapes.find(pl.buffer);
     const bool expert = t.split == model::Split::kExpertColumn ||
                         t.split == model::Split::kExpertRow;
@@ -193,7 +195,7 @@ float* Decoder::weight(const std::string& name) {
 // Copies a checkpoint tensor's shard (row-major [count][rows][cols]) into its place among the
 // merged parameters: part k of a merged buffer starts after the rows of parts 0..k-1.
 bool Decoder::set_tensor(const std::string& name, const std::vector<float>& values) {
-  const Placement pl = placement(name);
+  const Placement pl = placement(name, m_.mla.has_value());
   Buf* b = find(pl.buffer);
   if (!b) return false;
   // The part's shard shape, from the checkpoint's own inventory.
@@ -210,7 +212,7 @@ bool Decoder::set_tensor(const std::string& name, const std::vector<float>& valu
   // buffer's name includes its layer, so the same buffer means the same merged group.
   std::int64_t row_offset = 0;
   for (const auto& t : specs) {
-    const Placement other = placement(t.name);
+    const Placement other = placement(t.name, m_.mla.has_value());
     if (other.buffer == pl.buffer && other.part < pl.part)
       row_offset += shard_map(t, m_, p_, at_.tp, ep_index(at_, p_)).rows;
   }
@@ -497,9 +499,11 @@ std::optional<Error> Decoder::forward(const Step& step, const StageOut* in, Stag
   for (Layer* L : layer_ptrs_) {
     b_.add_rmsnorm(hidden.data(), residual.data(), L->in_norm, x.data(), T, h, kEps);
     auto err = m_.mla ? mla(*L, step, x.data(), y.data()) : attention(*L, step, x.data(), y.data());
+    if (!err && hook_) err = hook_();
     if (err) return err;
     b_.add_rmsnorm(y.data(), residual.data(), L->post_norm, x.data(), T, h, kEps);
     err = L->moe ? moe(*L, x.data(), T, hidden.data()) : mlp(*L, x.data(), T, hidden.data());
+    if (!err && hook_) err = hook_();
     if (err) return err;
   }
   if (!last_) {

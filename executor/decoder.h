@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <optional>
@@ -79,6 +80,10 @@ class Decoder {
   // residual from the previous stage).
   std::optional<Error> forward(const Step& step, const StageOut* in, StageOut& out,
                                bool keep_logits);
+  // Called between operators (after each layer's attention and after its MLP): a replica's
+  // driver, which is also its first stage, takes in finished batches there rather than after
+  // the whole stage, as vLLM's scheduler (a process of its own) would.
+  void set_hook(std::function<std::optional<Error>()> hook) { hook_ = std::move(hook); }
 
  private:
   struct Buf {
@@ -111,6 +116,7 @@ class Decoder {
   std::vector<kernels::PagedSeq> paged_;
   std::vector<std::int64_t> positions_;
   std::vector<float> s0_, s1_, s2_, s3_, s4_;  // scratch
+  std::function<std::optional<Error>()> hook_;
 };
 
 }  // namespace tpp::exec

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <map>
+#include <tuple>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -16,7 +18,7 @@
 namespace tpp::exec {
 namespace {
 
-enum Tag : int { kStep = 1, kHidden = 2, kTokens = 3, kReport = 10, kSeqs = 11, kSamples = 12 };
+enum Tag : int { kStep = 1, kHidden = 2, kTokens = 3, kReport = 10, kSeqs = 11, kSamples = 12, kStageLog = 13 };
 
 // ---- A byte buffer of int64 and double values: how steps and reports travel.
 
@@ -153,10 +155,12 @@ class Run {
   std::unique_ptr<Decoder> decoder_;
   RankReport rep_;
   double start_ = 0;
+  double hook_s_ = 0;  // the driver's time taking in finished batches inside its own stage
   // The driver's records, for the report.
   std::vector<sim::Seq> seqs_;
   std::vector<double> itl_ms_, step_ms_, decode_step_ms_;
   std::vector<StepSample> step_log_;
+  std::vector<StageSample> stage_log_;  // this rank's steps
   std::int64_t preemptions_ = 0, steps_ = 0, max_in_flight_ = 0;
   std::vector<SampleRecord> samples_;
   std::vector<std::int64_t> request_of_;  // the scheduler's sequence -> the request's id
@@ -202,7 +206,7 @@ std::optional<Error> Run::setup() {
 
 // Computes this rank's stage of `step`, timing its compute, its collectives and its send.
 std::optional<Error> Run::process(const Step& step, const StageOut* in, StageOut& out) {
-  const double t0 = comm_.now(), tp0 = comm_.times.tp, pp0 = comm_.times.pp;
+  const double t0 = comm_.now(), tp0 = comm_.times.tp, pp0 = comm_.times.pp, hook0 = hook_s_;
   if (auto e = decoder_->forward(step, in, out, o_.keep_logits)) return e;
   if (!decoder_->last_stage()) {
     std::vector<float> msg(out.hidden);
@@ -214,8 +218,10 @@ std::optional<Error> Run::process(const Step& step, const StageOut* in, StageOut
   const double tp = comm_.times.tp - tp0, pp = comm_.times.pp - pp0;
   rep_.tp_comm_s += tp;
   rep_.pp_comm_s += pp;
-  rep_.compute_s += comm_.now() - t0 - tp - pp;
+  const double compute = comm_.now() - t0 - tp - pp - (hook_s_ - hook0);
+  rep_.compute_s += compute;
   ++rep_.steps;
+  stage_log_.push_back({step.id, at_.dp, at_.pp, at_.tp, t0 - start_, compute, tp, pp});
   return std::nullopt;
 }
 
@@ -310,11 +316,28 @@ std::optional<Error> Run::drive() {
     const std::int64_t done = sched.complete(f.batch, now, &itl_ms_);
     if (closed) releasable += done;
     step_ms_.push_back((now - f.launched) * 1e3);
-    step_log_.push_back({f.batch.shape, (now - f.launched) * 1e3});
+    step_log_.push_back({f.step.id, at_.dp, f.batch.shape, f.launched + t0 - start_, (now - f.launched) * 1e3});
     if (f.batch.shape.prefill_tokens == 0) decode_step_ms_.push_back((now - f.launched) * 1e3);
     sync_blocks();
   };
 
+  // With pp > 1 the driver computes the first stage too: it takes in batches the last stage
+  // has finished between its operators, so that their tokens count from when they came back.
+  const int last_rank = rank_at(static_cast<int>(split_.pp) - 1, 0);
+  if (split_.pp > 1)
+    decoder_->set_hook([&]() -> std::optional<Error> {
+      const double h0 = comm_.now();
+      while (in_flight.size() > 1 && comm_.probe(last_rank, kTokens, false)) {  // never the newest
+        auto bytes = recv_bytes(comm_, last_rank, kTokens);
+        if (!bytes) return bytes.error();
+        Reader r{*bytes};
+        r.get<std::int64_t>();
+        complete(in_flight.front(), r.get_all<std::int64_t>());
+        in_flight.pop_front();
+      }
+      hook_s_ += comm_.now() - h0;
+      return std::nullopt;
+    });
   for (;;) {
     const double now = clock();
     while (next < mine.size() && (closed ? releasable > 0 : mine[next].arrival_s <= now)) {
@@ -393,6 +416,7 @@ std::optional<Error> Run::drive() {
       if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(wait, 0.05)));
     }
   }
+  decoder_->set_hook(nullptr);
   Step stop;
   stop.id = -1;
   for (int r : replica_ranks)
@@ -424,6 +448,11 @@ std::optional<Error> Run::report(RunResult* result) {
       s.put_all(request_of_);
       s.put_all(step_log_);
       if (auto e = send_bytes(comm_, s.bytes, 0, kSeqs)) return e;
+    }
+    {
+      Writer s;
+      s.put_all(stage_log_);
+      if (auto e = send_bytes(comm_, s.bytes, 0, kStageLog)) return e;
     }
     if (sampler && o_.keep_logits) {
       Writer s;
@@ -470,6 +499,15 @@ std::optional<Error> Run::report(RunResult* result) {
     res.steps.insert(res.steps.end(), log.begin(), log.end());
     replicas.push_back(std::move(seqs));
   }
+  // Each rank sends in the order report, sequences, stage log, samples: received in that order.
+  res.stage_steps = stage_log_;
+  for (int r = 1; r < comm_.size(); ++r) {
+    auto bytes = recv_bytes(comm_, r, kStageLog);
+    if (!bytes) return bytes.error();
+    Reader rd{*bytes};
+    auto log = rd.get_all<StageSample>();
+    res.stage_steps.insert(res.stage_steps.end(), log.begin(), log.end());
+  }
   std::vector<const std::vector<sim::Seq>*> ptrs;
   for (const auto& r : replicas) ptrs.push_back(&r);
   sim::ServingResult& m = res.measured;
@@ -481,15 +519,22 @@ std::optional<Error> Run::report(RunResult* result) {
   m.max_batches_in_flight = in_flight;
   m.step_ms = sim::percentiles(step_ms);
   m.decode_step_ms = sim::percentiles(decode_ms);
-  // Each stage's time: the mean over its TP ranks, then over replicas.
+  // Each stage's time, step by step: the TP rank that computed longest sets the step (the
+  // others wait for it inside the first collective), so its compute and its collectives are
+  // the stage's, and the other ranks' extra collective time is skew, not transfer. Then the
+  // mean over replicas.
   std::vector<std::vector<sim::StageTime>> per_replica(
       static_cast<std::size_t>(split_.dp), std::vector<sim::StageTime>(static_cast<std::size_t>(split_.pp)));
-  for (const auto& r : res.ranks) {
-    auto& st = per_replica[static_cast<std::size_t>(r.at.dp)][static_cast<std::size_t>(r.at.pp)];
-    const double n = static_cast<double>(split_.tp);
-    st.compute += r.compute_s / n;
-    st.tp_comm += r.tp_comm_s / n;
-    st.pp_comm += r.pp_comm_s / n;
+  std::map<std::tuple<int, int, std::int64_t>, const StageSample*> slowest;
+  for (const auto& s : res.stage_steps) {
+    auto& at = slowest[{s.dp, s.pp, s.step}];
+    if (!at || s.compute_s > at->compute_s) at = &s;
+  }
+  for (const auto& [key, s] : slowest) {
+    auto& st = per_replica[static_cast<std::size_t>(s->dp)][static_cast<std::size_t>(s->pp)];
+    st.compute += s->compute_s;
+    st.tp_comm += s->tp_comm_s;
+    st.pp_comm += s->pp_comm_s;
   }
   m.breakdown = sim::average_breakdown(per_replica, m.makespan_s);
   // Samples in (request, index) order, from every replica's last stage.

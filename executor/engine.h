@@ -48,13 +48,26 @@ struct SampleRecord {
 
 // One step as the driver saw it: the batch's shape and its time from launch to the tokens.
 struct StepSample {
+  std::int64_t step = 0;  // the replica's step number
+  int dp = 0;             // the replica
   sim::BatchShape shape;
+  double launched_s = 0;  // since the run began
   double ms = 0;
+};
+
+// One step as one rank computed it: compute, collectives and the send to the next stage, in
+// seconds.
+struct StageSample {
+  std::int64_t step = 0;
+  int dp = 0, pp = 0, tp = 0;
+  double start_s = 0;  // since the run began (the driver's clock start, on this host's clock)
+  double compute_s = 0, tp_comm_s = 0, pp_comm_s = 0;
 };
 
 struct RunResult {
   sim::ServingResult measured;  // the prediction's schema, from the schedulers' records
   std::vector<StepSample> steps;  // every step of every replica
+  std::vector<StageSample> stage_steps;  // every step of every stage of every replica
   std::vector<RankReport> ranks;
   std::vector<SampleRecord> samples;  // every request's tokens, in (request, index) order
   double wall_s = 0;

@@ -2,7 +2,9 @@
 
 #include <mpi.h>
 
+#include <cstdint>
 #include <cstring>
+#include <deque>
 #include <string>
 
 #include "executor/layout.h"
@@ -45,6 +47,7 @@ class MpiComm : public Comm {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
   }
   ~MpiComm() override {
+    finish_sends();
     MPI_Comm_free(&tp_);
     MPI_Comm_free(&ep_);
   }
@@ -97,9 +100,19 @@ class MpiComm : public Comm {
     counts.assign(all.begin(), all.end());
     return std::nullopt;
   }
+  // A send does not wait for the receiver: the bytes are copied and go out while this rank
+  // computes on (vLLM's stages send with isend, and its driver hands batches to the workers
+  // through a queue). A blocking MPI_Send of more than the eager limit would hold the sender
+  // until the receiver finished its own step and posted the receive, serialising the pipeline.
   std::optional<Error> send(const void* data, std::size_t bytes, int to, int tag) override {
     const double t0 = MPI_Wtime();
-    TPP_MPI(MPI_Send(data, static_cast<int>(bytes), MPI_BYTE, to, tag, MPI_COMM_WORLD));
+    if (auto e = reap()) return e;
+    pending_.push_back({std::vector<std::uint8_t>(static_cast<const std::uint8_t*>(data),
+                                                  static_cast<const std::uint8_t*>(data) + bytes),
+                        MPI_REQUEST_NULL});
+    auto& p = pending_.back();
+    TPP_MPI(MPI_Isend(p.bytes.data(), static_cast<int>(bytes), MPI_BYTE, to, tag, MPI_COMM_WORLD,
+                      &p.request));
     times.pp += MPI_Wtime() - t0;
     return std::nullopt;
   }
@@ -121,6 +134,7 @@ class MpiComm : public Comm {
     return static_cast<std::size_t>(bytes);
   }
   std::optional<Error> barrier() override {
+    if (auto e = finish_sends()) return e;
     TPP_MPI(MPI_Barrier(MPI_COMM_WORLD));
     return std::nullopt;
   }
@@ -131,7 +145,27 @@ class MpiComm : public Comm {
   double now() const override { return MPI_Wtime() - start_; }
 
  private:
+  struct Pending {
+    std::vector<std::uint8_t> bytes;
+    MPI_Request request;
+  };
+  // Frees the buffers of the sends that have completed.
+  std::optional<Error> reap() {
+    while (!pending_.empty()) {
+      int done = 0;
+      TPP_MPI(MPI_Test(&pending_.front().request, &done, MPI_STATUS_IGNORE));
+      if (!done) break;
+      pending_.pop_front();
+    }
+    return std::nullopt;
+  }
+  std::optional<Error> finish_sends() {
+    for (auto& p : pending_) TPP_MPI(MPI_Wait(&p.request, MPI_STATUS_IGNORE));
+    pending_.clear();
+    return std::nullopt;
+  }
   MPI_Comm comm(Group g) const { return g == Group::kTp ? tp_ : ep_; }
+  std::deque<Pending> pending_;
   MPI_Comm tp_, ep_;
   double start_;
   int rank_ = 0, size_ = 1;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -224,12 +225,142 @@ hw::Cluster neutral_cluster(const Profile& p) {
   return c;
 }
 
-}  // namespace
+// The decode batches both forward measurements run: a cache of `max_seqs` sequences of
+// `context` tokens (one prefill step), then decode steps of n of them.
+struct DecodeSet {
+  Step fill;
+  std::int64_t context = 128, bs = 16, max_seqs = 64;
+  std::int64_t blocks() const { return max_seqs * (context / bs + 2) + 2048 / bs + 2; }
+  explicit DecodeSet(const model::Model& m) {
+    for (std::int64_t s = 0; s < max_seqs; ++s) {
+      StepSeq q;
+      q.id = s;
+      q.new_tokens = context;
+      for (std::int64_t k = 0; k < context / bs + 1; ++k)
+        q.blocks.push_back(static_cast<std::int32_t>(s * (context / bs + 2) + k));
+      for (std::int64_t j = 0; j < context; ++j) q.tokens.push_back((s * 131 + j) % m.vocab_size);
+      q.samples = true;
+      fill.seqs.push_back(q);
+    }
+  }
+  Step decode(std::int64_t n) const {
+    Step step;
+    for (std::int64_t s = 0; s < n; ++s) {
+      StepSeq q = fill.seqs[static_cast<std::size_t>(s)];
+      q.new_tokens = 1;
+      q.context = context;
+      q.tokens = {7};
+      step.seqs.push_back(q);
+    }
+    return step;
+  }
+};
 
-void profile_model(Backend& b, const model::Model& m0, Profile& p) {
+model::Model as_float32(const model::Model& m0) {
   model::Model m = m0;
   m.dtype = model::DType::kF32;  // the CPU computes in float32
   if (m.quant.method == model::QuantMethod::kNone) m.quant.weight_dtype = m.dtype;
+  return m;
+}
+
+// Passes every call on, recording each collective's size and time.
+class RecordingComm : public Comm {
+ public:
+  explicit RecordingComm(Comm& in) : in_(in) {}
+  int rank() const override { return in_.rank(); }
+  int size() const override { return in_.size(); }
+  int group_size(Group g) const override { return in_.group_size(g); }
+  std::optional<Error> all_reduce_sum(float* d, std::size_t n, Group g) override {
+    return timed(n * sizeof(float), [&] { return in_.all_reduce_sum(d, n, g); });
+  }
+  std::optional<Error> all_gather(const float* in, std::size_t n, float* out, Group g) override {
+    return timed(n * sizeof(float) * static_cast<std::size_t>(group_size(g)),
+                 [&] { return in_.all_gather(in, n, out, g); });
+  }
+  std::optional<Error> all_gather_v(const float* in, std::size_t n, float* out,
+                                    const std::vector<std::size_t>& counts, Group g) override {
+    std::size_t total = 0;
+    for (auto c : counts) total += c;
+    return timed(total * sizeof(float), [&] { return in_.all_gather_v(in, n, out, counts, g); });
+  }
+  std::optional<Error> all_gather_sizes(std::size_t n, std::vector<std::size_t>& c, Group g) override {
+    return in_.all_gather_sizes(n, c, g);
+  }
+  std::optional<Error> send(const void* d, std::size_t b, int to, int tag) override { return in_.send(d, b, to, tag); }
+  std::optional<Error> recv(void* d, std::size_t b, int from, int tag) override { return in_.recv(d, b, from, tag); }
+  std::optional<std::size_t> probe(int from, int tag, bool block) override { return in_.probe(from, tag, block); }
+  std::optional<Error> barrier() override { return in_.barrier(); }
+  [[noreturn]] void abort(int code) override {
+    in_.abort(code);
+    std::_Exit(code);
+  }
+  double now() const override { return in_.now(); }
+  std::vector<std::pair<std::size_t, double>> calls;  // (bytes, seconds)
+
+ private:
+  template <class F>
+  std::optional<Error> timed(std::size_t bytes, F&& f) {
+    const double t0 = now_s();
+    auto e = f();
+    calls.emplace_back(bytes, now_s() - t0);
+    return e;
+  }
+  Comm& in_;
+};
+
+// The tight-loop time of an all-reduce of `bytes`, log-log between the measured sizes.
+double tight_s(const std::vector<CollectivePoint>& pts, double bytes) {
+  if (pts.empty()) return 0;
+  if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
+  for (std::size_t k = 1; k < pts.size(); ++k)
+    if (bytes <= static_cast<double>(pts[k].bytes)) {
+      const double x0 = std::log(static_cast<double>(pts[k - 1].bytes)),
+                   x1 = std::log(static_cast<double>(pts[k].bytes));
+      const double y0 = std::log(pts[k - 1].time_us), y1 = std::log(pts[k].time_us);
+      return std::exp(y0 + (y1 - y0) * (std::log(bytes) - x0) / (x1 - x0)) * 1e-6;
+    }
+  return pts.back().time_us * 1e-6 * bytes / static_cast<double>(pts.back().bytes);
+}
+
+}  // namespace
+
+std::optional<Error> profile_collective_wait(Comm& comm, const model::Model& m0, Profile& p) {
+  const int n = comm.group_size(Group::kTp);
+  if (n < 2) return std::nullopt;
+  const model::Model m = as_float32(m0);
+  sim::ParallelConfig split;
+  split.tp = n;
+  Place at;
+  at.tp = comm.rank();
+  RecordingComm rec(comm);
+  auto backend = make_cpu_backend(rec);
+  const DecodeSet set(m);
+  Decoder dec(m, split, at, *backend, set.blocks(), set.bs);
+  dec.load_seeded();
+  StageOut out;
+  if (auto e = dec.forward(set.fill, nullptr, out, false)) return e;
+  std::vector<double> excess;  // per forward: the mean excess of its collectives
+  for (std::int64_t seqs : {1, 2, 4, 8, 16, 32, 64}) {
+    const Step step = set.decode(seqs);
+    for (int k = 0; k < 9; ++k) {
+      rec.calls.clear();
+      if (auto e = dec.forward(step, nullptr, out, false)) return e;
+      if (k == 0 || rec.calls.empty()) continue;  // warm-up
+      double sum = 0;
+      for (const auto& [bytes, s] : rec.calls) sum += s - tight_s(p.all_reduce, static_cast<double>(bytes));
+      excess.push_back(sum / static_cast<double>(rec.calls.size()));
+    }
+  }
+  std::nth_element(excess.begin(), excess.begin() + static_cast<std::ptrdiff_t>(excess.size() / 2),
+                   excess.end());
+  float mine = static_cast<float>(excess.empty() ? 0.0 : excess[excess.size() / 2]);
+  if (auto e = comm.all_reduce_sum(&mine, 1, Group::kTp)) return e;
+  p.collective_wait_us = std::max(0.0, static_cast<double>(mine) / n * 1e6);
+  return std::nullopt;
+}
+
+void profile_model(Backend& b, const model::Model& m0, Profile& p) {
+  const model::Model m = as_float32(m0);
   p.forward_model = m.name;
   const hw::Cluster neutral = neutral_cluster(p);
   sim::ServingOptions so;
@@ -241,24 +372,13 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
   if (!opts) return;
   sim::StepCostModel cost(m, neutral, sim::ParallelConfig{}, *opts);
   SplitTimer timer(b.comm(), b);
-  const std::int64_t context = 128, bs = 16, max_seqs = 64;
-  const std::int64_t blocks = max_seqs * (context / bs + 2) + 2048 / bs + 2;
-  Decoder dec(m, sim::ParallelConfig{}, Place{}, timer, blocks, bs);
+  const DecodeSet set(m);
+  const std::int64_t bs = set.bs, max_seqs = set.max_seqs, context = set.context;
+  Decoder dec(m, sim::ParallelConfig{}, Place{}, timer, set.blocks(), bs);
   dec.load_seeded();
   // The decode batches' cache: 64 sequences of 128 tokens, prefilled once.
-  Step fill;
-  for (std::int64_t s = 0; s < max_seqs; ++s) {
-    StepSeq q;
-    q.id = s;
-    q.new_tokens = context;
-    for (std::int64_t k = 0; k < context / bs + 1; ++k)
-      q.blocks.push_back(static_cast<std::int32_t>(s * (context / bs + 2) + k));
-    for (std::int64_t j = 0; j < context; ++j) q.tokens.push_back((s * 131 + j) % m.vocab_size);
-    q.samples = true;
-    fill.seqs.push_back(q);
-  }
   StageOut out;
-  dec.forward(fill, nullptr, out, false);
+  dec.forward(set.fill, nullptr, out, false);
   auto measure = [&](const Step& step, bool decode) {
     Profile::ForwardPoint fp;
     fp.tokens = step.rows();
@@ -289,17 +409,7 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
     fp.model_elem_s = c.elementwise;
     p.forward.push_back(fp);
   };
-  for (std::int64_t n : {1, 2, 4, 8, 16, 32, 64}) {
-    Step step;
-    for (std::int64_t s = 0; s < n; ++s) {
-      StepSeq q = fill.seqs[static_cast<std::size_t>(s)];
-      q.new_tokens = 1;
-      q.context = context;
-      q.tokens = {7};
-      step.seqs.push_back(q);
-    }
-    measure(step, true);
-  }
+  for (std::int64_t n : {1, 2, 4, 8, 16, 32, 64}) measure(set.decode(n), true);
   for (std::int64_t n : {128, 256, 512, 1024, 2048}) {
     Step step;
     StepSeq q;
@@ -447,6 +557,10 @@ std::string profile_yaml(const Profile& p, const std::string& name, double memor
   if (fwd)
     y += fmt::format("  elementwise: {:.4f}\n  attention_decode: {:.4f}\n  attention_prefill: {:.4f}\n",
                      p.elementwise, p.attention_decode, p.attention_prefill);
+  if (p.collective_wait_us > 0)
+    y += fmt::format("  collective_wait_us: {:.4f}  # a TP collective inside a {}-rank forward of "
+                     "{}, beyond its tight-loop time\n",
+                     p.collective_wait_us, p.ranks, p.forward_model);
   y += "  gemm: [";
   if (fwd) {
     for (std::size_t k = 0; k < p.gemm_efficiency.size(); ++k)

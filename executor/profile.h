@@ -52,6 +52,7 @@ struct Profile {
   std::vector<std::pair<double, double>> gemm_efficiency;  // (tokens, fraction of peak)
   double attention_decode = 0, attention_prefill = 0, elementwise = 0;
   std::string forward_model;  // the model whose forward was measured
+  double collective_wait_us = 0;  // per TP collective inside a forward (profile_collective_wait)
 };
 
 // Rank 0's compute figures (single thread); the model's tp = 1 layer GEMMs when `m` is given.
@@ -66,6 +67,12 @@ void profile_model(Backend& b, const model::Model& m, Profile& p);
 
 // Every rank takes part; rank 0's figures are the result. Ranks < 2: nothing measured.
 std::optional<Error> profile_collectives(Comm& comm, Profile& p);
+
+// Every rank runs a TP forward of `m` over all the ranks (decode batches of 1 to 64 sequences)
+// and times each collective inside it; the mean over ranks of the median excess of a call over
+// the tight-loop time of its size (p.all_reduce, measured first) is the wait a collective pays
+// for the ranks that arrive later. Ranks < 2: nothing measured.
+std::optional<Error> profile_collective_wait(Comm& comm, const model::Model& m, Profile& p);
 
 // The profile as a cluster YAML: one node of `ranks` "GPUs" (one rank each), memory_GiB each.
 std::string profile_yaml(const Profile& p, const std::string& name, double memory_GiB,

@@ -241,6 +241,7 @@ std::optional<Error> read_efficiency(const Doc& doc, const Node& node, Cluster& 
   e.elementwise = f.number_or("elementwise", 0, 1e-6, 100);
   e.attention_decode = f.number_or("attention_decode", 0, 1e-6, 100);
   e.attention_prefill = f.number_or("attention_prefill", 0, 1e-6, 100);
+  e.collective_wait_us = f.number_or("collective_wait_us", 0, 0, 1e6);
   const Node* g = f.raw("gemm");
   if (f.ok() && g && g->kind != Node::Kind::Seq)
     f.fail("gemm", "field 'gemm' in efficiency must be a list of [tokens, fraction] pairs");
@@ -375,6 +376,8 @@ nlohmann::json cluster_to_json(const Cluster& c) {
     if (c.efficiency->attention_decode > 0) e["attention_decode"] = c.efficiency->attention_decode;
     if (c.efficiency->attention_prefill > 0)
       e["attention_prefill"] = c.efficiency->attention_prefill;
+    if (c.efficiency->collective_wait_us > 0)
+      e["collective_wait_us"] = c.efficiency->collective_wait_us;
     nlohmann::json gemm = nlohmann::json::array();
     for (const auto& [m, f] : c.efficiency->gemm) gemm.push_back({m, f});
     if (!gemm.empty()) e["gemm"] = gemm;

@@ -101,6 +101,10 @@ struct MeasuredEfficiency {
   double elementwise = 0;       // of HBM bandwidth, the norms, rotary, activations, copies
   double attention_decode = 0;  // decode attention over the KV cache
   double attention_prefill = 0;
+  // A TP collective's wait for the other ranks inside a forward pass, per call: the time a
+  // collective took between layers beyond the same collective timed in a tight loop (ranks
+  // never arrive together after compute; tpp-profile --model under --ranks); 0: not measured.
+  double collective_wait_us = 0;
 };
 
 struct Cluster {

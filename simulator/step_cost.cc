@@ -285,6 +285,10 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
       c.tp_comm += all_gather_s(static_cast<double>(b.seqs) *
                                     static_cast<double>(padded_vocab(m_.vocab_size)) * act_bytes_,
                                 p_.tp);
+    // Each collective also waits for the last rank to arrive (measured, where it was).
+    if (c_.efficiency && c_.efficiency->collective_wait_us > 0)
+      c.tp_comm += (2 * layers + (st.first ? 1 : 0) + (st.last ? 1 : 0)) *
+                   c_.efficiency->collective_wait_us * 1e-6;
   }
   if (m_.moe && p_.expert_parallel && p_.dp > 1 && p_.ep() > 1) {
     // Dispatch and combine: each token's hidden state to and from its k experts' ranks.

@@ -49,7 +49,8 @@ std::string self_exe() {
 
 // The collective half, run as `mpirun -np N tpp-profile --collectives-to FILE`: rank 0 writes
 // the tables and the memory MPI took as JSON lines.
-int collectives(int argc, char** argv, const std::string& out) {
+int collectives(int argc, char** argv, const std::string& out,
+                const std::optional<tpp::model::Model>& model) {
   const std::int64_t before = rss_bytes();
   int rank = 0, size = 1;
   tpp::exec::mpi_world(&argc, &argv, &rank, &size);
@@ -69,9 +70,14 @@ int collectives(int argc, char** argv, const std::string& out) {
     std::fprintf(stderr, "tpp-profile: error: rank %d: %s\n", rank, e->message.c_str());
     (*comm)->abort(2);
   }
+  if (model)
+    if (auto e = tpp::exec::profile_collective_wait(**comm, *model, p)) {
+      std::fprintf(stderr, "tpp-profile: error: rank %d: %s\n", rank, e->message.c_str());
+      (*comm)->abort(2);
+    }
   if (rank == 0) {
     std::ofstream f(out);
-    f << (after - before) << "\n";
+    f << (after - before) << " " << p.collective_wait_us << "\n";
     for (const auto* t : {&p.all_reduce, &p.send_recv}) {
       f << t->size() << "\n";
       for (const auto& c : *t)
@@ -108,11 +114,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tpp-profile: error: %s (see --help)\n", e.what());
     return 2;
   }
-  if (!collectives_to.empty()) return collectives(argc, argv, collectives_to);
-  if (output.empty()) {
-    std::fprintf(stderr, "tpp-profile: error: -o FILE is required (the profile to write)\n");
-    return 2;
-  }
   std::optional<tpp::model::Model> model;
   if (!model_arg.empty()) {
     auto path = tpp::resolve_input(model_arg, tpp::Catalog::kModels);
@@ -120,6 +121,11 @@ int main(int argc, char** argv) {
     auto m = tpp::model::load_model(*path);
     if (!m) return std::fprintf(stderr, "%s\n", m.error().str().c_str()), 2;
     model = *m;
+  }
+  if (!collectives_to.empty()) return collectives(argc, argv, collectives_to, model);
+  if (output.empty()) {
+    std::fprintf(stderr, "tpp-profile: error: -o FILE is required (the profile to write)\n");
+    return 2;
   }
   tpp::exec::Profile p;
   char host[256] = "this host";
@@ -159,6 +165,7 @@ int main(int argc, char** argv) {
     if (geteuid() == 0) cmd += "--allow-run-as-root ";
     if (ranks > p.cores) cmd += "--oversubscribe ";
     cmd += fmt::format("-np {} '{}' --collectives-to '{}'", ranks, self_exe(), tmp);
+    if (model) cmd += fmt::format(" --model '{}'", model_arg);
     if (std::system(cmd.c_str()) != 0) {
       std::fprintf(stderr, "tpp-profile: error: the collectives under mpirun failed: %s\n",
                    cmd.c_str());
@@ -166,7 +173,7 @@ int main(int argc, char** argv) {
     }
     std::ifstream f(tmp);
     std::int64_t mem = 0;
-    f >> mem;
+    f >> mem >> p.collective_wait_us;
     p.runtime_memory_GiB = std::max<std::int64_t>(0, mem) / 1073741824.0;
     for (auto* t : {&p.all_reduce, &p.send_recv}) {
       std::size_t n = 0;
@@ -178,6 +185,10 @@ int main(int argc, char** argv) {
     p.ranks = ranks;
     std::printf("%s%s", tpp::exec::collective_table(p.all_reduce, "all_reduce", ranks).c_str(),
                 tpp::exec::collective_table(p.send_recv, "sendrecv", 2).c_str());
+    if (model)
+      std::printf("a collective inside a %d-rank forward of %s waits %.2f us beyond its "
+                  "tight-loop time (mean over ranks of the median)\n",
+                  ranks, model->name.c_str(), p.collective_wait_us);
   }
   char date[32];
   const std::time_t t = std::time(nullptr);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <cstdio>
+#include <map>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -88,10 +89,18 @@ double error_pct(double predicted, double measured) {
   return measured != 0 ? 100 * (predicted - measured) / measured : 0;
 }
 
-std::string comparison(const tpp::sim::ServingResult& p, const tpp::sim::ServingResult& m,
-                       double dp) {
-  std::string s = fmt::format("{:<28}{:>14}{:>14}{:>10}\n", "component", "predicted",
-                              "measured", "error");
+struct Comparison {
+  std::string table, summary;
+};
+
+// The prediction beside the measurement, row by row, and a summary line: the errors of the
+// decode step, TTFT and TPOT medians, their median magnitude, and the worst component of the
+// breakdown among those that are at least 2% of their stage's step (or of the makespan, for a
+// stage's idle time): a 6 us send off by 3 us is not a finding.
+Comparison comparison(const tpp::sim::ServingResult& p, const tpp::sim::ServingResult& m, double dp) {
+  Comparison c;
+  std::string& s = c.table;
+  s = fmt::format("{:<28}{:>14}{:>14}{:>10}\n", "component", "predicted", "measured", "error");
   auto row = [&](const std::string& name, double a, double b, const char* unit) {
     s += fmt::format("{:<28}{:>14}{:>14}{:>9.1f}%\n", name, fmt::format("{:.3f} {}", a, unit),
                      fmt::format("{:.3f} {}", b, unit), error_pct(a, b));
@@ -106,17 +115,44 @@ std::string comparison(const tpp::sim::ServingResult& p, const tpp::sim::Serving
   row("E2E p50", p.e2e_ms.p50, m.e2e_ms.p50, "ms");
   row("output tokens/s", p.output_tokens_per_s, m.output_tokens_per_s, "");
   row("makespan", p.makespan_s, m.makespan_s, "s");
+  std::string worst = "none";
+  double worst_err = 0;
+  auto consider = [&](const std::string& name, double a, double b, double scale_a, double scale_b) {
+    if (std::max(a / std::max(scale_a, 1e-12), b / std::max(scale_b, 1e-12)) < 0.02) return;
+    const double e = error_pct(a, b);
+    if (std::fabs(e) > std::fabs(worst_err)) {
+      worst_err = e;
+      worst = name;
+    }
+  };
   for (std::size_t st = 0; st < p.breakdown.size() && st < m.breakdown.size(); ++st) {
     const auto &a = p.breakdown[st], &b = m.breakdown[st];
     // The breakdown is a replica's; the steps are every replica's.
     const double ps = p.steps > 0 ? static_cast<double>(p.steps) / dp : 1;
     const double ms = m.steps > 0 ? static_cast<double>(m.steps) / dp : 1;
-    row(fmt::format("stage {} compute / step", st), a.compute / ps * 1e3, b.compute / ms * 1e3, "ms");
-    row(fmt::format("stage {} TP comm / step", st), a.tp_comm / ps * 1e3, b.tp_comm / ms * 1e3, "ms");
-    row(fmt::format("stage {} PP send / step", st), a.pp_comm / ps * 1e3, b.pp_comm / ms * 1e3, "ms");
-    row(fmt::format("stage {} idle", st), a.bubble, b.bubble, "s");
+    const double pa = (a.compute + a.tp_comm + a.ep_comm + a.pp_comm) / ps * 1e3;
+    const double mb = (b.compute + b.tp_comm + b.ep_comm + b.pp_comm) / ms * 1e3;
+    const std::string stage = fmt::format("stage {} ", st);
+    const double v[][2] = {{a.compute / ps * 1e3, b.compute / ms * 1e3},
+                           {a.tp_comm / ps * 1e3, b.tp_comm / ms * 1e3},
+                           {a.pp_comm / ps * 1e3, b.pp_comm / ms * 1e3}};
+    const char* names[] = {"compute / step", "TP comm / step", "PP send / step"};
+    for (int k = 0; k < 3; ++k) {
+      row(stage + names[k], v[k][0], v[k][1], "ms");
+      consider(stage + names[k], v[k][0], v[k][1], pa, mb);
+    }
+    row(stage + "idle", a.bubble, b.bubble, "s");
+    consider(stage + "idle", a.bubble, b.bubble, p.makespan_s, m.makespan_s);
   }
-  return s;
+  const double e[] = {error_pct(p.decode_step_ms.p50, m.decode_step_ms.p50),
+                      error_pct(p.ttft_ms.p50, m.ttft_ms.p50), error_pct(p.tpot_ms.p50, m.tpot_ms.p50)};
+  double mag[] = {std::fabs(e[0]), std::fabs(e[1]), std::fabs(e[2])};
+  std::sort(mag, mag + 3);
+  c.summary = fmt::format(
+      "summary: decode step p50 {:+.1f}%, TTFT p50 {:+.1f}%, TPOT p50 {:+.1f}%: median |error| "
+      "{:.1f}%; worst component {} {:+.1f}%\n",
+      e[0], e[1], e[2], mag[1], worst, worst_err);
+  return c;
 }
 
 // The step model on the very batches that ran: each step's predicted time (every stage's
@@ -127,7 +163,8 @@ struct SameBatches {
   nlohmann::json json;
 };
 
-SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exec::StepSample>& steps) {
+SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exec::StepSample>& steps,
+                         const std::vector<tpp::exec::StageSample>& stage_steps) {
   auto opts = *tpp::sim::resolve_options(plan.model, plan.cluster.gpu, plan.serving);
   const auto loaded = tpp::sim::as_loaded(plan.model, plan.serving);
   tpp::sim::StepCostModel cost(loaded, plan.cluster, plan.split, opts);
@@ -147,18 +184,49 @@ SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exe
   const auto P = tpp::sim::percentiles(pd), M = tpp::sim::percentiles(md);
   const auto PA = tpp::sim::percentiles(pa), MA = tpp::sim::percentiles(ma);
   const auto RD = tpp::sim::percentiles(ratio_d), RA = tpp::sim::percentiles(ratio_a);
+  // Stage by stage: each stage's compute and collectives on the batches it computed.
+  std::map<std::pair<int, std::int64_t>, const tpp::sim::BatchShape*> shape_of;
+  for (const auto& s : steps) shape_of[{s.dp, s.step}] = &s.shape;
+  const std::size_t stages = cost.num_stages();
+  std::vector<std::vector<double>> rc(stages), rt(stages), pc(stages), mc(stages);
+  for (const auto& s : stage_steps) {
+    if (s.tp != 0) continue;
+    auto it = shape_of.find({s.dp, s.step});
+    if (it == shape_of.end() || s.pp < 0 || static_cast<std::size_t>(s.pp) >= stages) continue;
+    const auto c = cost.cost(static_cast<std::size_t>(s.pp), *it->second);
+    pc[static_cast<std::size_t>(s.pp)].push_back(c.compute() * 1e3);
+    mc[static_cast<std::size_t>(s.pp)].push_back(s.compute_s * 1e3);
+    if (s.compute_s > 0) rc[static_cast<std::size_t>(s.pp)].push_back(c.compute() / s.compute_s);
+    if (s.tp_comm_s > 0) rt[static_cast<std::size_t>(s.pp)].push_back(c.tp_comm / s.tp_comm_s);
+  }
+  nlohmann::json stage_json = nlohmann::json::array();
+  std::string stage_text;
+  for (std::size_t st = 0; st < stages; ++st) {
+    const auto C = tpp::sim::percentiles(rc[st]), T = tpp::sim::percentiles(rt[st]);
+    const auto PC = tpp::sim::percentiles(pc[st]), MC = tpp::sim::percentiles(mc[st]);
+    stage_json.push_back({{"stage", st},
+                          {"compute_ms", {{"predicted_p50", PC.p50}, {"measured_p50", MC.p50}}},
+                          {"median_ratio_compute", C.p50},
+                          {"median_ratio_tp_comm", rt[st].empty() ? 0.0 : T.p50}});
+    stage_text += fmt::format("  stage {}: compute p50 predicted {:.3f} ms, measured {:.3f} ms; median "
+                              "predicted/measured {:.3f} (compute){}\n",
+                              st, PC.p50, MC.p50, C.p50,
+                              rt[st].empty() ? std::string()
+                                             : fmt::format(", {:.3f} (TP collectives)", T.p50));
+  }
   SameBatches out;
   out.text = fmt::format(
       "the step model on the {} batches that ran ({} decode-only): decode step p50 predicted "
       "{:.3f} ms, measured {:.3f} ms; median predicted/measured {:.3f} (decode), {:.3f} (all "
       "steps)\n",
-      steps.size(), pd.size(), P.p50, M.p50, RD.p50, RA.p50);
+      steps.size(), pd.size(), P.p50, M.p50, RD.p50, RA.p50) + stage_text;
   out.json = {{"steps", steps.size()},
               {"decode_steps", pd.size()},
               {"decode_step_ms", {{"predicted_p50", P.p50}, {"measured_p50", M.p50}}},
               {"step_ms", {{"predicted_p50", PA.p50}, {"measured_p50", MA.p50}}},
               {"median_ratio_decode", RD.p50},
-              {"median_ratio_all", RA.p50}};
+              {"median_ratio_all", RA.p50},
+              {"stages", stage_json}};
   return out;
 }
 
@@ -203,11 +271,13 @@ int check(const tpp::exec::RunResult& sharded, const tpp::exec::Plan& plan,
     const double rel = scale > 0 ? diff / scale : diff;
     worst = std::max(worst, rel);
     if (rel > 1e-4 || a[k].token != b[k].token) {
-      std::printf("FAILED: tensor %s differs at request %lld, step %lld (its token %lld), rank %d: "
-                  "relative logit difference %.3g, tokens %lld against %lld\n",
-                  a[k].token != b[k].token ? "token" : "logits",
+      std::printf("FAILED: the %s differ%s at request %lld, output token %lld (that request's "
+                  "step %lld), sampled on rank %d: relative logit difference %.3g, token %lld "
+                  "against the single rank's %lld\n",
+                  a[k].token != b[k].token ? "sampled tokens" : "logits",
+                  a[k].token != b[k].token ? "" : "",
                   static_cast<long long>(a[k].request), static_cast<long long>(a[k].index),
-                  static_cast<long long>(a[k].index), a[k].rank, rel,
+                  static_cast<long long>(a[k].index + 1), a[k].rank, rel,
                   static_cast<long long>(a[k].token), static_cast<long long>(b[k].token));
       return kExitMismatch;
     }
@@ -258,6 +328,14 @@ int main(int argc, char** argv) {
     tpp::exec::mpi_finalize();
     return rank0_fail(rank, plan.error().str());
   }
+  if (plan->split.expert_parallel && plan->split.dp > 1) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, fmt::format(
+        "{}: error: field 'split': expert parallel over dp={} replicas (EP = tp x dp, vLLM's "
+        "DP+EP, where idle replicas step with dummy batches) is not run by this executor, only "
+        "EP within one replica's TP group: plan with --dp 1, or without --enable-expert-parallel",
+        plan_file, plan->split.dp));
+  }
   if (do_launch) return launch(argc, argv, *plan, hosts);
   if (backend == "cuda") {
     tpp::exec::mpi_finalize();
@@ -298,9 +376,10 @@ int main(int argc, char** argv) {
                 static_cast<long long>(plan->split.pp), static_cast<long long>(plan->split.dp),
                 size, backend.c_str(), static_cast<long long>(w.requests.size()),
                 plan->workload.name.c_str(), r.wall_s);
-    std::printf("%s", comparison(predicted, r.measured, static_cast<double>(plan->split.dp)).c_str());
-    const SameBatches same = same_batches(*plan, r.steps);
-    std::printf("%s", same.text.c_str());
+    const Comparison cmp = comparison(predicted, r.measured, static_cast<double>(plan->split.dp));
+    std::printf("%s", cmp.table.c_str());
+    const SameBatches same = same_batches(*plan, r.steps, r.stage_steps);
+    std::printf("%s%s", same.text.c_str(), cmp.summary.c_str());
     if (!output.empty()) {
       nlohmann::json j;
       j["tpp_measured_version"] = 1;
@@ -311,6 +390,18 @@ int main(int argc, char** argv) {
       j["performance"] = tpp::sim::serving_json(r.measured);
       j["ranks"] = ranks_json(r.ranks);
       j["same_batches"] = same.json;
+      // The timeline: each step's launch and shape, each stage's start and times (seconds).
+      nlohmann::json steps = nlohmann::json::array(), stage_steps = nlohmann::json::array();
+      for (const auto& s : r.steps)
+        steps.push_back({{"dp", s.dp}, {"step", s.step}, {"launched_s", s.launched_s}, {"ms", s.ms},
+                         {"tokens", s.shape.tokens}, {"seqs", s.shape.seqs},
+                         {"prefill_tokens", s.shape.prefill_tokens},
+                         {"decode_context", s.shape.decode_context}});
+      for (const auto& s : r.stage_steps)
+        stage_steps.push_back({{"dp", s.dp}, {"pp", s.pp}, {"tp", s.tp}, {"step", s.step}, {"start_s", s.start_s},
+                               {"compute_s", s.compute_s}, {"tp_comm_s", s.tp_comm_s},
+                               {"pp_comm_s", s.pp_comm_s}});
+      j["timeline"] = {{"steps", steps}, {"stages", stage_steps}};
       j["predicted"] = {{"performance", tpp::sim::serving_json(predicted)},
                         {"memory", plan->predicted.value("memory", nlohmann::json::object())}};
       std::ofstream out(output);
