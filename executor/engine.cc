@@ -140,6 +140,7 @@ class Run {
   std::optional<Error> work();     // every other rank
   std::optional<Error> process(const Step& step, const StageOut* in, StageOut& out);
   std::optional<Error> report(RunResult* result);
+  RunResult snapshot(const sim::Scheduler& sched, double now) const;
 
   int rank_at(int pp, int tp) const { return rank_of({at_.dp, pp, tp}, split_); }
 
@@ -307,6 +308,7 @@ std::optional<Error> Run::drive() {
   auto clock = [&] { return comm_.now() - t0; };
   std::size_t next = 0;
   std::int64_t step_id = 0;
+  double last_progress = 0;
 
   auto complete = [&](InFlight& f, const std::vector<std::int64_t>& sampled) {
     const double now = clock();
@@ -319,6 +321,10 @@ std::optional<Error> Run::drive() {
     step_log_.push_back({f.step.id, at_.dp, f.batch.shape, f.launched + t0 - start_, (now - f.launched) * 1e3});
     if (f.batch.shape.prefill_tokens == 0) decode_step_ms_.push_back((now - f.launched) * 1e3);
     sync_blocks();
+    if (o_.progress && comm_.rank() == 0 && now - last_progress >= o_.progress_every_s) {
+      last_progress = now;
+      o_.progress(snapshot(sched, now));
+    }
   };
 
   // With pp > 1 the driver computes the first stage too: it takes in batches the last stage
@@ -425,6 +431,28 @@ std::optional<Error> Run::drive() {
   for (auto& s : seqs_) s.req.id = request_of_[static_cast<std::size_t>(&s - seqs_.data())];
   preemptions_ = sched.preemptions();
   return std::nullopt;
+}
+
+// What rank 0 knows during the run: its replica's requests so far and its own figures.
+RunResult Run::snapshot(const sim::Scheduler& sched, double now) const {
+  RunResult r;
+  r.complete = false;
+  r.wall_s = now;
+  RankReport me = rep_;
+  me.peak_rss_bytes = peak_rss_bytes();
+  r.ranks.push_back(me);
+  std::vector<sim::Seq> seqs = sched.seqs();  // (no timeline: a snapshot must be cheap)
+  for (std::size_t k = 0; k < seqs.size(); ++k) seqs[k].req.id = request_of_[k];
+  std::vector<const std::vector<sim::Seq>*> ptrs{&seqs};
+  std::vector<double> itl = itl_ms_;
+  const sim::Workload w = first_requests(plan_.workload, o_.requests);
+  sim::summarize_requests(ptrs, itl, split_.tp * split_.pp, plan_.slo,
+                          w.arrival == sim::ArrivalProcess::kClosedLoop, r.measured);
+  r.measured.steps = static_cast<std::int64_t>(step_log_.size());
+  std::vector<double> step = step_ms_, decode = decode_step_ms_;
+  r.measured.step_ms = sim::percentiles(step);
+  r.measured.decode_step_ms = sim::percentiles(decode);
+  return r;
 }
 
 std::optional<Error> Run::report(RunResult* result) {

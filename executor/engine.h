@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,10 +24,16 @@
 
 namespace tpp::exec {
 
+struct RunResult;
+
 struct RunOptions {
   std::int64_t requests = -1;  // the first N requests of the plan's workload (all when < 0)
   bool keep_logits = false;    // --check: keep every sampled row's logits
   bool single_rank = false;    // run the plan's model as tp = pp = dp = 1 on this rank alone
+  // Rank 0 hands what it has measured so far (its replica's requests, its own rank) to this
+  // every `progress_every_s` seconds of the run (without the timeline), so that a job that dies leaves it behind.
+  std::function<void(const RunResult&)> progress;
+  double progress_every_s = 2.0;
 };
 
 // What each rank reports at the end.
@@ -71,6 +78,7 @@ struct RunResult {
   std::vector<RankReport> ranks;
   std::vector<SampleRecord> samples;  // every request's tokens, in (request, index) order
   double wall_s = 0;
+  bool complete = true;  // false: a snapshot of rank 0's replica taken during the run
 };
 
 // Runs the plan on this rank. Rank 0 gets the result (every rank's report gathered); the

@@ -241,6 +241,48 @@ nlohmann::json ranks_json(const std::vector<tpp::exec::RankReport>& ranks) {
   return a;
 }
 
+// measured.json: the prediction's `performance` schema, every rank's figures, the timeline.
+// `complete` is false in the snapshots rank 0 writes during the run (its replica only).
+nlohmann::json measured_json(const tpp::exec::RunResult& r, const std::string& plan_file,
+                             const std::string& backend, int ranks, std::size_t requests) {
+  nlohmann::json j;
+  j["tpp_measured_version"] = 1;
+  j["complete"] = r.complete;
+  if (!r.complete)
+    j["note"] = "a snapshot taken during the run, of rank 0's replica: the job did not finish";
+  j["plan"] = plan_file;
+  j["backend"] = backend;
+  j["ranks_total"] = ranks;
+  j["requests"] = requests;
+  j["wall_s"] = r.wall_s;
+  j["performance"] = tpp::sim::serving_json(r.measured);
+  j["ranks"] = ranks_json(r.ranks);
+  // The timeline: each step's launch and shape, each stage's start and times (seconds).
+  nlohmann::json steps = nlohmann::json::array(), stage_steps = nlohmann::json::array();
+  for (const auto& s : r.steps)
+    steps.push_back({{"dp", s.dp}, {"step", s.step}, {"launched_s", s.launched_s}, {"ms", s.ms},
+                     {"tokens", s.shape.tokens}, {"seqs", s.shape.seqs},
+                     {"prefill_tokens", s.shape.prefill_tokens},
+                     {"decode_context", s.shape.decode_context}});
+  for (const auto& s : r.stage_steps)
+    stage_steps.push_back({{"dp", s.dp}, {"pp", s.pp}, {"tp", s.tp}, {"step", s.step},
+                           {"start_s", s.start_s}, {"compute_s", s.compute_s},
+                           {"tp_comm_s", s.tp_comm_s}, {"pp_comm_s", s.pp_comm_s}});
+  j["timeline"] = {{"steps", steps}, {"stages", stage_steps}};
+  return j;
+}
+
+// Written beside and renamed into place: a reader never sees half a file.
+bool write_atomically(const std::string& path, const nlohmann::json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
 // --check: every sampled token and its logits against the single-rank run of the same plan.
 int check(const tpp::exec::RunResult& sharded, const tpp::exec::Plan& plan,
           const tpp::exec::RunOptions& o) {
@@ -360,6 +402,12 @@ int main(int argc, char** argv) {
   tpp::exec::RunOptions o;
   o.requests = requests;
   o.keep_logits = do_check;
+  if (!output.empty())  // a job that dies leaves what rank 0 had measured two seconds before
+    o.progress = [&](const tpp::exec::RunResult& partial) {
+      write_atomically(output, measured_json(partial, plan_file, backend, size,
+                                             tpp::exec::first_requests(plan->workload, requests)
+                                                 .requests.size()));
+    };
   auto result = tpp::exec::run_plan(*plan, **comm, *cpu, o);
   if (!result) {
     std::fprintf(stderr, "tpp-run: error: rank %d: %s\n", rank, result.error().str().c_str());
@@ -381,32 +429,12 @@ int main(int argc, char** argv) {
     const SameBatches same = same_batches(*plan, r.steps, r.stage_steps);
     std::printf("%s%s", same.text.c_str(), cmp.summary.c_str());
     if (!output.empty()) {
-      nlohmann::json j;
-      j["tpp_measured_version"] = 1;
-      j["plan"] = plan_file;
-      j["backend"] = backend;
-      j["ranks_total"] = size;
-      j["requests"] = w.requests.size();
-      j["performance"] = tpp::sim::serving_json(r.measured);
-      j["ranks"] = ranks_json(r.ranks);
+      nlohmann::json j = measured_json(r, plan_file, backend, size, w.requests.size());
       j["same_batches"] = same.json;
-      // The timeline: each step's launch and shape, each stage's start and times (seconds).
-      nlohmann::json steps = nlohmann::json::array(), stage_steps = nlohmann::json::array();
-      for (const auto& s : r.steps)
-        steps.push_back({{"dp", s.dp}, {"step", s.step}, {"launched_s", s.launched_s}, {"ms", s.ms},
-                         {"tokens", s.shape.tokens}, {"seqs", s.shape.seqs},
-                         {"prefill_tokens", s.shape.prefill_tokens},
-                         {"decode_context", s.shape.decode_context}});
-      for (const auto& s : r.stage_steps)
-        stage_steps.push_back({{"dp", s.dp}, {"pp", s.pp}, {"tp", s.tp}, {"step", s.step}, {"start_s", s.start_s},
-                               {"compute_s", s.compute_s}, {"tp_comm_s", s.tp_comm_s},
-                               {"pp_comm_s", s.pp_comm_s}});
-      j["timeline"] = {{"steps", steps}, {"stages", stage_steps}};
       j["predicted"] = {{"performance", tpp::sim::serving_json(predicted)},
                         {"memory", plan->predicted.value("memory", nlohmann::json::object())}};
-      std::ofstream out(output);
-      out << j.dump(2) << "\n";
-      if (!out) std::fprintf(stderr, "tpp-run: error: cannot write %s\n", output.c_str());
+      if (!write_atomically(output, j))
+        std::fprintf(stderr, "tpp-run: error: cannot write %s\n", output.c_str());
     }
     if (do_check) code = check(r, *plan, o);
   }
