@@ -228,20 +228,50 @@ bool Decoder::set_tensor(const std::string& name, const std::vector<float>& valu
   return true;
 }
 
-std::int64_t Decoder::load_seeded() {
+std::vector<model::TensorSpec> stage_tensors(const model::Model& m, const sim::ParallelConfig& p,
+                                            int pp_rank) {
+  const auto parts = sim::pp_partition(m.num_layers, p.pp, p.pp_layer_partition);
+  std::int64_t layer0 = 0;
+  for (int s = 0; s < pp_rank; ++s) layer0 += parts[static_cast<std::size_t>(s)];
+  const bool first = pp_rank == 0, last = pp_rank + 1 == p.pp;
   std::vector<model::TensorSpec> specs;
-  auto globals = model::global_tensors(m_);
-  if (first_ || (last_ && m_.tie_word_embeddings)) specs.push_back(globals[0]);
-  for (std::int64_t l = layer0_; l < layer0_ + layers_; ++l)
-    for (auto& t : model::layer_tensors(m_, l)) specs.push_back(t);
-  if (last_)
+  auto globals = model::global_tensors(m);
+  if (first || (last && m.tie_word_embeddings)) specs.push_back(globals[0]);
+  for (std::int64_t l = layer0; l < layer0 + parts[static_cast<std::size_t>(pp_rank)]; ++l)
+    for (auto& t : model::layer_tensors(m, l)) specs.push_back(t);
+  if (last)
     for (std::size_t k = 1; k < globals.size(); ++k) specs.push_back(globals[k]);
+  return specs;
+}
+
+std::vector<model::TensorSpec> Decoder::stage_tensors() const {
+  return exec::stage_tensors(m_, p_, at_.pp);
+}
+
+ShardMap Decoder::shard(const model::TensorSpec& t) const {
+  return shard_map(t, m_, p_, at_.tp, ep_index(at_, p_));
+}
+
+std::int64_t Decoder::load_seeded() {
   std::int64_t bytes = 0;
-  for (const auto& t : specs) {
-    auto values = seeded_shard(t, shard_map(t, m_, p_, at_.tp, ep_index(at_, p_)));
+  for (const auto& t : stage_tensors()) {
+    auto values = seeded_shard(t, shard(t));
     bytes += static_cast<std::int64_t>(values.size() * sizeof(float));
     set_tensor(t.name, values);
   }
+  finish_load();
+  return bytes;
+}
+
+bool Decoder::set_buffer(const std::string& name, const std::vector<float>& values) {
+  Buf* b = find(name);
+  if (!b || static_cast<std::int64_t>(values.size()) != b->size) return false;
+  std::memcpy(b->data, values.data(), values.size() * sizeof(float));
+  b->set = true;
+  return true;
+}
+
+void Decoder::finish_load() {
   // MLA with absorbed weights: per local head, kv_b's K part transposed and its V part.
   if (m_.mla)
     for (Layer* L : layer_ptrs_) {
@@ -259,7 +289,6 @@ std::int64_t Decoder::load_seeded() {
                     static_cast<std::size_t>(v * lora) * sizeof(float));
       }
     }
-  return bytes;
 }
 
 std::vector<Decoder::Tensor> Decoder::tensors() const {

@@ -20,6 +20,7 @@
 
 #include "executor/backend.h"
 #include "executor/layout.h"
+#include "executor/weights.h"
 #include "model/model.h"
 #include "simulator/parallel.h"
 
@@ -48,6 +49,11 @@ struct StageOut {
   std::vector<float> logits;            // [sampling sequences, vocab] when keep_logits
 };
 
+// The checkpoint tensors stage `pp_rank` holds (a shard of): the embedding on the first stage
+// (and the last when tied), its layers, the final norm and the LM head on the last.
+std::vector<model::TensorSpec> stage_tensors(const model::Model& m, const sim::ParallelConfig& p,
+                                            int pp_rank);
+
 class Decoder {
  public:
   // `loaded`: the model as it runs (sim::as_loaded). `num_blocks` x `block_size`: the KV pool.
@@ -68,6 +74,15 @@ class Decoder {
   bool set_tensor(const std::string& name, const std::vector<float>& values);
   // Checks that every tensor was set; the first missing name otherwise.
   std::optional<std::string> missing_tensor() const;
+  // The checkpoint tensors this rank's stage holds a shard of, and where its shard lies.
+  std::vector<model::TensorSpec> stage_tensors() const;
+  ShardMap shard(const model::TensorSpec& t) const;
+  // Sets one of this rank's own buffers (vLLM's parameter names, as tensors() gives them);
+  // false when the name or the size is not this rank's.
+  bool set_buffer(const std::string& name, const std::vector<float>& values);
+  // After a loader has set every tensor: what the forward derives from them (MLA's absorbed
+  // per-head matrices).
+  void finish_load();
 
   bool first_stage() const { return first_; }
   bool last_stage() const { return last_; }

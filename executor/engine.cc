@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/host.h"
+#include "executor/checkpoint.h"
 #include "executor/decoder.h"
 #include "simulator/memory.h"
 #include "simulator/scheduler.h"
@@ -198,8 +199,25 @@ std::optional<Error> Run::setup() {
                           std::to_string(*free >> 20) +
                           " MiB this host has free: plan against a smaller memory profile");
   const double t0 = comm_.now();
-  rep_.weight_bytes = decoder_->load_seeded();
+  if (o_.model_dir.empty()) {
+    rep_.weight_bytes = decoder_->load_seeded();
+  } else {
+    auto st = o_.load_format == "sharded_state"
+                  ? load_sharded(*decoder_, o_.model_dir, checkpoint_rank(at_, split_))
+                  : load_hf(*decoder_, o_.model_dir);
+    if (!st) return st.error();
+    rep_.load_bytes = st->bytes_read;
+    for (const auto& t : decoder_->tensors()) {
+      std::int64_t n = 4;
+      for (auto d : t.shape) n *= d;
+      rep_.weight_bytes += n;
+    }
+  }
   rep_.load_s = comm_.now() - t0;
+  if (!o_.save_sharded.empty() && at_.dp == 0 && !o_.single_rank) {
+    auto st = save_sharded(*decoder_, o_.save_sharded, checkpoint_rank(at_, split_));
+    if (!st) return st.error();
+  }
   rep_.kv_pool_bytes = decoder_->kv_pool_bytes();
   rep_.kv_blocks = gpu_blocks_;
   return comm_.barrier();

@@ -34,6 +34,11 @@ struct RunOptions {
   // every `progress_every_s` seconds of the run (without the timeline), so that a job that dies leaves it behind.
   std::function<void(const RunResult&)> progress;
   double progress_every_s = 2.0;
+  // Weights: seeded (vLLM's "dummy" format) without a model_dir; from model_dir as a Hugging
+  // Face checkpoint ("auto") or per-rank files ("sharded_state"); saved per rank to
+  // save_sharded when given (replica 0's ranks write; the others hold the same weights).
+  std::string load_format = "auto";
+  std::string model_dir, save_sharded;
 };
 
 // What each rank reports at the end.
@@ -43,6 +48,7 @@ struct RankReport {
   std::int64_t steps = 0;
   double compute_s = 0, tp_comm_s = 0, pp_comm_s = 0;  // over the run
   double load_s = 0;
+  std::int64_t load_bytes = 0;  // read from checkpoint files (0: seeded)
   std::int64_t weight_bytes = 0, kv_pool_bytes = 0, kv_blocks = 0, peak_rss_bytes = 0;
 };
 

@@ -546,6 +546,10 @@ std::string profile_yaml(const Profile& p, const std::string& name, double memor
   y += fmt::format("intra_node: {{kind: pcie, bandwidth_GBps: {:.6g}, latency_us: {:.6g}}}  # MPI "
                    "send/recv, 16 MiB and 4 B\n",
                    link, latency);
+  if (p.storage_read_GBps > 0)
+    y += fmt::format("storage_read_GBps: {{value: {:.6g}, source: \"{}: a 256 MiB file read after "
+                     "posix_fadvise(DONTNEED) dropped it from the page cache\"}}\n",
+                     p.storage_read_GBps, where);
   const bool fwd = !p.forward.empty();
   y += fmt::format("efficiency:\n  source: \"{}; {}\"\n  memory: 1\n  gemm_memory: {:.4f}\n"
                    "  tile_rows: 1\n  launch_us: {:.4f}\n  launch_graph_us: {:.4f}\n",

@@ -53,6 +53,7 @@ struct Profile {
   double attention_decode = 0, attention_prefill = 0, elementwise = 0;
   std::string forward_model;  // the model whose forward was measured
   double collective_wait_us = 0;  // per TP collective inside a forward (profile_collective_wait)
+  double storage_read_GBps = 0;   // a cold read of a file where the profile is written; 0: none
 };
 
 // Rank 0's compute figures (single thread); the model's tp = 1 layer GEMMs when `m` is given.

@@ -1,6 +1,7 @@
 #include "executor/weights.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace tpp::exec {
 namespace {
@@ -100,6 +101,25 @@ std::vector<float> seeded_shard(const model::TensorSpec& t, const ShardMap& s) {
         const std::uint64_t index = static_cast<std::uint64_t>((ge * t.rows + gr) * t.cols + gc);
         out[k] = seeded_value(h, index, scale);
       }
+  return out;
+}
+
+std::vector<float> cut_shard(const model::TensorSpec& t, const ShardMap& s,
+                             const std::function<const float*(std::int64_t)>& expert) {
+  std::vector<float> out(static_cast<std::size_t>(s.count * s.rows * s.cols), 0.0f);
+  std::size_t k = 0;
+  for (std::int64_t e = 0; e < s.count; ++e) {
+    const float* full = expert(s.expert0 + e);
+    for (std::int64_t r = 0; r < s.rows; ++r) {
+      const std::int64_t gr = s.row0 + r;
+      if (gr >= s.global_rows) {  // vocabulary padding
+        k += static_cast<std::size_t>(s.cols);
+        continue;
+      }
+      std::memcpy(out.data() + k, full + gr * t.cols + s.col0, static_cast<std::size_t>(s.cols) * sizeof(float));
+      k += static_cast<std::size_t>(s.cols);
+    }
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,5 +40,9 @@ ShardMap shard_map(const model::TensorSpec& t, const model::Model& m, const sim:
 
 // The shard's elements, row-major [count][rows][cols], float32.
 std::vector<float> seeded_shard(const model::TensorSpec& t, const ShardMap& s);
+// The same shard cut from whole tensors (a checkpoint's): `expert(e)` gives global expert e's
+// [rows][cols] (the tensor itself when count is 1). Vocabulary padding rows are 0.
+std::vector<float> cut_shard(const model::TensorSpec& t, const ShardMap& s,
+                             const std::function<const float*(std::int64_t)>& expert);
 
 }  // namespace tpp::exec

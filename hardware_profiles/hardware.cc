@@ -278,6 +278,7 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
   if (f.ok() && c.price_per_gpu_hour && !(c.price_per_gpu_hour->value > 0))
     f.fail("price_per_gpu_hour", "field 'price_per_gpu_hour' in cluster must be a positive "
                                  "number of dollars, got 0");
+  c.storage_read_GBps = read_figure(f, "storage_read_GBps", 1e-6, kMaxFigure, false, false);
   const Node* coll = f.raw("collectives");
   const Node* eff = f.map_or_null("efficiency");
   if (f.ok() && !gpu) f.missing("gpu");
@@ -365,6 +366,7 @@ nlohmann::json cluster_to_json(const Cluster& c) {
                        {"nic_bandwidth_Gbps", figure_json(c.inter_node->nic_bandwidth_Gbps)},
                        {"latency_us", figure_json(c.inter_node->latency_us)}};
   if (c.price_per_gpu_hour) j["price_per_gpu_hour"] = figure_json(*c.price_per_gpu_hour);
+  if (c.storage_read_GBps) j["storage_read_GBps"] = figure_json(*c.storage_read_GBps);
   if (c.efficiency) {
     nlohmann::json e = {{"source", c.efficiency->source}};
     if (c.efficiency->memory > 0) e["memory"] = c.efficiency->memory;

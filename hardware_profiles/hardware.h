@@ -116,6 +116,9 @@ struct Cluster {
   IntraNodeLink intra_node;
   std::optional<Network> inter_node;  // required when nodes > 1
   std::optional<Figure> price_per_gpu_hour;
+  // What one node reads from the storage its checkpoints live on, GB/s (tpp-profile measures
+  // a cold read); absent: model loading time is not predicted.
+  std::optional<Figure> storage_read_GBps;
   std::vector<CollectiveTable> collectives;
   std::optional<MeasuredEfficiency> efficiency;
 

@@ -1,11 +1,13 @@
 #include "planner/search_report.h"
 
+
 #include <fmt/format.h>
 
 #include "model/load.h"
 #include "planner/memory_report.h"
 #include "planner/summary.h"
 #include "planner/table.h"
+#include "simulator/load.h"
 
 namespace tpp::planner {
 namespace {
@@ -130,6 +132,26 @@ nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
                      {"workload_rate_per_s", w.rate_per_s}};
   nlohmann::json predicted = plan_json(plan);
   if (perf) predicted["performance"] = performance_json(*perf);
+  // Loading the weights: bytes the largest rank reads, and seconds where the cluster profile
+  // says how fast its storage reads (simulator/load.h).
+  // The checkpoint is taken to be in the dtype the model runs in (tpp-run's own checkpoints
+  // are; a bf16 checkpoint served with --dtype float32 reads half these bytes).
+  model::Model stored = m;
+  if (stored.quant.method == model::QuantMethod::kNone) {
+    stored.dtype = plan.options.dtype;
+    stored.quant.weight_dtype = plan.options.dtype;
+  }
+  const sim::LoadPrediction load = sim::predict_load(stored, p, c);
+  nlohmann::json lj = {{"hf_bytes_per_rank", load.hf_bytes},
+                       {"sharded_state_bytes_per_rank", load.sharded_bytes}};
+  if (load.hf_s) {
+    lj["hf_s"] = *load.hf_s;
+    lj["sharded_state_s"] = *load.sharded_s;
+    lj["storage_read_GBps_source"] = load.source;
+  } else {
+    lj["note"] = "no storage_read_GBps in the cluster profile: times not predicted";
+  }
+  predicted["load"] = lj;
   j["predicted"] = predicted;
   j["launch"] = {{"vllm", l.vllm}, {"sglang", l.sglang}};
   return j;

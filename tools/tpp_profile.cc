@@ -9,6 +9,8 @@
 // in nccl-tests' columns) and the memory MPI holds. Exit 0, or 2 with one line.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
+#include <chrono>
+#include <fcntl.h>
 
 #include <cstdio>
 #include <ctime>
@@ -87,6 +89,34 @@ int collectives(int argc, char** argv, const std::string& out,
   comm->reset();
   tpp::exec::mpi_finalize();
   return 0;
+}
+
+// A cold read of a 256 MiB file beside the profile: written, synced, dropped from the page
+// cache (posix_fadvise DONTNEED; a tmpfs keeps it, and then this is memory speed), read back.
+double storage_read_GBps(const std::string& near) {
+  const std::string path = near + ".storage.tmp";
+  const std::size_t chunk = std::size_t{8} << 20, total = std::size_t{256} << 20;
+  std::vector<char> buf(chunk, 'x');
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
+  if (fd < 0) return 0;
+  bool ok = true;
+  for (std::size_t at = 0; at < total && ok; at += chunk)
+    ok = ::write(fd, buf.data(), chunk) == static_cast<ssize_t>(chunk);
+  ok = ok && ::fsync(fd) == 0;
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+  double seconds = 0;
+  if (ok && (fd = ::open(path.c_str(), O_RDONLY)) >= 0) {
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::size_t got = 0;
+    for (ssize_t n; (n = ::read(fd, buf.data(), chunk)) > 0;) got += static_cast<std::size_t>(n);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ::close(fd);
+    ok = got == total;
+  }
+  std::remove(path.c_str());
+  return ok && seconds > 0 ? static_cast<double>(total) / seconds / 1e9 : 0;
 }
 
 }  // namespace
@@ -190,6 +220,10 @@ int main(int argc, char** argv) {
                   "tight-loop time (mean over ranks of the median)\n",
                   ranks, model->name.c_str(), p.collective_wait_us);
   }
+  p.storage_read_GBps = storage_read_GBps(output);
+  if (p.storage_read_GBps > 0)
+    std::printf("storage: a cold read of 256 MiB beside %s at %.2f GB/s\n", output.c_str(),
+                p.storage_read_GBps);
   char date[32];
   const std::time_t t = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&t));

@@ -22,6 +22,8 @@
 #include <fmt/format.h>
 
 #include "executor/backend.h"
+#include "common/file.h"
+#include "executor/checkpoint.h"
 #include "executor/engine.h"
 #include "executor/mpi_comm.h"
 #include "executor/plan.h"
@@ -235,7 +237,7 @@ nlohmann::json ranks_json(const std::vector<tpp::exec::RankReport>& ranks) {
   for (const auto& r : ranks)
     a.push_back({{"rank", r.rank}, {"dp", r.at.dp}, {"pp", r.at.pp}, {"tp", r.at.tp},
                  {"steps", r.steps}, {"compute_s", r.compute_s}, {"tp_comm_s", r.tp_comm_s},
-                 {"pp_comm_s", r.pp_comm_s}, {"load_s", r.load_s},
+                 {"pp_comm_s", r.pp_comm_s}, {"load_s", r.load_s}, {"load_bytes", r.load_bytes},
                  {"weight_bytes", r.weight_bytes}, {"kv_blocks", r.kv_blocks},
                  {"kv_pool_bytes", r.kv_pool_bytes}, {"peak_memory_bytes", r.peak_rss_bytes}});
   return a;
@@ -290,6 +292,11 @@ int check(const tpp::exec::RunResult& sharded, const tpp::exec::Plan& plan,
   auto backend = tpp::exec::make_cpu_backend(local);
   tpp::exec::RunOptions ro = o;
   ro.single_rank = true;
+  ro.progress = nullptr;
+  ro.save_sharded.clear();
+  // sharded_state files belong to the split that wrote them: the reference is seeded (what
+  // --save-sharded saved); a Hugging Face checkpoint the reference reads too.
+  if (ro.load_format == "sharded_state") ro.model_dir.clear();
   auto ref = tpp::exec::run_plan(plan, local, *backend, ro);
   if (!ref) {
     std::fprintf(stderr, "tpp-run: error: the single-rank reference failed: %s\n",
@@ -357,6 +364,22 @@ int main(int argc, char** argv) {
   app.add_option("--hosts", hosts, "with --launch: hosts and their slots, e.g. h1:8,h2:8");
   app.add_flag("--check", do_check,
                "compare every sampled token and its logits with the single-rank run");
+  std::string model_dir, load_format, save_dir;
+  app.add_option("--model-dir", model_dir,
+                 "load the weights from this checkpoint directory (safetensors) instead of "
+                 "seeding them");
+  app.add_option("--load-format", load_format,
+                 "auto (a Hugging Face checkpoint: every rank reads whole tensors and cuts its "
+                 "shard), sharded_state (the files --save-sharded wrote, one set per rank), or "
+                 "dummy (seeded weights; the default without --model-dir)")
+      ->check(CLI::IsMember({"auto", "sharded_state", "dummy"}));
+  std::string save_hf;
+  app.add_option("--save-hf", save_hf,
+                 "write the plan's model with its seeded weights as an ordinary Hugging Face "
+                 "checkpoint (DIR/model.safetensors, whole tensors) and exit; no MPI");
+  app.add_option("--save-sharded", save_dir,
+                 "write each rank's weights to this directory as vLLM's sharded_state files "
+                 "(model-rank-{rank}-part-{part}.safetensors)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -378,6 +401,17 @@ int main(int argc, char** argv) {
         "EP within one replica's TP group: plan with --dp 1, or without --enable-expert-parallel",
         plan_file, plan->split.dp));
   }
+  if (!save_hf.empty()) {
+    tpp::exec::mpi_finalize();
+    if (rank != 0) return 0;
+    if (auto e = tpp::exec::write_hf_checkpoint(tpp::sim::as_loaded(plan->model, plan->serving), save_hf)) {
+      std::fprintf(stderr, "%s\n", e->str().c_str());
+      return kExitBadInput;
+    }
+    std::printf("wrote %s/model.safetensors: %s with its seeded weights, whole tensors\n",
+                save_hf.c_str(), plan->model.name.c_str());
+    return 0;
+  }
   if (do_launch) return launch(argc, argv, *plan, hosts);
   if (backend == "cuda") {
     tpp::exec::mpi_finalize();
@@ -385,6 +419,21 @@ int main(int argc, char** argv) {
                             "(the CUDA backend is the next issue's); use --backend cpu");
   }
   if (do_check && requests < 0) requests = 16;
+  if (load_format.empty()) load_format = model_dir.empty() ? "dummy" : "auto";
+  if (load_format == "dummy" && !model_dir.empty()) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, "tpp-run: error: --load-format dummy seeds the weights: it takes no "
+                            "--model-dir (use auto or sharded_state to load " + model_dir + ")");
+  }
+  if (load_format != "dummy" && model_dir.empty()) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, "tpp-run: error: --load-format " + load_format +
+                                " needs --model-dir DIR (the checkpoint's directory)");
+  }
+  if (!model_dir.empty() && tpp::inspect_path(model_dir).kind != tpp::PathKind::kDirectory) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, "tpp-run: error: --model-dir " + model_dir + " is not a directory");
+  }
   if (size != plan->split.gpus()) {
     tpp::exec::mpi_finalize();
     return rank0_fail(rank, fmt::format(
@@ -402,6 +451,9 @@ int main(int argc, char** argv) {
   tpp::exec::RunOptions o;
   o.requests = requests;
   o.keep_logits = do_check;
+  o.load_format = load_format;
+  if (load_format != "dummy") o.model_dir = model_dir;
+  o.save_sharded = save_dir;
   if (!output.empty())  // a job that dies leaves what rank 0 had measured two seconds before
     o.progress = [&](const tpp::exec::RunResult& partial) {
       write_atomically(output, measured_json(partial, plan_file, backend, size,
@@ -428,9 +480,34 @@ int main(int argc, char** argv) {
     std::printf("%s", cmp.table.c_str());
     const SameBatches same = same_batches(*plan, r.steps, r.stage_steps);
     std::printf("%s%s", same.text.c_str(), cmp.summary.c_str());
+    nlohmann::json load_cmp;
+    if (load_format != "dummy") {  // loading: the plan's prediction beside the slowest rank
+      double secs = 0;
+      std::int64_t bytes = 0;
+      for (const auto& k : r.ranks) {
+        secs = std::max(secs, k.load_s);
+        bytes = std::max(bytes, k.load_bytes);
+      }
+      const bool sharded = load_format == "sharded_state";
+      const auto pl = plan->predicted.value("load", nlohmann::json::object());
+      const auto pbytes = pl.value(sharded ? "sharded_state_bytes_per_rank" : "hf_bytes_per_rank",
+                                   std::int64_t{0});
+      load_cmp = {{"format", load_format}, {"measured_s", secs}, {"measured_bytes_per_rank", bytes},
+                  {"predicted_bytes_per_rank", pbytes}};
+      std::string pred = "not predicted (no storage_read_GBps in the plan's cluster)";
+      if (pl.contains(sharded ? "sharded_state_s" : "hf_s")) {
+        const double ps = pl[sharded ? "sharded_state_s" : "hf_s"].get<double>();
+        load_cmp["predicted_s"] = ps;
+        pred = fmt::format("predicted {:.3f} s ({:+.1f}%)", ps, error_pct(ps, secs));
+      }
+      std::printf("load (%s): slowest rank read %.2f MB in %.3f s; %s; the plan's bytes a rank "
+                  "%.2f MB\n",
+                  load_format.c_str(), bytes / 1e6, secs, pred.c_str(), pbytes / 1e6);
+    }
     if (!output.empty()) {
       nlohmann::json j = measured_json(r, plan_file, backend, size, w.requests.size());
       j["same_batches"] = same.json;
+      if (!load_cmp.is_null()) j["load"] = load_cmp;
       j["predicted"] = {{"performance", tpp::sim::serving_json(predicted)},
                         {"memory", plan->predicted.value("memory", nlohmann::json::object())}};
       if (!write_atomically(output, j))
