@@ -16,7 +16,7 @@
 
 namespace tpp::exec {
 
-enum class Group { kTp, kEp };
+enum class Group { kTp, kEp, kWorld };  // kWorld: every rank of the job
 
 struct CommTimes {  // seconds
   double tp = 0;    // collectives over the TP (and EP) group

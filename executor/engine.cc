@@ -220,7 +220,7 @@ std::optional<Error> Run::setup() {
   }
   rep_.kv_pool_bytes = decoder_->kv_pool_bytes();
   rep_.kv_blocks = gpu_blocks_;
-  return comm_.barrier();
+  return std::nullopt;  // go() brings the ranks together
 }
 
 // Computes this rank's stage of `step`, timing its compute, its collectives and its send.
@@ -618,7 +618,18 @@ std::optional<Error> Run::report(RunResult* result) {
 }
 
 Expected<std::optional<RunResult>> Run::go() {
-  if (auto e = setup()) return *e;
+  // Setup fails on one rank or on several: all agree (a sum over the job of who failed), the
+  // first failing rank reports, and every rank returns instead of waiting for the others.
+  auto err = setup();
+  std::vector<float> failed(static_cast<std::size_t>(comm_.size()), 0.0f);
+  if (err) failed[static_cast<std::size_t>(comm_.rank())] = 1;
+  if (auto e = comm_.all_reduce_sum(failed.data(), failed.size(), Group::kWorld)) return *e;
+  for (std::size_t r = 0; r < failed.size(); ++r)
+    if (failed[r] > 0) {
+      if (o_.setup_failed) *o_.setup_failed = true;
+      return static_cast<int>(r) == comm_.rank() ? *err : make_error("", 0, 0, kOtherRankFailed);
+    }
+  comm_.times = {};
   start_ = comm_.now();
   const bool driver = at_.pp == 0 && at_.tp == 0;
   if (auto e = driver ? drive() : work()) return *e;

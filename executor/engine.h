@@ -39,6 +39,8 @@ struct RunOptions {
   // save_sharded when given (replica 0's ranks write; the others hold the same weights).
   std::string load_format = "auto";
   std::string model_dir, save_sharded;
+  // Set when the job failed before running (every rank knows, none is waiting: no abort needed).
+  bool* setup_failed = nullptr;
 };
 
 // What each rank reports at the end.
@@ -86,6 +88,11 @@ struct RunResult {
   double wall_s = 0;
   bool complete = true;  // false: a snapshot of rank 0's replica taken during the run
 };
+
+// The error every rank but the first failing one returns when a rank cannot set up (a
+// checkpoint it cannot read, memory it does not have): the ranks agree on it, so none is left
+// waiting and the job says it once.
+inline constexpr const char* kOtherRankFailed = "another rank failed to set up";
 
 // Runs the plan on this rank. Rank 0 gets the result (every rank's report gathered); the
 // others get nullopt. Errors: a plan whose KV pool or weights do not fit this host's free

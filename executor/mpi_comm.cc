@@ -164,7 +164,9 @@ class MpiComm : public Comm {
     pending_.clear();
     return std::nullopt;
   }
-  MPI_Comm comm(Group g) const { return g == Group::kTp ? tp_ : ep_; }
+  MPI_Comm comm(Group g) const {
+    return g == Group::kTp ? tp_ : g == Group::kEp ? ep_ : MPI_COMM_WORLD;
+  }
   std::deque<Pending> pending_;
   MPI_Comm tp_, ep_;
   double start_;

@@ -3,10 +3,11 @@
 # {1x1, 2x1, 1x2} (tpp-plan), run each plan on MPI ranks (tpp-run --launch) and print the
 # prediction beside the measurement. Usage: scripts/loop.sh [build dir] [out dir] [requests]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-build=${1:-build}
-out=${2:-loop-out}
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(realpath -m "${1:-$root/build}")
+out=$(realpath -m "${2:-loop-out}")
 requests=${3:-64}
+cd "$root"
 mkdir -p "$out"
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 echo "\$ tpp-profile -o $out/local-cpu.yaml --model tiny-llama --ranks 2"

@@ -95,6 +95,7 @@ TEST(WorkloadCatalog, ShippedWorkloadsLoad) {
   };
   for (Expect e : {Expect{"chat", 1000, ArrivalProcess::kPoisson},
                    Expect{"long-context", 500, ArrivalProcess::kPoisson},
+                   Expect{"loop", 64, ArrivalProcess::kPoisson},
                    Expect{"offline-batch", 2000, ArrivalProcess::kClosedLoop},
                    Expect{"trace-example", 20, ArrivalProcess::kPoisson}}) {
     auto w = sim::load_workload(e.name);
@@ -108,8 +109,8 @@ TEST(WorkloadCatalog, ShippedWorkloadsLoad) {
     EXPECT_TRUE(same_requests(*w, *by_path)) << e.name;
   }
   EXPECT_EQ(catalog_entries(Catalog::kWorkloads),
-            (std::vector<std::string>{"chat", "long-context", "offline-batch", "single-user",
-                                       "trace-example"}));
+            (std::vector<std::string>{"chat", "long-context", "loop", "offline-batch",
+                                       "single-user", "trace-example"}));
 }
 
 TEST(WorkloadCatalog, ShippedShapes) {
@@ -412,7 +413,8 @@ TEST(BadWorkload, FilesAndCatalog) {
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().str(),
             "no-such-workload: error: no such file, and no entry of that name in the workloads "
-            "catalog (available: chat, long-context, offline-batch, single-user, trace-example)");
+            "catalog (available: chat, long-context, loop, offline-batch, single-user, "
+            "trace-example)");
   EXPECT_EQ(workload_error(""), "w.yaml:1:1: error: YAML file is empty");
   EXPECT_EQ(workload_error("- a\n- b\n"),
             "w.yaml:1:1: error: workload must be a map of fields, got a list (is this a workload file?)");

@@ -460,10 +460,16 @@ int main(int argc, char** argv) {
                                              tpp::exec::first_requests(plan->workload, requests)
                                                  .requests.size()));
     };
+  bool setup_failed = false;
+  o.setup_failed = &setup_failed;
   auto result = tpp::exec::run_plan(*plan, **comm, *cpu, o);
   if (!result) {
-    std::fprintf(stderr, "tpp-run: error: rank %d: %s\n", rank, result.error().str().c_str());
-    (*comm)->abort(kExitBadInput);  // no rank is left waiting for this one
+    if (result.error().message != tpp::exec::kOtherRankFailed)
+      std::fprintf(stderr, "tpp-run: error: rank %d: %s\n", rank, result.error().str().c_str());
+    if (!setup_failed) (*comm)->abort(kExitBadInput);  // no rank is left waiting for this one
+    comm->reset();
+    tpp::exec::mpi_finalize();
+    return kExitBadInput;
   }
   int code = 0;
   if (*result) {

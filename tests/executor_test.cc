@@ -1,0 +1,423 @@
+// The executor's parts without MPI: seeded weights and their shards, the CPU backend against
+// the kernels' references, checkpoints (both formats give the seeded bits; bad files give one
+// line naming the file and the tensor), and plan files (read back equal, other versions
+// refused). The MPI runs themselves are tests/executor_mpi_test.sh.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "executor/backend.h"
+#include "executor/checkpoint.h"
+#include "executor/decoder.h"
+#include "executor/layout.h"
+#include "executor/plan.h"
+#include "executor/safetensors.h"
+#include "executor/weights.h"
+#include "kernels/ops.h"
+#include "model/load.h"
+#include "simulator/memory.h"
+#include "cli_util.h"
+
+namespace fs = std::filesystem;
+using namespace tpp;
+using namespace tpp::exec;
+
+namespace {
+
+model::Model f32(const std::string& name) {
+  auto m = model::load_model(std::string(TPP_EXAMPLES) + "/" + name + ".yaml");
+  EXPECT_TRUE(m) << (m ? "" : m.error().str());
+  model::Model out = *m;
+  out.dtype = model::DType::kF32;
+  out.quant.weight_dtype = model::DType::kF32;
+  return out;
+}
+
+sim::ParallelConfig cfg(std::int64_t tp, std::int64_t pp, std::int64_t dp = 1, bool ep = false) {
+  sim::ParallelConfig p;
+  p.tp = tp;
+  p.pp = pp;
+  p.dp = dp;
+  p.expert_parallel = ep;
+  return p;
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("tpp-executor-test-" + std::to_string(::getpid())) / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::vector<float> random_vec(std::size_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, s = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    d = std::max(d, static_cast<double>(std::fabs(a[k] - b[k])));
+    s = std::max(s, static_cast<double>(std::fabs(b[k])));
+  }
+  return s > 0 ? d / s : d;
+}
+
+// Every buffer of two decoders, bit for bit.
+void expect_same_buffers(const Decoder& a, const Decoder& b, const std::string& what) {
+  const auto ta = a.tensors(), tb = b.tensors();
+  ASSERT_EQ(ta.size(), tb.size()) << what;
+  for (std::size_t k = 0; k < ta.size(); ++k) {
+    ASSERT_EQ(ta[k].name, tb[k].name) << what;
+    ASSERT_EQ(ta[k].shape, tb[k].shape) << what << " " << ta[k].name;
+    std::int64_t n = 1;
+    for (auto d : ta[k].shape) n *= d;
+    EXPECT_EQ(0, std::memcmp(ta[k].data, tb[k].data, static_cast<std::size_t>(n) * 4))
+        << what << ": " << ta[k].name << " differs";
+  }
+}
+
+}  // namespace
+
+// A shard computed from its global indices equals the same rows and columns cut from the whole
+// tensor: every sharding holds the same logical weights.
+TEST(SeededWeights, ShardsAreSlicesOfTheWholeTensor) {
+  for (const char* name : {"tiny-llama", "tiny-mixtral", "tiny-mla"}) {
+    const model::Model m = f32(name);
+    for (auto p : {cfg(2, 1), cfg(4, 1), cfg(2, 1, 1, true), cfg(4, 1, 1, true)}) {
+      if (!m.moe && p.expert_parallel) continue;
+      std::vector<model::TensorSpec> specs = model::global_tensors(m);
+      for (auto& t : model::layer_tensors(m, 0)) specs.push_back(t);
+      for (const auto& t : specs) {
+        ShardMap whole;
+        whole.rows = whole.global_rows = t.rows;
+        whole.cols = t.cols;
+        whole.count = t.count;
+        const auto full = seeded_shard(t, whole);
+        for (int r = 0; r < p.tp; ++r) {
+          Place at;
+          at.tp = r;
+          const ShardMap sm = shard_map(t, m, p, r, ep_index(at, p));
+          const auto mine = seeded_shard(t, sm);
+          const auto cut = cut_shard(t, sm, [&](std::int64_t e) {
+            return full.data() + e * t.rows * t.cols;
+          });
+          ASSERT_EQ(mine, cut) << name << " " << t.name << " tp rank " << r << " of " << p.tp
+                               << (p.expert_parallel ? " (EP)" : "");
+        }
+      }
+    }
+  }
+}
+
+// Weights stay usable: finite, roughly unit-variance projections, and not all one value.
+TEST(SeededWeights, ScaledByFanIn) {
+  const model::Model m = f32("tiny-llama");
+  for (const auto& t : model::layer_tensors(m, 0)) {
+    if (t.cols == 1) continue;
+    ShardMap whole;
+    whole.rows = whole.global_rows = t.rows;
+    whole.cols = t.cols;
+    whole.count = t.count;
+    const auto v = seeded_shard(t, whole);
+    double sum2 = 0;
+    for (float x : v) {
+      ASSERT_TRUE(std::isfinite(x));
+      sum2 += static_cast<double>(x) * x;
+    }
+    const double var = sum2 / static_cast<double>(v.size());
+    EXPECT_NEAR(var * static_cast<double>(t.cols), 1.0, 0.1) << t.name;  // Var = 1 / fan_in
+  }
+}
+
+// The CPU backend's operators against the kernels' references, on the same inputs.
+TEST(CpuBackend, MatchesTheKernelReferences) {
+  LocalComm comm;
+  auto b = make_cpu_backend(comm);
+  const std::int64_t rows = 5, cols = 64, heads = 4, kv = 2, dim = 16, bs = 4;
+  {  // add_rmsnorm, with and without the residual
+    auto x = random_vec(rows * cols, 1), w = random_vec(cols, 2), r1 = random_vec(rows * cols, 3);
+    auto r2 = r1;
+    std::vector<float> y1(rows * cols), y2(rows * cols);
+    b->add_rmsnorm(x.data(), r1.data(), w.data(), y1.data(), rows, cols, 1e-6f);
+    kernels::add_rmsnorm_ref(x.data(), r2.data(), w.data(), y2.data(), rows, cols, 1e-6f);
+    EXPECT_LT(max_rel(y1, y2), 1e-5);
+    EXPECT_LT(max_rel(r1, r2), 1e-6);
+  }
+  {  // rope on part of each head, positions up to 300
+    auto x1 = random_vec(rows * heads * dim, 4);
+    auto x2 = x1;
+    std::vector<std::int64_t> pos = {0, 7, 31, 129, 300};
+    b->rope(x1.data(), pos.data(), rows, heads, dim, 4, 8, 10000.0f);
+    kernels::rope_neox_ref(x2.data(), pos.data(), rows, heads, dim, 4, 8, 10000.0f);
+    EXPECT_LT(max_rel(x1, x2), 1e-5);
+  }
+  {  // silu_mul
+    auto g = random_vec(rows * 2 * cols, 5);
+    std::vector<float> o1(rows * cols), o2(rows * cols);
+    b->silu_mul(g.data(), o1.data(), rows, cols);
+    kernels::silu_mul_ref(g.data(), o2.data(), rows, cols);
+    EXPECT_LT(max_rel(o1, o2), 1e-6);
+  }
+  {  // paged attention: two sequences, one prefilling after a cached prefix, one decoding
+    const std::int64_t blocks = 8;
+    std::vector<std::int32_t> t0 = {3, 1, 6}, t1 = {0, 5};
+    std::vector<kernels::PagedSeq> seqs = {{0, 3, 5, t0.data()}, {3, 1, 6, t1.data()}};
+    const std::int64_t n = 4;
+    auto k = random_vec(n * kv * dim, 6), v = random_vec(n * kv * dim, 7);
+    auto kp = random_vec(blocks * kv * bs * dim, 8), vp = random_vec(blocks * kv * bs * dim, 9);
+    auto kp2 = kp, vp2 = vp;
+    b->kv_write(k.data(), v.data(), kp.data(), vp.data(), seqs.data(), 2, kv, dim, bs);
+    kernels::kv_write_ref(k.data(), v.data(), kp2.data(), vp2.data(), seqs.data(), 2, kv, dim, bs);
+    EXPECT_EQ(kp, kp2);
+    EXPECT_EQ(vp, vp2);
+    auto q = random_vec(n * heads * dim, 10);
+    std::vector<float> o1(n * heads * dim), o2(n * heads * dim);
+    b->paged_attention(q.data(), kp.data(), vp.data(), seqs.data(), 2, heads, kv, dim, bs, 0.25f, o1.data());
+    kernels::paged_attention_ref(q.data(), kp.data(), vp.data(), seqs.data(), 2, heads, kv, dim, bs, 0.25f,
+                                 o2.data());
+    EXPECT_LT(max_rel(o1, o2), 1e-5);
+  }
+  {  // MLA over the latent cache
+    const std::int64_t lora = 16, rope = 8, width = lora + rope, blocks = 6;
+    std::vector<std::int32_t> t0 = {2, 4}, t1 = {5, 0, 1};
+    std::vector<kernels::PagedSeq> seqs = {{0, 2, 3, t0.data()}, {2, 1, 9, t1.data()}};
+    const std::int64_t n = 3;
+    auto lat = random_vec(n * width, 11), pool = random_vec(blocks * bs * width, 12);
+    auto pool2 = pool;
+    b->latent_write(lat.data(), pool.data(), seqs.data(), 2, width, bs);
+    kernels::latent_write_ref(lat.data(), pool2.data(), seqs.data(), 2, width, bs);
+    EXPECT_EQ(pool, pool2);
+    auto ql = random_vec(n * heads * lora, 13), qp = random_vec(n * heads * rope, 14);
+    std::vector<float> o1(n * heads * lora), o2(n * heads * lora);
+    b->mla_attention(ql.data(), qp.data(), pool.data(), seqs.data(), 2, heads, lora, rope, bs, 0.2f, o1.data());
+    kernels::mla_attention_ref(ql.data(), qp.data(), pool.data(), seqs.data(), 2, heads, lora, rope, bs, 0.2f,
+                               o2.data());
+    EXPECT_LT(max_rel(o1, o2), 1e-5);
+  }
+  {  // routing and sampling: the same choices
+    auto logits = random_vec(rows * 8, 15);
+    std::vector<std::int32_t> i1(rows * 2), i2(rows * 2);
+    std::vector<float> w1(rows * 2), w2(rows * 2);
+    b->topk_softmax(logits.data(), rows, 8, 2, i1.data(), w1.data());
+    kernels::topk_softmax_ref(logits.data(), rows, 8, 2, i2.data(), w2.data());
+    EXPECT_EQ(i1, i2);
+    EXPECT_LT(max_rel(w1, w2), 1e-6);
+    std::vector<std::int64_t> a1(rows), a2(rows);
+    b->argmax(logits.data(), rows, 8, a1.data());
+    kernels::argmax_ref(logits.data(), rows, 8, a2.data());
+    EXPECT_EQ(a1, a2);
+  }
+  {  // embedding: rows outside this rank's vocabulary slice are zero
+    auto table = random_vec(10 * cols, 16);
+    std::vector<std::int64_t> tok = {3, 12, 17, 25};
+    std::vector<float> e1(4 * cols), e2(4 * cols);
+    b->embedding(tok.data(), 4, table.data(), 10, 10, cols, e1.data());
+    kernels::embedding_ref(tok.data(), 4, table.data(), 10, 10, cols, e2.data());
+    EXPECT_EQ(e1, e2);
+  }
+  {  // GEMM against the plain triple loop
+    const std::int64_t m = 7, n = 9, k = 33;
+    auto x = random_vec(m * k, 17), w = random_vec(n * k, 18);
+    std::vector<float> y(m * n), ref(m * n, 0);
+    b->gemm(x.data(), w.data(), y.data(), m, n, k);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j)
+        for (std::int64_t l = 0; l < k; ++l) ref[i * n + j] += x[i * k + l] * w[j * k + l];
+    EXPECT_LT(max_rel(y, ref), 1e-5);
+  }
+}
+
+// Seeded, saved per rank and loaded back, and cut from a whole Hugging Face checkpoint: the
+// same bits on every rank of every split.
+TEST(Checkpoint, BothFormatsGiveTheSeededWeights) {
+  LocalComm comm;
+  auto backend = make_cpu_backend(comm);
+  for (const char* name : {"tiny-llama", "tiny-mixtral", "tiny-mla"}) {
+    const model::Model m = f32(name);
+    const fs::path hf = scratch(std::string("hf-") + name);
+    ASSERT_FALSE(write_hf_checkpoint(m, hf.string()));
+    for (auto p : {cfg(1, 1), cfg(2, 2), cfg(4, 1), cfg(2, 1, 1, true)}) {
+      if (!m.moe && p.expert_parallel) continue;
+      const fs::path dir = scratch(std::string("sharded-") + name);
+      for (int pp = 0; pp < p.pp; ++pp)
+        for (int tp = 0; tp < p.tp; ++tp) {
+          Place at;
+          at.pp = pp;
+          at.tp = tp;
+          const std::string what = std::string(name) + " tp" + std::to_string(p.tp) + " pp" +
+                                   std::to_string(p.pp) + (p.expert_parallel ? " EP" : "") +
+                                   " rank (pp " + std::to_string(pp) + ", tp " + std::to_string(tp) + ")";
+          Decoder seeded(m, p, at, *backend, 4, 16), sharded(m, p, at, *backend, 4, 16),
+              whole(m, p, at, *backend, 4, 16);
+          seeded.load_seeded();
+          const int rank = checkpoint_rank(at, p);
+          auto saved = save_sharded(seeded, dir.string(), rank);
+          ASSERT_TRUE(saved) << saved.error().str();
+          EXPECT_TRUE(fs::exists(dir / sharded_file_name(rank, 0)));
+          auto a = load_sharded(sharded, dir.string(), rank);
+          ASSERT_TRUE(a) << a.error().str();
+          expect_same_buffers(seeded, sharded, what + ", sharded_state");
+          auto c = load_hf(whole, hf.string());
+          ASSERT_TRUE(c) << c.error().str();
+          expect_same_buffers(seeded, whole, what + ", Hugging Face checkpoint");
+          EXPECT_EQ(a->bytes_read, sharded_load_bytes(m, p, at)) << what;
+          EXPECT_EQ(c->bytes_read, hf_load_bytes(m, p, at)) << what;
+        }
+    }
+  }
+}
+
+// vLLM's parts: a rank's parameters split into files of at most max_size bytes.
+TEST(Checkpoint, LargeRanksWriteSeveralParts) {
+  LocalComm comm;
+  auto backend = make_cpu_backend(comm);
+  const model::Model m = f32("tiny-llama");
+  Decoder d(m, cfg(1, 1), Place{}, *backend, 4, 16), back(m, cfg(1, 1), Place{}, *backend, 4, 16);
+  d.load_seeded();
+  const fs::path dir = scratch("parts");
+  auto st = save_sharded(d, dir.string(), 0, 1 << 20);
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_GT(st->files, 3);
+  EXPECT_TRUE(fs::exists(dir / "model-rank-0-part-1.safetensors"));
+  auto a = load_sharded(back, dir.string(), 0);
+  ASSERT_TRUE(a) << a.error().str();
+  expect_same_buffers(d, back, "parts");
+}
+
+namespace {
+
+// Writes bytes as a file.
+void put(const fs::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary) << bytes;
+}
+
+std::string header_file(const std::string& json, std::size_t data_bytes) {
+  std::string s(8, '\0');
+  const std::uint64_t n = json.size();
+  for (int k = 0; k < 8; ++k) s[static_cast<std::size_t>(k)] = static_cast<char>(n >> (8 * k));
+  return s + json + std::string(data_bytes, '\0');
+}
+
+}  // namespace
+
+// A file that lies is refused with one line naming the file and, where there is one, the tensor.
+TEST(Safetensors, BadFilesNameTheFileAndTensor) {
+  const fs::path d = scratch("bad");
+  struct Case {
+    std::string name, bytes, want;
+  } cases[] = {
+      {"short.safetensors", "abc", "shorter than a safetensors header"},
+      {"len.safetensors", header_file("{}", 0).substr(0, 8) + "{", "header claims 2 bytes"},
+      {"json.safetensors", header_file("{nope", 0), "not JSON"},
+      {"dtype.safetensors",
+       header_file(R"({"w": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 2]}})", 2),
+       "tensor 'w': dtype 'Q4'"},
+      {"past.safetensors",
+       header_file(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", 8),
+       "tensor 'w': data_offsets [0, 16] run past the data"},
+      {"size.safetensors",
+       header_file(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", 8),
+       "tensor 'w': data_offsets span 8 bytes, but shape and dtype F32 need 12"},
+      {"overlap.safetensors",
+       header_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                       "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12),
+       "overlap"},
+  };
+  for (const auto& c : cases) {
+    put(d / c.name, c.bytes);
+    auto f = read_safetensors((d / c.name).string());
+    ASSERT_FALSE(f) << c.name;
+    const std::string msg = f.error().str();
+    EXPECT_NE(msg.find(c.name), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.want), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+// A checkpoint with a truncated file, or one without a tensor the stage needs, is refused
+// naming it; weights of another split are refused too.
+TEST(Checkpoint, MissingTruncatedOrForeignTensorsAreRefused) {
+  LocalComm comm;
+  auto backend = make_cpu_backend(comm);
+  const model::Model m = f32("tiny-llama");
+  const fs::path hf = scratch("hf-bad");
+  ASSERT_FALSE(write_hf_checkpoint(m, hf.string()));
+  {  // truncated
+    const auto p = hf / "model.safetensors";
+    fs::resize_file(p, fs::file_size(p) - 100);
+    Decoder d(m, cfg(1, 1), Place{}, *backend, 4, 16);
+    auto r = load_hf(d, hf.string());
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().str().find("model.safetensors"), std::string::npos) << r.error().str();
+    EXPECT_NE(r.error().str().find("run past the data"), std::string::npos) << r.error().str();
+  }
+  {  // a model with one more layer than the checkpoint: its tensors are missing
+    model::Model deeper = m;
+    deeper.num_layers = m.num_layers + 1;
+    ASSERT_FALSE(write_hf_checkpoint(m, hf.string()));
+    Decoder d(deeper, cfg(1, 1), Place{}, *backend, 4, 16);
+    auto r = load_hf(d, hf.string());
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().str().find("tensor 'model.layers.4."), std::string::npos) << r.error().str();
+    EXPECT_NE(r.error().str().find("' is missing from the checkpoint"), std::string::npos)
+        << r.error().str();
+  }
+  {  // tp=2 files loaded as tp=1: the shapes are not this rank's
+    const fs::path dir = scratch("foreign");
+    Place at;
+    Decoder two(m, cfg(2, 1), at, *backend, 4, 16), one(m, cfg(1, 1), Place{}, *backend, 4, 16);
+    two.load_seeded();
+    ASSERT_TRUE(save_sharded(two, dir.string(), 0));
+    auto r = load_sharded(one, dir.string(), 0);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().str().find("is not one of this rank's parameters"), std::string::npos)
+        << r.error().str();
+    auto none = load_sharded(one, dir.string(), 3);
+    ASSERT_FALSE(none);
+    EXPECT_NE(none.error().str().find("model-rank-3-part-0.safetensors"), std::string::npos);
+  }
+}
+
+// Ranks are laid out as vLLM lays them: TP innermost, then PP, then DP.
+TEST(Layout, TpInnermostThenPpThenDp) {
+  const auto p = cfg(2, 3, 2);
+  for (int r = 0; r < 12; ++r) {
+    const Place at = place_of(r, p);
+    EXPECT_EQ(at.tp, r % 2);
+    EXPECT_EQ(at.pp, (r / 2) % 3);
+    EXPECT_EQ(at.dp, r / 6);
+    EXPECT_EQ(rank_of(at, p), r);
+  }
+}
+
+// A plan file holds its model, cluster, options, split and requests; a plan of another version
+// is refused in one line.
+TEST(PlanFile, ReadsBackAndRefusesOtherVersions) {
+  const fs::path d = scratch("plan");
+  const std::string plan = (d / "plan.json").string();
+  const auto r = test::tpp_plan("--model tiny-mixtral --cluster h100x2 --tp 2 --workload chat "
+                                "--dtype float32 -o " + plan);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto p = read_plan(plan);
+  ASSERT_TRUE(p) << p.error().str();
+  EXPECT_EQ(p->model.name, "tiny-mixtral");
+  EXPECT_EQ(p->split.tp, 2);
+  EXPECT_EQ(p->cluster.gpu.name, "H100-SXM5-80GB");
+  EXPECT_FALSE(p->workload.requests.empty());
+  EXPECT_TRUE(p->predicted.contains("load"));
+  std::ifstream in(plan);
+  nlohmann::json j = nlohmann::json::parse(in);
+  j["tpp_plan_version"] = 99;
+  std::ofstream(plan) << j.dump();
+  auto bad = read_plan(plan);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().str().find("version 99"), std::string::npos) << bad.error().str();
+}
