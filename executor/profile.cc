@@ -7,6 +7,8 @@
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <map>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -158,7 +160,13 @@ class SplitTimer : public Backend {
             std::int64_t k, bool acc) override {
     const double t0 = now_s();
     in_.gemm(x, w, y, m, n, k, acc);
-    gemm_s += now_s() - t0;
+    const double t = now_s() - t0;
+    gemm_s += t;
+    if (record) {
+      auto& c = calls[{n, k, m}];
+      c.first += t;
+      c.second += 1;
+    }
   }
   void paged_attention(const float* q, const float* kp, const float* vp,
                        const kernels::PagedSeq* s, std::int64_t n, std::int64_t qh,
@@ -193,6 +201,9 @@ class SplitTimer : public Backend {
   void argmax(const float* x, std::int64_t r, std::int64_t c, std::int64_t* o) override { in_.argmax(x, r, c, o); }
   float* alloc(std::size_t n) override { return in_.alloc(n); }
   double gemm_s = 0, attention_s = 0;
+  bool record = false;
+  // (n, k, rows) -> (seconds, calls), in one forward
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::pair<double, int>> calls;
 
  private:
   Backend& in_;
@@ -379,17 +390,26 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
   // The decode batches' cache: 64 sequences of 128 tokens, prefilled once.
   StageOut out;
   dec.forward(set.fill, nullptr, out, false);
+  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<double>> sized;  // (bytes, rows)
   auto measure = [&](const Step& step, bool decode) {
     Profile::ForwardPoint fp;
     fp.tokens = step.rows();
     fp.decode = decode;
     std::vector<double> g, a, r;
-    for (int k = 0; k < 4; ++k) {
+    std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::vector<double>> per_gemm;
+    std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, int> count;
+    for (int k = 0; k < 8; ++k) {  // a warm-up, then the median of 7
       timer.gemm_s = timer.attention_s = 0;
+      timer.calls.clear();
+      timer.record = k > 0;
       const double t0 = now_s();
       dec.forward(step, nullptr, out, false);
       const double total = now_s() - t0;
       if (k == 0) continue;  // warm-up
+      for (const auto& [key, tc] : timer.calls) {
+        per_gemm[key].push_back(tc.first);
+        count[key] = tc.second;
+      }
       g.push_back(timer.gemm_s);
       a.push_back(timer.attention_s);
       r.push_back(total - timer.gemm_s - timer.attention_s);
@@ -400,6 +420,16 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
     };
     fp.gemm_s = med(g);
     fp.attention_s = med(a);
+    // Each GEMM shape's efficiency: the step model's time for it at efficiency 1 (its gemm_time
+    // on this machine's peak and copy bandwidth) over the time its calls took.
+    for (auto& [key, ts] : per_gemm) {
+      const auto [n, k, rows] = key;
+      const double N = static_cast<double>(n), K = static_cast<double>(k), M = static_cast<double>(rows);
+      const double t_full = std::max(2 * M * N * K / p.peak_flops_per_s,
+                                     (N * K + M * (N + K)) * 4 / (p.copy_GBps * 1e9));
+      sized[{n * k * 4, rows}].push_back(
+          std::clamp(static_cast<double>(count[key]) * t_full / med(ts), 1e-4, 1.0));
+    }
     fp.rest_s = med(r);
     sim::BatchShape shape;
     for (const auto& s : step.seqs) shape.add(s.new_tokens, s.context);
@@ -437,6 +467,11 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
     sxy += f.model_elem_s * f.rest_s;
   }
   std::sort(p.gemm_efficiency.begin(), p.gemm_efficiency.end());
+  for (auto& [key, effs] : sized) {  // sorted by bytes, then rows (the map's order)
+    std::nth_element(effs.begin(), effs.begin() + static_cast<std::ptrdiff_t>(effs.size() / 2), effs.end());
+    p.gemm_by_size.push_back({static_cast<double>(key.first), static_cast<double>(key.second),
+                              effs[effs.size() / 2]});
+  }
   for (std::size_t k = 1; k < p.gemm_efficiency.size(); ++k)  // one point per token count
     if (p.gemm_efficiency[k].first <= p.gemm_efficiency[k - 1].first)
       p.gemm_efficiency[k].first = p.gemm_efficiency[k - 1].first + 1;
@@ -576,6 +611,13 @@ std::string profile_yaml(const Profile& p, const std::string& name, double memor
                        std::clamp(p.gemm[k].flops_per_s / p.peak_flops_per_s, 0.0001, 1.0));
   }
   y += "]\n";
+  if (!p.gemm_by_size.empty()) {
+    y += "  # by weight matrix (bytes) and rows: [bytes, tokens, fraction]\n  gemm_by_size: [";
+    for (std::size_t k = 0; k < p.gemm_by_size.size(); ++k)
+      y += fmt::format("{}[{}, {}, {:.4f}]", k ? ", " : "", p.gemm_by_size[k][0],
+                       p.gemm_by_size[k][1], p.gemm_by_size[k][2]);
+    y += "]\n";
+  }
   if (!p.all_reduce.empty()) {
     y += "collectives:\n";
     auto table = [&](const char* op, const std::vector<CollectivePoint>& pts, int ranks) {

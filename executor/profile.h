@@ -6,6 +6,7 @@
 // figure goes into the profile with the measurement as its source.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -50,6 +51,8 @@ struct Profile {
   };
   std::vector<ForwardPoint> forward;
   std::vector<std::pair<double, double>> gemm_efficiency;  // (tokens, fraction of peak)
+  // Per GEMM of the forward, by its weight matrix's bytes and its rows: (bytes, tokens, fraction).
+  std::vector<std::array<double, 3>> gemm_by_size;
   double attention_decode = 0, attention_prefill = 0, elementwise = 0;
   std::string forward_model;  // the model whose forward was measured
   double collective_wait_us = 0;  // per TP collective inside a forward (profile_collective_wait)

@@ -105,6 +105,13 @@ struct MeasuredEfficiency {
   // collective took between layers beyond the same collective timed in a tight loop (ranks
   // never arrive together after compute; tpp-profile --model under --ranks); 0: not measured.
   double collective_wait_us = 0;
+  // The same by the size of the weight matrix too, where the GEMM's speed depends on it (a CPU,
+  // whose caches hold a small matrix and not a large one): (weight bytes, tokens M, fraction),
+  // sorted by bytes, then M. Where present it replaces `gemm`.
+  struct SizedPoint {
+    double weight_bytes, tokens, fraction;
+  };
+  std::vector<SizedPoint> gemm_by_size;
 };
 
 struct Cluster {

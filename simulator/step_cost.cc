@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "model/tensors.h"
 
@@ -134,19 +135,43 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   }
 }
 
-double StepCostModel::compute_efficiency(double tokens) const {
-  if (!c_.efficiency || c_.efficiency->gemm.empty()) return 1.0;  // already in flops_per_s
-  const auto& t = c_.efficiency->gemm;
-  double eff = t.back().second;
-  if (tokens <= t.front().first) {
-    eff = t.front().second;
+namespace {
+
+// Linear between the points (x increasing), flat beyond the ends.
+template <class It, class X, class Y>
+double interpolate(It first, It last, double x, X xs, Y ys) {
+  if (x <= xs(*first)) return ys(*first);
+  for (It a = first, b = std::next(first); b != last; ++a, ++b)
+    if (x <= xs(*b)) return ys(*a) + (x - xs(*a)) / (xs(*b) - xs(*a)) * (ys(*b) - ys(*a));
+  return ys(*std::prev(last));
+}
+
+}  // namespace
+
+double StepCostModel::compute_efficiency(double tokens, double weight_bytes) const {
+  if (!c_.efficiency) return 1.0;  // already in flops_per_s
+  const auto& e = *c_.efficiency;
+  double eff;
+  if (!e.gemm_by_size.empty()) {
+    // The curve over tokens of each measured weight size, then linear in log(bytes) between
+    // the two sizes around this one.
+    using P = hw::MeasuredEfficiency::SizedPoint;
+    std::vector<std::pair<double, double>> curves;  // (log bytes, efficiency at `tokens`)
+    for (auto a = e.gemm_by_size.begin(); a != e.gemm_by_size.end();) {
+      auto b = a;
+      while (b != e.gemm_by_size.end() && b->weight_bytes == a->weight_bytes) ++b;
+      curves.emplace_back(std::log(a->weight_bytes),
+                          interpolate(a, b, tokens, [](const P& p) { return p.tokens; },
+                                      [](const P& p) { return p.fraction; }));
+      a = b;
+    }
+    eff = interpolate(curves.begin(), curves.end(), std::log(std::max(1.0, weight_bytes)),
+                      [](const auto& c) { return c.first; }, [](const auto& c) { return c.second; });
+  } else if (!e.gemm.empty()) {
+    eff = interpolate(e.gemm.begin(), e.gemm.end(), tokens, [](const auto& p) { return p.first; },
+                      [](const auto& p) { return p.second; });
   } else {
-    for (std::size_t k = 1; k < t.size(); ++k)
-      if (tokens <= t[k].first) {
-        const double f = (tokens - t[k - 1].first) / (t[k].first - t[k - 1].first);
-        eff = t[k - 1].second + f * (t[k].second - t[k - 1].second);
-        break;
-      }
+    return 1.0;
   }
   return eff / e_.compute;  // flops_per_s carries e_.compute; replace it by the measured one
 }
@@ -159,7 +184,8 @@ double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   if (tokens <= 0) return 0;
   const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
   const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
-  return std::max(flops / (g.flops_per_s * compute_efficiency(tokens)), bytes / gemm_bw_);
+  return std::max(flops / (g.flops_per_s * compute_efficiency(tokens, g.weight_bytes)),
+                  bytes / gemm_bw_);
 }
 
 double StepCostModel::cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,

@@ -85,7 +85,7 @@ class StepCostModel {
   double gemm_time(const Gemm& g, double tokens) const;
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
   // its ends) when it has one, else Efficiency::compute.
-  double compute_efficiency(double tokens) const;
+  double compute_efficiency(double tokens, double weight_bytes) const;
   double tile_rows() const;
   // Achievable bytes/s of one GPU's share of its node's NICs, and of its NVLink/PCIe link.
   double net_bw_per_gpu() const;

@@ -95,7 +95,7 @@ TEST(WorkloadCatalog, ShippedWorkloadsLoad) {
   };
   for (Expect e : {Expect{"chat", 1000, ArrivalProcess::kPoisson},
                    Expect{"long-context", 500, ArrivalProcess::kPoisson},
-                   Expect{"loop", 64, ArrivalProcess::kPoisson},
+                   Expect{"loop", 64, ArrivalProcess::kClosedLoop},
                    Expect{"offline-batch", 2000, ArrivalProcess::kClosedLoop},
                    Expect{"trace-example", 20, ArrivalProcess::kPoisson}}) {
     auto w = sim::load_workload(e.name);

@@ -170,7 +170,7 @@ SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exe
   auto opts = *tpp::sim::resolve_options(plan.model, plan.cluster.gpu, plan.serving);
   const auto loaded = tpp::sim::as_loaded(plan.model, plan.serving);
   tpp::sim::StepCostModel cost(loaded, plan.cluster, plan.split, opts);
-  std::vector<double> pd, md, pa, ma, ratio_d, ratio_a;
+  std::vector<double> pd, md, pa, ma, ratio_d, ratio_a, ratio_p;
   for (const auto& s : steps) {
     double t = 0;
     for (std::size_t st = 0; st < cost.num_stages(); ++st) t += cost.cost(st, s.shape).total();
@@ -181,8 +181,11 @@ SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exe
       pd.push_back(t * 1e3);
       md.push_back(s.ms);
       ratio_d.push_back(t * 1e3 / s.ms);
+    } else {
+      ratio_p.push_back(t * 1e3 / s.ms);
     }
   }
+  const auto RP = tpp::sim::percentiles(ratio_p);
   const auto P = tpp::sim::percentiles(pd), M = tpp::sim::percentiles(md);
   const auto PA = tpp::sim::percentiles(pa), MA = tpp::sim::percentiles(ma);
   const auto RD = tpp::sim::percentiles(ratio_d), RA = tpp::sim::percentiles(ratio_a);
@@ -219,14 +222,15 @@ SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exe
   SameBatches out;
   out.text = fmt::format(
       "the step model on the {} batches that ran ({} decode-only): decode step p50 predicted "
-      "{:.3f} ms, measured {:.3f} ms; median predicted/measured {:.3f} (decode), {:.3f} (all "
-      "steps)\n",
-      steps.size(), pd.size(), P.p50, M.p50, RD.p50, RA.p50) + stage_text;
+      "{:.3f} ms, measured {:.3f} ms; median predicted/measured {:.3f} (decode), {:.3f} (with "
+      "prefill), {:.3f} (all steps)\n",
+      steps.size(), pd.size(), P.p50, M.p50, RD.p50, RP.p50, RA.p50) + stage_text;
   out.json = {{"steps", steps.size()},
               {"decode_steps", pd.size()},
               {"decode_step_ms", {{"predicted_p50", P.p50}, {"measured_p50", M.p50}}},
               {"step_ms", {{"predicted_p50", PA.p50}, {"measured_p50", MA.p50}}},
               {"median_ratio_decode", RD.p50},
+              {"median_ratio_prefill", RP.p50},
               {"median_ratio_all", RA.p50},
               {"stages", stage_json}};
   return out;
