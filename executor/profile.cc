@@ -370,7 +370,7 @@ std::optional<Error> profile_collective_wait(Comm& comm, const model::Model& m0,
   return std::nullopt;
 }
 
-void profile_model(Backend& b, const model::Model& m0, Profile& p) {
+void profile_model(Backend& b, const model::Model& m0, Profile& p, int tp) {
   const model::Model m = as_float32(m0);
   p.forward_model = m.name;
   const hw::Cluster neutral = neutral_cluster(p);
@@ -381,16 +381,20 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
   so.max_num_seqs = 256;
   auto opts = sim::resolve_options(m, neutral.gpu, so);
   if (!opts) return;
-  sim::StepCostModel cost(m, neutral, sim::ParallelConfig{}, *opts);
+  // With tp > 1: TP rank 0's share of the forward, its collectives skipped (a job of one rank),
+  // so that its operators are timed at the shapes a rank of that split computes.
+  sim::ParallelConfig split;
+  split.tp = tp;
+  sim::StepCostModel cost(m, neutral, split, *opts);
   SplitTimer timer(b.comm(), b);
   const DecodeSet set(m);
   const std::int64_t bs = set.bs, max_seqs = set.max_seqs, context = set.context;
-  Decoder dec(m, sim::ParallelConfig{}, Place{}, timer, set.blocks(), bs);
+  Decoder dec(m, split, Place{}, timer, set.blocks(), bs);
   dec.load_seeded();
   // The decode batches' cache: 64 sequences of 128 tokens, prefilled once.
   StageOut out;
   dec.forward(set.fill, nullptr, out, false);
-  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<double>> sized;  // (bytes, rows)
+  auto& sized = p.gemm_samples;
   auto measure = [&](const Step& step, bool decode) {
     Profile::ForwardPoint fp;
     fp.tokens = step.rows();
@@ -437,6 +441,9 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
     fp.model_gemm_s = c.gemm;
     fp.model_attention_s = c.attention;
     fp.model_elem_s = c.elementwise;
+    fp.tp = tp;
+    fp.elem_bytes_per_token = c.elementwise * p.copy_GBps * 1e9 /
+                              (static_cast<double>(fp.tokens) * static_cast<double>(m.num_layers));
     p.forward.push_back(fp);
   };
   for (std::int64_t n : {1, 2, 4, 8, 16, 32, 64}) measure(set.decode(n), true);
@@ -452,22 +459,30 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
     step.seqs.push_back(q);
     measure(step, false);
   }
-  // GEMM efficiency by tokens; attention multipliers (median ratios); the rest as a line
-  // a + b x (modelled element-wise time): b = 1 / element-wise efficiency, a = the kernels'
-  // fixed cost (the step model's kernel count a step of these layers).
+}
+
+void fit_forward(const model::Model& m, Profile& p) {
+  // GEMM efficiency by tokens (tp = 1); attention multipliers (median ratios); the rest as a
+  // line a + b x (modelled element-wise time) through tp = 1's points: b = 1 / element-wise
+  // efficiency, a = the kernels' fixed cost (the step model's kernel count a step of these
+  // layers).
   std::vector<double> ad, ap;
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  double sx = 0, sy = 0, sxx = 0, sxy = 0, n = 0;
+  p.gemm_efficiency.clear();
   for (const auto& f : p.forward) {
+    if (f.attention_s > 0) (f.decode ? ad : ap).push_back(f.model_attention_s / f.attention_s);
+    if (f.tp != 1) continue;
     p.gemm_efficiency.emplace_back(static_cast<double>(f.tokens),
                                    std::clamp(f.model_gemm_s / f.gemm_s, 1e-4, 1.0));
-    if (f.attention_s > 0) (f.decode ? ad : ap).push_back(f.model_attention_s / f.attention_s);
     sx += f.model_elem_s;
     sy += f.rest_s;
     sxx += f.model_elem_s * f.model_elem_s;
     sxy += f.model_elem_s * f.rest_s;
+    n += 1;
   }
   std::sort(p.gemm_efficiency.begin(), p.gemm_efficiency.end());
-  for (auto& [key, effs] : sized) {  // sorted by bytes, then rows (the map's order)
+  p.gemm_by_size.clear();
+  for (auto& [key, effs] : p.gemm_samples) {  // sorted by bytes, then rows (the map's order)
     std::nth_element(effs.begin(), effs.begin() + static_cast<std::ptrdiff_t>(effs.size() / 2), effs.end());
     p.gemm_by_size.push_back({static_cast<double>(key.first), static_cast<double>(key.second),
                               effs[effs.size() / 2]});
@@ -481,13 +496,24 @@ void profile_model(Backend& b, const model::Model& m0, Profile& p) {
   };
   p.attention_decode = median(ad);
   p.attention_prefill = median(ap);
-  const double n = static_cast<double>(p.forward.size());
   const double slope = (n * sxy - sx * sy) / std::max(1e-30, n * sxx - sx * sx);
-  const double intercept = (sy - slope * sx) / n;
+  const double intercept = (sy - slope * sx) / std::max(1.0, n);
   p.elementwise = slope > 0 ? 1 / slope : 1;
   const double kernels = 12.0 * static_cast<double>(m.num_layers - m.num_moe_layers()) +
                          20.0 * static_cast<double>(m.num_moe_layers());
   p.launch_us = std::max(0.0, intercept) / kernels * 1e6;
+  // Element-wise by size: each point's modelled time over what it took beyond the kernels'
+  // fixed cost, keyed by the bytes a token and layer (which TP shrinks) and the tokens.
+  p.elementwise_by_size.clear();
+  std::map<std::pair<std::int64_t, std::int64_t>, double> by;
+  for (const auto& f : p.forward) {
+    const double rest = f.rest_s - p.launch_us * 1e-6 * kernels;
+    if (rest <= 0) continue;
+    by[{static_cast<std::int64_t>(std::llround(f.elem_bytes_per_token)), f.tokens}] =
+        std::clamp(f.model_elem_s / rest, 1e-4, 1.0);
+  }
+  for (const auto& [key, eff] : by)
+    p.elementwise_by_size.push_back({static_cast<double>(key.first), static_cast<double>(key.second), eff});
 }
 
 std::optional<Error> profile_collectives(Comm& comm, Profile& p) {
@@ -611,6 +637,14 @@ std::string profile_yaml(const Profile& p, const std::string& name, double memor
                        std::clamp(p.gemm[k].flops_per_s / p.peak_flops_per_s, 0.0001, 1.0));
   }
   y += "]\n";
+  if (!p.elementwise_by_size.empty()) {
+    y += "  # element-wise by bytes a token and layer and tokens: [bytes, tokens, fraction]\n"
+         "  elementwise_by_size: [";
+    for (std::size_t k = 0; k < p.elementwise_by_size.size(); ++k)
+      y += fmt::format("{}[{}, {}, {:.4f}]", k ? ", " : "", p.elementwise_by_size[k][0],
+                       p.elementwise_by_size[k][1], p.elementwise_by_size[k][2]);
+    y += "]\n";
+  }
   if (!p.gemm_by_size.empty()) {
     y += "  # by weight matrix (bytes) and rows: [bytes, tokens, fraction]\n  gemm_by_size: [";
     for (std::size_t k = 0; k < p.gemm_by_size.size(); ++k)

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,6 +46,8 @@ struct Profile {
   // each over the time it took, on decode and prefill batches of every size in the grid.
   struct ForwardPoint {
     std::int64_t tokens = 0;
+    int tp = 1;                      // the split whose rank-0 share was timed
+    double elem_bytes_per_token = 0; // the step model's element-wise bytes, a token and layer
     bool decode = false;
     double gemm_s = 0, attention_s = 0, rest_s = 0;               // measured
     double model_gemm_s = 0, model_attention_s = 0, model_elem_s = 0;  // at efficiency 1
@@ -53,6 +56,9 @@ struct Profile {
   std::vector<std::pair<double, double>> gemm_efficiency;  // (tokens, fraction of peak)
   // Per GEMM of the forward, by its weight matrix's bytes and its rows: (bytes, tokens, fraction).
   std::vector<std::array<double, 3>> gemm_by_size;
+  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<double>> gemm_samples;  // (bytes, rows)
+  // The element-wise rest by its bytes a token and layer and the tokens: (bytes, tokens, fraction).
+  std::vector<std::array<double, 3>> elementwise_by_size;
   double attention_decode = 0, attention_prefill = 0, elementwise = 0;
   std::string forward_model;  // the model whose forward was measured
   double collective_wait_us = 0;  // per TP collective inside a forward (profile_collective_wait)
@@ -67,7 +73,13 @@ void profile_compute(Backend& b, const model::Model* m, Profile& p);
 // GEMM efficiency by token count (in the forward's own cache state), the attention
 // multipliers, and, from a straight-line fit of the rest against its modelled bytes, the
 // element-wise bandwidth and the cost of a kernel ("launch"). Needs profile_compute first.
-void profile_model(Backend& b, const model::Model& m, Profile& p);
+// `tp` > 1: TP rank 0's share of the forward of that split, timed alone (its collectives
+// skipped), so that the operators are measured at the shapes a rank of the split computes.
+void profile_model(Backend& b, const model::Model& m, Profile& p, int tp = 1);
+// From every forward measured: the GEMM efficiency by tokens (tp = 1) and by weight size and
+// tokens (all), the attention multipliers, the element-wise efficiency and kernel cost (a line
+// through tp = 1's points) and the element-wise efficiency by bytes a token and tokens (all).
+void fit_forward(const model::Model& m, Profile& p);
 
 // Every rank takes part; rank 0's figures are the result. Ranks < 2: nothing measured.
 std::optional<Error> profile_collectives(Comm& comm, Profile& p);

@@ -246,29 +246,37 @@ std::optional<Error> read_efficiency(const Doc& doc, const Node& node, Cluster& 
   if (f.ok() && g && g->kind != Node::Kind::Seq)
     f.fail("gemm", "field 'gemm' in efficiency must be a list of [tokens, fraction] pairs");
   const Node* gs = f.raw("gemm_by_size");
-  if (f.ok() && gs && gs->kind != Node::Kind::Seq)
-    f.fail("gemm_by_size", "field 'gemm_by_size' in efficiency must be a list of [weight_bytes, "
-                           "tokens, fraction] triples");
+  const Node* es = f.raw("elementwise_by_size");
+  for (auto [node, key] : {std::pair{gs, "gemm_by_size"}, std::pair{es, "elementwise_by_size"}})
+    if (f.ok() && node && node->kind != Node::Kind::Seq)
+      f.fail(key, std::string("field '") + key + "' in efficiency must be a list of [bytes, "
+                  "tokens, fraction] triples");
   if (auto err = f.finish()) return err;
   auto number = [](const Node& n) { return n.kind == Node::Kind::Int || n.kind == Node::Kind::Float; };
-  for (const Node& p : gs ? gs->items : std::vector<Node>{}) {
-    const bool ok = p.kind == Node::Kind::Seq && p.items.size() == 3 && number(p.items[0]) &&
-                    number(p.items[1]) && number(p.items[2]) && p.items[0].f >= 1 &&
-                    p.items[1].f >= 1 && p.items[2].f > 0 && p.items[2].f <= 1;
-    if (!ok)
-      return make_error(doc.file, p.line, p.col,
-                        "each gemm_by_size point must be [weight_bytes >= 1, tokens >= 1, "
-                        "fraction in (0, 1]]");
-    const MeasuredEfficiency::SizedPoint pt{p.items[0].f, p.items[1].f, p.items[2].f};
-    if (!e.gemm_by_size.empty()) {
-      const auto& b = e.gemm_by_size.back();
-      if (pt.weight_bytes < b.weight_bytes ||
-          (pt.weight_bytes == b.weight_bytes && pt.tokens <= b.tokens))
+  auto triples = [&](const Node* list, const char* key,
+                     std::vector<MeasuredEfficiency::SizedPoint>& out) -> std::optional<Error> {
+    for (const Node& p : list ? list->items : std::vector<Node>{}) {
+      const bool ok = p.kind == Node::Kind::Seq && p.items.size() == 3 && number(p.items[0]) &&
+                      number(p.items[1]) && number(p.items[2]) && p.items[0].f >= 1 &&
+                      p.items[1].f >= 1 && p.items[2].f > 0 && p.items[2].f <= 1;
+      if (!ok)
         return make_error(doc.file, p.line, p.col,
-                          "gemm_by_size points must be sorted by weight_bytes, then by tokens");
+                          std::string("each ") + key + " point must be [bytes >= 1, tokens >= 1, "
+                          "fraction in (0, 1]]");
+      const MeasuredEfficiency::SizedPoint pt{p.items[0].f, p.items[1].f, p.items[2].f};
+      if (!out.empty()) {
+        const auto& b = out.back();
+        if (pt.weight_bytes < b.weight_bytes ||
+            (pt.weight_bytes == b.weight_bytes && pt.tokens <= b.tokens))
+          return make_error(doc.file, p.line, p.col,
+                            std::string(key) + " points must be sorted by bytes, then by tokens");
+      }
+      out.push_back(pt);
     }
-    e.gemm_by_size.push_back(pt);
-  }
+    return std::nullopt;
+  };
+  if (auto err = triples(gs, "gemm_by_size", e.gemm_by_size)) return err;
+  if (auto err = triples(es, "elementwise_by_size", e.elementwise_by_size)) return err;
   for (const Node& p : g ? g->items : std::vector<Node>{}) {
     bool ok = p.kind == Node::Kind::Seq && p.items.size() == 2 &&
               (p.items[0].kind == Node::Kind::Int || p.items[0].kind == Node::Kind::Float) &&
@@ -409,6 +417,9 @@ nlohmann::json cluster_to_json(const Cluster& c) {
     nlohmann::json sized = nlohmann::json::array();
     for (const auto& p : c.efficiency->gemm_by_size) sized.push_back({p.weight_bytes, p.tokens, p.fraction});
     if (!sized.empty()) e["gemm_by_size"] = sized;
+    nlohmann::json elem = nlohmann::json::array();
+    for (const auto& p : c.efficiency->elementwise_by_size) elem.push_back({p.weight_bytes, p.tokens, p.fraction});
+    if (!elem.empty()) e["elementwise_by_size"] = elem;
     j["efficiency"] = e;
   }
   if (!c.collectives.empty()) {

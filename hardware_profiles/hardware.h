@@ -112,6 +112,9 @@ struct MeasuredEfficiency {
     double weight_bytes, tokens, fraction;
   };
   std::vector<SizedPoint> gemm_by_size;
+  // The element-wise rest likewise, keyed by the step model's element-wise bytes a token and
+  // layer (which TP shrinks): (bytes, tokens, fraction of hbm bandwidth). Replaces `elementwise`.
+  std::vector<SizedPoint> elementwise_by_size;
 };
 
 struct Cluster {

@@ -146,6 +146,23 @@ double interpolate(It first, It last, double x, X xs, Y ys) {
   return ys(*std::prev(last));
 }
 
+// A (bytes, tokens) table: the curve over tokens of each measured size, then linear in
+// log(bytes) between the two sizes around this one (flat beyond).
+double by_size(const std::vector<hw::MeasuredEfficiency::SizedPoint>& t, double bytes, double tokens) {
+  using P = hw::MeasuredEfficiency::SizedPoint;
+  std::vector<std::pair<double, double>> curves;  // (log bytes, value at `tokens`)
+  for (auto a = t.begin(); a != t.end();) {
+    auto b = a;
+    while (b != t.end() && b->weight_bytes == a->weight_bytes) ++b;
+    curves.emplace_back(std::log(a->weight_bytes),
+                        interpolate(a, b, tokens, [](const P& p) { return p.tokens; },
+                                    [](const P& p) { return p.fraction; }));
+    a = b;
+  }
+  return interpolate(curves.begin(), curves.end(), std::log(std::max(1.0, bytes)),
+                     [](const auto& c) { return c.first; }, [](const auto& c) { return c.second; });
+}
+
 }  // namespace
 
 double StepCostModel::compute_efficiency(double tokens, double weight_bytes) const {
@@ -153,20 +170,7 @@ double StepCostModel::compute_efficiency(double tokens, double weight_bytes) con
   const auto& e = *c_.efficiency;
   double eff;
   if (!e.gemm_by_size.empty()) {
-    // The curve over tokens of each measured weight size, then linear in log(bytes) between
-    // the two sizes around this one.
-    using P = hw::MeasuredEfficiency::SizedPoint;
-    std::vector<std::pair<double, double>> curves;  // (log bytes, efficiency at `tokens`)
-    for (auto a = e.gemm_by_size.begin(); a != e.gemm_by_size.end();) {
-      auto b = a;
-      while (b != e.gemm_by_size.end() && b->weight_bytes == a->weight_bytes) ++b;
-      curves.emplace_back(std::log(a->weight_bytes),
-                          interpolate(a, b, tokens, [](const P& p) { return p.tokens; },
-                                      [](const P& p) { return p.fraction; }));
-      a = b;
-    }
-    eff = interpolate(curves.begin(), curves.end(), std::log(std::max(1.0, weight_bytes)),
-                      [](const auto& c) { return c.first; }, [](const auto& c) { return c.second; });
+    eff = by_size(e.gemm_by_size, weight_bytes, tokens);
   } else if (!e.gemm.empty()) {
     eff = interpolate(e.gemm.begin(), e.gemm.end(), tokens, [](const auto& p) { return p.first; },
                       [](const auto& p) { return p.second; });
@@ -276,8 +280,15 @@ double StepCostModel::elementwise_time(const BatchShape& b, bool moe) const {
   } else {
     inter = static_cast<double>(m_.intermediate_size) / p_.tp;
   }
-  return T * act_bytes_ * (kElemHidden * static_cast<double>(m_.hidden_size) + kElemInter * inter) /
-         elem_bw_;
+  const double per_token = act_bytes_ * (kElemHidden * static_cast<double>(m_.hidden_size) + kElemInter * inter);
+  return T * per_token / elementwise_bw(T, per_token);
+}
+
+double StepCostModel::elementwise_bw(double tokens, double bytes_per_token) const {
+  if (c_.efficiency && !c_.efficiency->elementwise_by_size.empty())
+    return c_.gpu.hbm_bandwidth_GBps.value * 1e9 *
+           by_size(c_.efficiency->elementwise_by_size, bytes_per_token, tokens);
+  return elem_bw_;
 }
 
 StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {

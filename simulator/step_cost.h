@@ -86,6 +86,7 @@ class StepCostModel {
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
   // its ends) when it has one, else Efficiency::compute.
   double compute_efficiency(double tokens, double weight_bytes) const;
+  double elementwise_bw(double tokens, double bytes_per_token) const;
   double tile_rows() const;
   // Achievable bytes/s of one GPU's share of its node's NICs, and of its NVLink/PCIe link.
   double net_bw_per_gpu() const;

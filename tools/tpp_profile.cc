@@ -174,13 +174,16 @@ int main(int argc, char** argv) {
               "call %.3f us\n",
               p.peak_flops_per_s / 1e9, p.copy_GBps, 100 * p.gemm_memory_fraction, p.launch_us);
   if (model) {
-    tpp::exec::profile_model(*backend, *model, p);
-    std::printf("# a single-rank forward of %s: measured time apart, and the step model's at "
-                "efficiency 1\n%8s%8s%12s%12s%12s%12s%12s%12s\n",
-                model->name.c_str(), "tokens", "kind", "gemm(us)", "model", "attn(us)",
+    // tp = 1, and rank 0's share of tp = 2 (the shapes differ, and so do their speeds).
+    tpp::exec::profile_model(*backend, *model, p, 1);
+    tpp::exec::profile_model(*backend, *model, p, 2);
+    tpp::exec::fit_forward(*model, p);
+    std::printf("# a forward of %s (tp 1, and rank 0's share of tp 2): measured time apart, and "
+                "the step model's at efficiency 1\n%4s%8s%8s%12s%12s%12s%12s%12s%12s\n",
+                model->name.c_str(), "tp", "tokens", "kind", "gemm(us)", "model", "attn(us)",
                 "model", "rest(us)", "elem.model");
     for (const auto& f : p.forward)
-      std::printf("%8lld%8s%12.1f%12.1f%12.1f%12.1f%12.1f%12.1f\n",
+      std::printf("%4d%8lld%8s%12.1f%12.1f%12.1f%12.1f%12.1f%12.1f\n", f.tp,
                   static_cast<long long>(f.tokens), f.decode ? "decode" : "prefill",
                   f.gemm_s * 1e6, f.model_gemm_s * 1e6, f.attention_s * 1e6,
                   f.model_attention_s * 1e6, f.rest_s * 1e6, f.model_elem_s * 1e6);

@@ -193,7 +193,8 @@ SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exe
   std::map<std::pair<int, std::int64_t>, const tpp::sim::BatchShape*> shape_of;
   for (const auto& s : steps) shape_of[{s.dp, s.step}] = &s.shape;
   const std::size_t stages = cost.num_stages();
-  std::vector<std::vector<double>> rc(stages), rt(stages), pc(stages), mc(stages);
+  std::vector<std::vector<double>> rc(stages), rt(stages), pc(stages), mc(stages), rcp(stages),
+      rtp(stages);
   for (const auto& s : stage_steps) {
     if (s.tp != 0) continue;
     auto it = shape_of.find({s.dp, s.step});
@@ -201,23 +202,31 @@ SameBatches same_batches(const tpp::exec::Plan& plan, const std::vector<tpp::exe
     const auto c = cost.cost(static_cast<std::size_t>(s.pp), *it->second);
     pc[static_cast<std::size_t>(s.pp)].push_back(c.compute() * 1e3);
     mc[static_cast<std::size_t>(s.pp)].push_back(s.compute_s * 1e3);
-    if (s.compute_s > 0) rc[static_cast<std::size_t>(s.pp)].push_back(c.compute() / s.compute_s);
-    if (s.tp_comm_s > 0) rt[static_cast<std::size_t>(s.pp)].push_back(c.tp_comm / s.tp_comm_s);
+    const bool prefill = it->second->prefill_tokens > 0;
+    if (s.compute_s > 0)
+      (prefill ? rcp : rc)[static_cast<std::size_t>(s.pp)].push_back(c.compute() / s.compute_s);
+    if (s.tp_comm_s > 0)
+      (prefill ? rtp : rt)[static_cast<std::size_t>(s.pp)].push_back(c.tp_comm / s.tp_comm_s);
   }
   nlohmann::json stage_json = nlohmann::json::array();
   std::string stage_text;
   for (std::size_t st = 0; st < stages; ++st) {
     const auto C = tpp::sim::percentiles(rc[st]), T = tpp::sim::percentiles(rt[st]);
+    const auto CP = tpp::sim::percentiles(rcp[st]), TP = tpp::sim::percentiles(rtp[st]);
     const auto PC = tpp::sim::percentiles(pc[st]), MC = tpp::sim::percentiles(mc[st]);
     stage_json.push_back({{"stage", st},
                           {"compute_ms", {{"predicted_p50", PC.p50}, {"measured_p50", MC.p50}}},
                           {"median_ratio_compute", C.p50},
-                          {"median_ratio_tp_comm", rt[st].empty() ? 0.0 : T.p50}});
-    stage_text += fmt::format("  stage {}: compute p50 predicted {:.3f} ms, measured {:.3f} ms; median "
-                              "predicted/measured {:.3f} (compute){}\n",
-                              st, PC.p50, MC.p50, C.p50,
+                          {"median_ratio_tp_comm", rt[st].empty() ? 0.0 : T.p50},
+                          {"median_ratio_compute_prefill", CP.p50},
+                          {"median_ratio_tp_comm_prefill", rtp[st].empty() ? 0.0 : TP.p50}});
+    stage_text += fmt::format("  stage {}: compute p50 predicted {:.3f} ms, measured {:.3f} ms; "
+                              "median predicted/measured: compute {:.3f} decode, {:.3f} with "
+                              "prefill{}\n",
+                              st, PC.p50, MC.p50, C.p50, CP.p50,
                               rt[st].empty() ? std::string()
-                                             : fmt::format(", {:.3f} (TP collectives)", T.p50));
+                                             : fmt::format("; TP collectives {:.3f} decode, {:.3f} "
+                                                           "with prefill", T.p50, TP.p50));
   }
   SameBatches out;
   out.text = fmt::format(
