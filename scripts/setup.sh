@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
   graphviz gnuplot-nox
+  procps  # pgrep: the executor tests find and kill a rank
 )
 
 missing=()

@@ -71,6 +71,12 @@ class StepCostModel {
   double all_gather_s(double bytes, std::int64_t ranks) const;
   double send_s(double bytes, bool cross_node) const;
 
+  // The fraction of the GEMM peak a GEMM of `tokens` rows on a `weight_bytes` matrix reaches
+  // (the cluster's measured tables, relative to the peak the model already scales by), and the
+  // bandwidth element-wise passes of `bytes_per_token` (a token and layer) get.
+  double compute_efficiency(double tokens, double weight_bytes) const;
+  double elementwise_bw(double tokens, double bytes_per_token) const;
+
  private:
   struct Gemm {
     double rows, cols, weight_bytes;  // one rank's shard
@@ -85,8 +91,6 @@ class StepCostModel {
   double gemm_time(const Gemm& g, double tokens) const;
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
   // its ends) when it has one, else Efficiency::compute.
-  double compute_efficiency(double tokens, double weight_bytes) const;
-  double elementwise_bw(double tokens, double bytes_per_token) const;
   double tile_rows() const;
   // Achievable bytes/s of one GPU's share of its node's NICs, and of its NVLink/PCIe link.
   double net_bw_per_gpu() const;

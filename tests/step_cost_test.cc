@@ -347,6 +347,73 @@ efficiency:
   EXPECT_EQ(e.error().message, "gemm efficiencies must have increasing tokens");
 }
 
+// A GEMM's efficiency by the size of its weight matrix too (tpp-profile's gemm_by_size): a
+// matrix between two measured sizes gets an efficiency between theirs (linear in log bytes),
+// and one outside them the nearest; element-wise likewise by bytes a token.
+TEST(StepCost, EfficiencyBySizeInterpolatesBetweenSizes) {
+  std::string path = test::write_temp("s.yaml", R"(name: lab
+nodes: 1
+gpus_per_node: 2
+gpu: H100-SXM5-80GB
+intra_node: {kind: nvswitch, latency_us: 1}
+efficiency:
+  source: "tpp-profile, a test"
+  gemm: [[1, 0.5]]
+  gemm_by_size: [[1000, 1, 0.2], [1000, 100, 0.4], [100000, 1, 0.1], [100000, 100, 0.2]]
+  elementwise_by_size: [[10, 1, 0.5], [1000, 1, 0.25]]
+  collective_wait_us: 7
+)");
+  auto c = hw::load_cluster(path);
+  ASSERT_TRUE(c) << c.error().str();
+  ASSERT_EQ(c->efficiency->gemm_by_size.size(), 4u);
+  EXPECT_DOUBLE_EQ(c->efficiency->collective_wait_us, 7);
+  model::Model m = test::load_or_die(test::example("tiny-llama.yaml"));
+  StepCostModel cost(m, *c, split(1), options(m, c->gpu));
+  const double e = 0.8;  // the default compute efficiency the table replaces
+  EXPECT_NEAR(cost.compute_efficiency(100, 1000) * e, 0.4, 1e-12);
+  EXPECT_NEAR(cost.compute_efficiency(100, 100000) * e, 0.2, 1e-12);
+  EXPECT_NEAR(cost.compute_efficiency(100, 10000) * e, 0.3, 1e-12);   // halfway in log bytes
+  EXPECT_NEAR(cost.compute_efficiency(50.5, 1000) * e, 0.3, 1e-12);   // halfway in tokens
+  EXPECT_NEAR(cost.compute_efficiency(100, 10) * e, 0.4, 1e-12);      // below: the smallest
+  EXPECT_NEAR(cost.compute_efficiency(5000, 1e9) * e, 0.2, 1e-12);    // beyond: the largest
+  const double hbm = c->gpu.hbm_bandwidth_GBps.value * 1e9;
+  EXPECT_NEAR(cost.elementwise_bw(1, 100) / hbm, 0.375, 1e-12);
+  // Every TP collective pays the measured wait: 2 per layer, the embedding's, the gather.
+  StepCostModel tp2(m, *c, split(2), options(m, c->gpu));
+  hw::Cluster no_wait = *c;
+  no_wait.efficiency->collective_wait_us = 0;
+  StepCostModel tp2_nowait(m, no_wait, split(2), options(m, c->gpu));
+  BatchShape b;
+  b.add(1, 10);
+  EXPECT_NEAR(tp2.cost(0, b).tp_comm - tp2_nowait.cost(0, b).tp_comm,
+              (2 * m.num_layers + 2) * 7e-6, 1e-12);
+  std::string bad = test::write_temp("b2.yaml", R"(name: lab
+nodes: 1
+gpus_per_node: 2
+gpu: H100-SXM5-80GB
+intra_node: {kind: nvswitch, latency_us: 1}
+efficiency:
+  source: probe
+  gemm_by_size: [[1000, 1, 0.2], [10, 1, 0.4]]
+)");
+  auto e2 = hw::load_cluster(bad);
+  ASSERT_FALSE(e2);
+  EXPECT_EQ(e2.error().message, "gemm_by_size points must be sorted by bytes, then by tokens");
+  std::string bad3 = test::write_temp("b3.yaml", R"(name: lab
+nodes: 1
+gpus_per_node: 2
+gpu: H100-SXM5-80GB
+intra_node: {kind: nvswitch, latency_us: 1}
+efficiency:
+  source: probe
+  elementwise_by_size: [[1000, 1, 1.5]]
+)");
+  auto e3 = hw::load_cluster(bad3);
+  ASSERT_FALSE(e3);
+  EXPECT_EQ(e3.error().message,
+            "each elementwise_by_size point must be [bytes >= 1, tokens >= 1, fraction in (0, 1]]");
+}
+
 }  // namespace
 }  // namespace tpp
 
