@@ -23,27 +23,15 @@ using namespace tpp;
 constexpr std::int64_t kBatch = 32, kContext = 128;
 
 // Times and counts the GEMMs it passes on: how fast the decoder's GEMMs run.
-class CountingBackend : public exec::Backend {
+class CountingBackend : public exec::ForwardingBackend {
  public:
-  CountingBackend(exec::Comm& c, exec::Backend& inner) : Backend(c), in_(inner) {}
-  std::string name() const override { return "counting"; }
+  using ForwardingBackend::ForwardingBackend;
   void gemm(const float* x, const float* w, float* y, std::int64_t m, std::int64_t n,
             std::int64_t k, bool acc) override {
     const auto t0 = std::chrono::steady_clock::now();
     in_.gemm(x, w, y, m, n, k, acc);
     gemm_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     gemm_flops += 2.0 * static_cast<double>(m * n * k);
-  }
-  void add_rmsnorm(const float* x, float* r, const float* w, float* y, std::int64_t rows,
-                   std::int64_t cols, float eps) override { in_.add_rmsnorm(x, r, w, y, rows, cols, eps); }
-  void rope(float* x, const std::int64_t* p, std::int64_t rows, std::int64_t h, std::int64_t s,
-            std::int64_t o, std::int64_t rot, float th) override { in_.rope(x, p, rows, h, s, o, rot, th); }
-  void silu_mul(const float* g, float* o, std::int64_t r, std::int64_t i) override { in_.silu_mul(g, o, r, i); }
-  void embedding(const std::int64_t* t, std::int64_t n, const float* tb, std::int64_t v0,
-                 std::int64_t r, std::int64_t d, float* o) override { in_.embedding(t, n, tb, v0, r, d, o); }
-  void kv_write(const float* k, const float* v, float* kp, float* vp, const kernels::PagedSeq* s,
-                std::int64_t n, std::int64_t h, std::int64_t d, std::int64_t bs) override {
-    in_.kv_write(k, v, kp, vp, s, n, h, d, bs);
   }
   void paged_attention(const float* q, const float* kp, const float* vp, const kernels::PagedSeq* s,
                        std::int64_t n, std::int64_t qh, std::int64_t kh, std::int64_t d,
@@ -52,21 +40,7 @@ class CountingBackend : public exec::Backend {
     in_.paged_attention(q, kp, vp, s, n, qh, kh, d, bs, sc, o);
     attention_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  void latent_write(const float* l, float* p, const kernels::PagedSeq* s, std::int64_t n,
-                    std::int64_t w, std::int64_t bs) override { in_.latent_write(l, p, s, n, w, bs); }
-  void mla_attention(const float* ql, const float* qp, const float* p, const kernels::PagedSeq* s,
-                     std::int64_t n, std::int64_t h, std::int64_t l, std::int64_t r,
-                     std::int64_t bs, float sc, float* o) override {
-    in_.mla_attention(ql, qp, p, s, n, h, l, r, bs, sc, o);
-  }
-  void topk_softmax(const float* l, std::int64_t r, std::int64_t e, std::int64_t k,
-                    std::int32_t* ids, float* w) override { in_.topk_softmax(l, r, e, k, ids, w); }
-  void argmax(const float* x, std::int64_t r, std::int64_t c, std::int64_t* o) override { in_.argmax(x, r, c, o); }
-  float* alloc(std::size_t n) override { return in_.alloc(n); }
   double gemm_s = 0, gemm_flops = 0, attention_s = 0;
-
- private:
-  exec::Backend& in_;
 };
 
 struct Setup {

@@ -57,4 +57,19 @@ std::optional<std::uint64_t> available_memory_bytes() {
   return best;
 }
 
+std::int64_t process_status_bytes(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  while (in >> key) {
+    if (key == field) {
+      std::int64_t kib = 0;
+      in >> kib;
+      return kib * 1024;
+    }
+    std::string rest;
+    std::getline(in, rest);
+  }
+  return 0;
+}
+
 }  // namespace tpp

@@ -13,4 +13,8 @@ namespace tpp {
 // memory.current. nullopt when none of them can be read.
 std::optional<std::uint64_t> available_memory_bytes();
 
+// A size field of /proc/self/status in bytes ("VmRSS:" resident now, "VmHWM:" its peak);
+// 0 where it cannot be read.
+std::int64_t process_status_bytes(const char* field);
+
 }  // namespace tpp

@@ -62,6 +62,46 @@ class Backend {
   Comm& comm_;
 };
 
+// Passes every call to another backend: a wrapper that times or counts some of them overrides
+// those (tpp-profile's operator timer, the benchmarks' counter).
+class ForwardingBackend : public Backend {
+ public:
+  ForwardingBackend(Comm& c, Backend& inner) : Backend(c), in_(inner) {}
+  std::string name() const override { return in_.name(); }
+  void gemm(const float* x, const float* w, float* y, std::int64_t m, std::int64_t n,
+            std::int64_t k, bool acc = false) override { in_.gemm(x, w, y, m, n, k, acc); }
+  void add_rmsnorm(const float* x, float* r, const float* w, float* y, std::int64_t rows,
+                   std::int64_t cols, float eps) override { in_.add_rmsnorm(x, r, w, y, rows, cols, eps); }
+  void rope(float* x, const std::int64_t* p, std::int64_t rows, std::int64_t h, std::int64_t st,
+            std::int64_t o, std::int64_t rot, float th) override { in_.rope(x, p, rows, h, st, o, rot, th); }
+  void silu_mul(const float* g, float* o, std::int64_t r, std::int64_t i) override { in_.silu_mul(g, o, r, i); }
+  void embedding(const std::int64_t* t, std::int64_t n, const float* tb, std::int64_t v0,
+                 std::int64_t r, std::int64_t d, float* o) override { in_.embedding(t, n, tb, v0, r, d, o); }
+  void kv_write(const float* k, const float* v, float* kp, float* vp, const kernels::PagedSeq* s,
+                std::int64_t n, std::int64_t h, std::int64_t d, std::int64_t bs) override {
+    in_.kv_write(k, v, kp, vp, s, n, h, d, bs);
+  }
+  void paged_attention(const float* q, const float* kp, const float* vp, const kernels::PagedSeq* s,
+                       std::int64_t n, std::int64_t qh, std::int64_t kh, std::int64_t d,
+                       std::int64_t bs, float sc, float* o) override {
+    in_.paged_attention(q, kp, vp, s, n, qh, kh, d, bs, sc, o);
+  }
+  void latent_write(const float* l, float* pool, const kernels::PagedSeq* s, std::int64_t n,
+                    std::int64_t w, std::int64_t bs) override { in_.latent_write(l, pool, s, n, w, bs); }
+  void mla_attention(const float* ql, const float* qp, const float* pool, const kernels::PagedSeq* s,
+                     std::int64_t n, std::int64_t h, std::int64_t l, std::int64_t r, std::int64_t bs,
+                     float sc, float* o) override {
+    in_.mla_attention(ql, qp, pool, s, n, h, l, r, bs, sc, o);
+  }
+  void topk_softmax(const float* l, std::int64_t r, std::int64_t e, std::int64_t k,
+                    std::int32_t* ids, float* w) override { in_.topk_softmax(l, r, e, k, ids, w); }
+  void argmax(const float* x, std::int64_t r, std::int64_t c, std::int64_t* o) override { in_.argmax(x, r, c, o); }
+  float* alloc(std::size_t n) override { return in_.alloc(n); }
+
+ protected:
+  Backend& in_;
+};
+
 // Eigen for the GEMMs, the kernels' CPU references for the rest.
 std::unique_ptr<Backend> make_cpu_backend(Comm& comm);
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <new>
 #include <tuple>
 #include <fstream>
 #include <sstream>
@@ -102,20 +103,7 @@ Step decode(const std::vector<std::uint8_t>& bytes) {
   return s;
 }
 
-std::int64_t peak_rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string key;
-  while (in >> key) {
-    if (key == "VmHWM:") {
-      std::int64_t kib = 0;
-      in >> kib;
-      return kib * 1024;
-    }
-    std::string rest;
-    std::getline(in, rest);
-  }
-  return 0;
-}
+std::int64_t peak_rss_bytes() { return process_status_bytes("VmHWM:"); }
 
 // A request's prompt, without a tokenizer: token j of request r, a fixed function of both.
 std::int64_t prompt_token(std::int64_t request, std::int64_t j, std::int64_t vocab) {
@@ -186,18 +174,28 @@ std::optional<Error> Run::setup() {
   gpu_blocks_ = mem.gpu_blocks;
   if (o_.single_rank && plan_.split.gpus() > 1)  // the reference holds the sharded run's pool
     gpu_blocks_ = std::min(gpu_blocks_, plan_.predicted["memory"].value("gpu_blocks", gpu_blocks_));
-  decoder_ = std::make_unique<Decoder>(loaded_, split_, at_, b_, gpu_blocks_, opts_.block_size);
-  // Refuse what this host cannot hold: the weights (float32 here) and a KV pool that fills up.
-  const auto want = static_cast<std::uint64_t>(decoder_->kv_pool_bytes()) +
-                    static_cast<std::uint64_t>(mem.stages[static_cast<std::size_t>(at_.pp)].weights_bytes * 4 /
-                                               std::max(1.0, model::dtype_bytes(loaded_.dtype)));
-  if (auto free = available_memory_bytes(); free && want > *free)
+  // Refuse what this host cannot hold, before allocating it: the weights and a KV pool that
+  // fills up, both in float32 here (the plan's figures are in its own dtypes).
+  const sim::StageMemory& stage = mem.stages[static_cast<std::size_t>(at_.pp)];
+  const double kv_fp32 = 4.0 / std::max(0.5, opts_.kv_bytes_per_element);
+  const auto want = static_cast<std::uint64_t>(
+      static_cast<double>(gpu_blocks_ * opts_.block_size * stage.kv_bytes_per_token) * kv_fp32 +
+      static_cast<double>(stage.weights_bytes) * 4 / std::max(1.0, model::dtype_bytes(loaded_.dtype)));
+  auto refuse = [&](std::uint64_t free) {
     return make_error(plan_.file, 0, 0,
                       "rank " + std::to_string(comm_.rank()) + " would hold " +
                           std::to_string(want >> 20) + " MiB (weights and a full KV pool of " +
                           std::to_string(gpu_blocks_) + " blocks), more than the " +
-                          std::to_string(*free >> 20) +
+                          std::to_string(free >> 20) +
                           " MiB this host has free: plan against a smaller memory profile");
+  };
+  const auto free = available_memory_bytes();
+  if (free && want > *free) return refuse(*free);
+  try {
+    decoder_ = std::make_unique<Decoder>(loaded_, split_, at_, b_, gpu_blocks_, opts_.block_size);
+  } catch (const std::bad_alloc&) {
+    return refuse(free.value_or(0));
+  }
   const double t0 = comm_.now();
   if (o_.model_dir.empty()) {
     rep_.weight_bytes = decoder_->load_seeded();

@@ -152,10 +152,9 @@ void profile_compute(Backend& b, const model::Model* m, Profile& p) {
 namespace {
 
 // Times GEMMs and attention apart from the rest, passing every call on.
-class SplitTimer : public Backend {
+class SplitTimer : public ForwardingBackend {
  public:
-  SplitTimer(Comm& c, Backend& inner) : Backend(c), in_(inner) {}
-  std::string name() const override { return in_.name(); }
+  using ForwardingBackend::ForwardingBackend;
   void gemm(const float* x, const float* w, float* y, std::int64_t m, std::int64_t n,
             std::int64_t k, bool acc) override {
     const double t0 = now_s();
@@ -183,30 +182,10 @@ class SplitTimer : public Backend {
     in_.mla_attention(ql, qp, pool, s, n, h, l, r, bs, sc, o);
     attention_s += now_s() - t0;
   }
-  void add_rmsnorm(const float* x, float* r, const float* w, float* y, std::int64_t rows,
-                   std::int64_t cols, float eps) override { in_.add_rmsnorm(x, r, w, y, rows, cols, eps); }
-  void rope(float* x, const std::int64_t* p, std::int64_t rows, std::int64_t h, std::int64_t st,
-            std::int64_t o, std::int64_t rot, float th) override { in_.rope(x, p, rows, h, st, o, rot, th); }
-  void silu_mul(const float* g, float* o, std::int64_t r, std::int64_t i) override { in_.silu_mul(g, o, r, i); }
-  void embedding(const std::int64_t* t, std::int64_t n, const float* tb, std::int64_t v0,
-                 std::int64_t r, std::int64_t d, float* o) override { in_.embedding(t, n, tb, v0, r, d, o); }
-  void kv_write(const float* k, const float* v, float* kp, float* vp, const kernels::PagedSeq* s,
-                std::int64_t n, std::int64_t h, std::int64_t d, std::int64_t bs) override {
-    in_.kv_write(k, v, kp, vp, s, n, h, d, bs);
-  }
-  void latent_write(const float* l, float* pool, const kernels::PagedSeq* s, std::int64_t n,
-                    std::int64_t w, std::int64_t bs) override { in_.latent_write(l, pool, s, n, w, bs); }
-  void topk_softmax(const float* l, std::int64_t r, std::int64_t e, std::int64_t k,
-                    std::int32_t* ids, float* w) override { in_.topk_softmax(l, r, e, k, ids, w); }
-  void argmax(const float* x, std::int64_t r, std::int64_t c, std::int64_t* o) override { in_.argmax(x, r, c, o); }
-  float* alloc(std::size_t n) override { return in_.alloc(n); }
   double gemm_s = 0, attention_s = 0;
   bool record = false;
   // (n, k, rows) -> (seconds, calls), in one forward
   std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::pair<double, int>> calls;
-
- private:
-  Backend& in_;
 };
 
 // A cluster of this machine's base figures with every efficiency 1: the step model's operator
@@ -662,6 +641,7 @@ std::string profile_yaml(const Profile& p, const std::string& name, double memor
         y += fmt::format("{}[{}, {:.4f}]", k ? ", " : "", pts[k].bytes, pts[k].time_us);
       y += "]\n";
     };
+    for (const auto& [n, pts] : p.all_reduce_smaller) table("all_reduce", pts, n);
     table("all_reduce", p.all_reduce, p.ranks);
     table("send_recv", p.send_recv, 2);
   }

@@ -39,7 +39,8 @@ struct Profile {
   double copy_GBps = 0;                // read + write bytes of a large copy per second
   double gemm_memory_fraction = 0;     // a weight-bound GEMM's bytes/s over copy_GBps
   double launch_us = 0;                // one operator call at the smallest sizes
-  std::vector<CollectivePoint> all_reduce, send_recv;
+  std::vector<CollectivePoint> all_reduce, send_recv;  // all_reduce over `ranks`
+  std::vector<std::pair<int, std::vector<CollectivePoint>>> all_reduce_smaller;  // fewer ranks
   double runtime_memory_GiB = 0;       // resident growth from the communication runtime
   std::string gemm_shapes;             // what the GEMM set was
   // The operators of a forward pass of the model (profile_model): the step model's figure for

@@ -62,6 +62,12 @@ case "$what" in
     one_line_error "plan version 7 is not supported" "$run" --plan v7.json
     mkdir -p empty
     one_line_error "has no *.safetensors files" "$run" --plan tp1.json --model-dir empty
+    # A plan whose KV pool this host cannot hold: a "GPU" of 5000 GiB.
+    sed -e 's/memory_driver_GiB: {value: 1,/memory_driver_GiB: {value: 5000,/' \
+        -e 's/memory_marketed_GB: {value: 2,/memory_marketed_GB: {value: 5400,/' "$cluster" >huge.yaml
+    "$plan" --model tiny-llama --cluster huge.yaml --tp 1 --workload "$src/workloads/loop.yaml" \
+      --dtype float32 -o huge.json >/dev/null
+    one_line_error "this host has free: plan against a smaller memory profile" "$run" --plan huge.json
     ;;
   checkpoints)
     make_plan tiny-mixtral 2 2 1 "" plan.json

@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "common/data_path.h"
+#include "common/host.h"
 #include "executor/backend.h"
 #include "executor/mpi_comm.h"
 #include "executor/profile.h"
@@ -28,20 +29,7 @@
 
 namespace {
 
-std::int64_t rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      std::int64_t kib = 0;
-      in >> kib;
-      return kib * 1024;
-    }
-    std::string rest;
-    std::getline(in, rest);
-  }
-  return 0;
-}
+std::int64_t rss_bytes() { return tpp::process_status_bytes("VmRSS:"); }
 
 std::string self_exe() {
   char buf[4096];
@@ -192,13 +180,18 @@ int main(int argc, char** argv) {
                 p.attention_decode, p.attention_prefill, p.elementwise, p.launch_us);
   }
   p.ranks = 1;
-  if (ranks >= 2) {
+  // The collectives by rank count: 2, 4, 8, ... up to --ranks, and --ranks itself, one mpirun
+  // each (send/recv and the wait inside a forward from the largest).
+  std::vector<int> counts;
+  for (int n = 2; n < ranks; n *= 2) counts.push_back(n);
+  if (ranks >= 2) counts.push_back(ranks);
+  for (int n : counts) {
     const std::string tmp = output + ".collectives.tmp";
     std::string cmd = "mpirun ";
     if (geteuid() == 0) cmd += "--allow-run-as-root ";
-    if (ranks > p.cores) cmd += "--oversubscribe ";
-    cmd += fmt::format("-np {} '{}' --collectives-to '{}'", ranks, self_exe(), tmp);
-    if (model) cmd += fmt::format(" --model '{}'", model_arg);
+    if (n > p.cores) cmd += "--oversubscribe ";
+    cmd += fmt::format("-np {} '{}' --collectives-to '{}'", n, self_exe(), tmp);
+    if (model && n == ranks) cmd += fmt::format(" --model '{}'", model_arg);
     if (std::system(cmd.c_str()) != 0) {
       std::fprintf(stderr, "tpp-profile: error: the collectives under mpirun failed: %s\n",
                    cmd.c_str());
@@ -206,18 +199,27 @@ int main(int argc, char** argv) {
     }
     std::ifstream f(tmp);
     std::int64_t mem = 0;
-    f >> mem >> p.collective_wait_us;
-    p.runtime_memory_GiB = std::max<std::int64_t>(0, mem) / 1073741824.0;
-    for (auto* t : {&p.all_reduce, &p.send_recv}) {
-      std::size_t n = 0;
-      f >> n;
-      t->resize(n);
+    double wait = 0;
+    f >> mem >> wait;
+    std::vector<tpp::exec::CollectivePoint> all_reduce, send_recv;
+    for (auto* t : {&all_reduce, &send_recv}) {
+      std::size_t k = 0;
+      f >> k;
+      t->resize(k);
       for (auto& c : *t) f >> c.bytes >> c.time_us >> c.algbw_GBps >> c.busbw_GBps;
     }
     std::remove(tmp.c_str());
+    std::printf("%s", tpp::exec::collective_table(all_reduce, "all_reduce", n).c_str());
+    if (n < ranks) {
+      p.all_reduce_smaller.emplace_back(n, std::move(all_reduce));
+      continue;
+    }
+    p.collective_wait_us = wait;
+    p.runtime_memory_GiB = std::max<std::int64_t>(0, mem) / 1073741824.0;
+    p.all_reduce = std::move(all_reduce);
+    p.send_recv = std::move(send_recv);
     p.ranks = ranks;
-    std::printf("%s%s", tpp::exec::collective_table(p.all_reduce, "all_reduce", ranks).c_str(),
-                tpp::exec::collective_table(p.send_recv, "sendrecv", 2).c_str());
+    std::printf("%s", tpp::exec::collective_table(p.send_recv, "sendrecv", 2).c_str());
     if (model)
       std::printf("a collective inside a %d-rank forward of %s waits %.2f us beyond its "
                   "tight-loop time (mean over ranks of the median)\n",
