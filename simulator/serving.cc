@@ -261,10 +261,14 @@ Percentiles percentiles(std::vector<double>& v) {
   if (v.empty()) return p;
   // Nearest rank: the ceil(q n)-th smallest. nth_element is linear; the ITL samples run to
   // millions, where a full sort would dominate the whole simulation.
+  // Each higher rank lies in the part above the previous one: select within that part only.
+  std::size_t from = 0;
   auto rank = [&](double q) {
     std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-    k = std::min(v.size() - 1, k == 0 ? 0 : k - 1);
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    k = std::max(from, std::min(v.size() - 1, k == 0 ? 0 : k - 1));
+    std::nth_element(v.begin() + static_cast<std::ptrdiff_t>(from),
+                     v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    from = k;
     return v[k];
   };
   p.p50 = rank(0.50);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <string_view>
 
 #include "model/tensors.h"
 
@@ -341,9 +342,9 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
 namespace {
 
 // The cluster's measured table of `library` for `op` over `ranks` in `scope`, if any.
-const hw::CollectiveTable* find_table(const hw::Cluster& c, const std::string& op,
+const hw::CollectiveTable* find_table(const hw::Cluster& c, std::string_view op,
                                       std::int64_t ranks, bool intra,
-                                      const std::string& library = "nccl") {
+                                      std::string_view library = "nccl") {
   for (const auto& t : c.collectives)
     if (t.op == op && t.ranks == ranks && (t.scope == "intra_node") == intra &&
         t.library == library)
