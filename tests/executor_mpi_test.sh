@@ -58,6 +58,10 @@ case "$what" in
     one_line_error "expert parallel over dp=2 replicas" "$run" --plan ep-dp2.json
     one_line_error "needs --model-dir" "$run" --plan tp1.json --load-format sharded_state
     one_line_error "nothing.json" "$run" --plan nothing.json
+    one_line_error "--hosts a:1 has 1 slot in all, the plan's split needs 2 ranks" \
+      "$run" --launch --plan tp2.json --hosts a:1
+    one_line_error "--hosts entry 'b:x' is not host or host:slots" \
+      "$run" --launch --plan tp2.json --hosts a:1,b:x
     sed 's/"tpp_plan_version": 2/"tpp_plan_version": 7/' tp1.json >v7.json
     one_line_error "plan version 7 is not supported" "$run" --plan v7.json
     mkdir -p empty

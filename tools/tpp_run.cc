@@ -17,6 +17,7 @@
 #include <map>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -53,6 +54,32 @@ int launch(int argc, char** argv, const tpp::exec::Plan& plan, const std::string
   if (geteuid() == 0) args.push_back("--allow-run-as-root");
   args.insert(args.end(), {"-np", std::to_string(plan.split.gpus())});
   if (!hosts.empty()) {
+    // Slots as mpirun counts them: host:N gives N, a bare host 1.
+    std::int64_t slots = 0;
+    std::stringstream in(hosts);
+    for (std::string h; std::getline(in, h, ',');) {
+      const auto colon = h.rfind(':');
+      std::int64_t n = 1;
+      if (colon != std::string::npos) {
+        try {
+          n = std::stoll(h.substr(colon + 1));
+        } catch (const std::exception&) {
+          n = -1;
+        }
+      }
+      if (h.empty() || colon == 0 || n < 1) {
+        std::fprintf(stderr, "tpp-run: error: --hosts entry '%s' is not host or host:slots\n",
+                     h.c_str());
+        return kExitBadInput;
+      }
+      slots += n;
+    }
+    if (slots < plan.split.gpus()) {
+      std::fprintf(stderr, "tpp-run: error: --hosts %s has %lld slot%s in all, the plan's split "
+                           "needs %lld ranks\n", hosts.c_str(), static_cast<long long>(slots),
+                   slots == 1 ? "" : "s", static_cast<long long>(plan.split.gpus()));
+      return kExitBadInput;
+    }
     args.insert(args.end(), {"--host", hosts});
   } else if (plan.split.gpus() > static_cast<std::int64_t>(std::thread::hardware_concurrency())) {
     args.push_back("--oversubscribe");  // more ranks than this host's cores
