@@ -76,4 +76,45 @@ void topk_softmax_ref(const float* logits, std::int64_t rows, std::int64_t exper
 // Greedy sampling: the index of each row's largest value (the first, on ties).
 void argmax_ref(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t* out);
 
+// ---- Added for the GPU backend: each is the definition of a kernel in cuda_ops.h ----------
+
+// Inverse frequencies of rotary embedding: theta^(-2i / rot), i < rot / 2.
+void rope_inv_freq(float theta, std::int64_t rot, float* inv_freq);
+// DeepSeek's YaRN (vLLM's DeepseekScalingRotaryEmbedding._compute_inv_freq): interpolated
+// frequencies (/ factor) below the correction range found from beta_fast and beta_slow,
+// extrapolated above, a linear ramp between.
+void yarn_inv_freq(float theta, std::int64_t rot, float factor, std::int64_t original_max,
+                   float beta_fast, float beta_slow, float* inv_freq);
+// YaRN's attention factor (yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor,
+// mscale_all_dim)); cos and sin are multiplied by it.
+float yarn_mscale(float factor, float mscale, float mscale_all_dim);
+// Rotary from a table of inverse frequencies: NeoX pairs (i, i + rot/2), or, with neox false,
+// GPT-J's interleaved pairs (2i, 2i + 1). rope_neox_ref(theta) = rope_ref(rope_inv_freq(theta),
+// mscale 1, neox).
+void rope_ref(float* x, const std::int64_t* pos, std::int64_t rows, std::int64_t heads,
+              std::int64_t head_stride, std::int64_t offset, std::int64_t rot,
+              const float* inv_freq, float mscale, bool neox);
+
+// y[r, c] += bias[c]
+void add_bias_ref(float* y, const float* bias, std::int64_t rows, std::int64_t cols);
+// y[i] += a x[i]
+void add_scaled_ref(float* y, const float* x, std::int64_t n, float a);
+// y[r, :] *= sigmoid(gate[r])
+void sigmoid_gate_ref(float* y, const float* gate, std::int64_t rows, std::int64_t cols);
+// dst[i, :] = src[index[i], :]
+void gather_rows_ref(const float* src, const std::int32_t* index, std::int64_t n,
+                     std::int64_t cols, float* dst);
+
+// MoE permutation and combination (cuda_ops.h's moe_permute_cuda and moe_combine_cuda).
+void moe_permute_ref(const std::int32_t* ids, std::int64_t rows, std::int64_t k,
+                     std::int64_t first, std::int64_t local, std::int32_t* offsets,
+                     std::int32_t* src_row, std::int32_t* where);
+void moe_combine_ref(const float* y, const std::int32_t* where, const float* weights,
+                     std::int64_t rows, std::int64_t k, std::int64_t cols, float* out);
+
+// The values a float takes in the GPU's weight types: bfloat16 (round to nearest even) and
+// float8 e4m3 (OCP: 4 exponent bits, bias 7, max 448, round to nearest even, saturating).
+float bf16_round(float x);
+float fp8_e4m3_round(float x);
+
 }  // namespace tpp::kernels

@@ -211,4 +211,144 @@ void argmax_ref(const float* x, std::int64_t rows, std::int64_t cols, std::int64
   }
 }
 
+void rope_inv_freq(float theta, std::int64_t rot, float* inv_freq) {
+  for (std::int64_t i = 0; i < rot / 2; ++i)
+    inv_freq[i] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * i / rot));
+}
+
+namespace {
+// vLLM's _yarn_find_correction_dim.
+double yarn_dim(double rotations, double dim, double base, double max_pos) {
+  return dim * std::log(max_pos / (rotations * 2 * M_PI)) / (2 * std::log(base));
+}
+double yarn_get_mscale(double scale, double mscale) {
+  return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+}
+}  // namespace
+
+void yarn_inv_freq(float theta, std::int64_t rot, float factor, std::int64_t original_max,
+                   float beta_fast, float beta_slow, float* inv_freq) {
+  const double d = static_cast<double>(rot);
+  double low = std::floor(yarn_dim(beta_fast, d, theta, static_cast<double>(original_max)));
+  double high = std::ceil(yarn_dim(beta_slow, d, theta, static_cast<double>(original_max)));
+  low = std::max(low, 0.0);
+  high = std::min(high, d - 1);
+  if (low == high) high += 0.001;
+  for (std::int64_t i = 0; i < rot / 2; ++i) {
+    const double pos_freq = std::pow(static_cast<double>(theta), 2.0 * i / d);
+    const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+    const double mask = 1 - ramp;  // extrapolation weight (extrapolation_factor 1)
+    inv_freq[i] = static_cast<float>(1 / (factor * pos_freq) * (1 - mask) + 1 / pos_freq * mask);
+  }
+}
+
+float yarn_mscale(float factor, float mscale, float mscale_all_dim) {
+  return static_cast<float>(yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim));
+}
+
+void rope_ref(float* x, const std::int64_t* pos, std::int64_t rows, std::int64_t heads,
+              std::int64_t head_stride, std::int64_t offset, std::int64_t rot,
+              const float* inv_freq, float mscale, bool neox) {
+  const std::int64_t half = rot / 2;
+  std::vector<float> cs(static_cast<std::size_t>(half)), sn(static_cast<std::size_t>(half));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t i = 0; i < half; ++i) {
+      const double a = static_cast<double>(pos[r]) * inv_freq[i];
+      cs[i] = static_cast<float>(std::cos(a)) * mscale;
+      sn[i] = static_cast<float>(std::sin(a)) * mscale;
+    }
+    for (std::int64_t h = 0; h < heads; ++h) {
+      float* v = x + (r * heads + h) * head_stride + offset;
+      for (std::int64_t i = 0; i < half; ++i) {
+        const std::int64_t ia = neox ? i : 2 * i, ib = neox ? i + half : 2 * i + 1;
+        const float a = v[ia], b = v[ib];
+        v[ia] = a * cs[i] - b * sn[i];
+        v[ib] = b * cs[i] + a * sn[i];
+      }
+    }
+  }
+}
+
+void add_bias_ref(float* y, const float* bias, std::int64_t rows, std::int64_t cols) {
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
+}
+
+void add_scaled_ref(float* y, const float* x, std::int64_t n, float a) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void sigmoid_gate_ref(float* y, const float* gate, std::int64_t rows, std::int64_t cols) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float s = 1.0f / (1.0f + std::exp(-gate[r]));
+    for (std::int64_t c = 0; c < cols; ++c) y[r * cols + c] *= s;
+  }
+}
+
+void gather_rows_ref(const float* src, const std::int32_t* index, std::int64_t n,
+                     std::int64_t cols, float* dst) {
+  for (std::int64_t i = 0; i < n; ++i)
+    std::memcpy(dst + i * cols, src + static_cast<std::int64_t>(index[i]) * cols,
+                static_cast<std::size_t>(cols) * sizeof(float));
+}
+
+void moe_permute_ref(const std::int32_t* ids, std::int64_t rows, std::int64_t k,
+                     std::int64_t first, std::int64_t local, std::int32_t* offsets,
+                     std::int32_t* src_row, std::int32_t* where) {
+  for (std::int64_t i = 0; i < rows * k; ++i) where[i] = -1;
+  std::int32_t n = 0;
+  for (std::int64_t e = 0; e < local; ++e) {
+    offsets[e] = n;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t j = 0; j < k; ++j)
+        if (ids[r * k + j] == first + e) {
+          src_row[n] = static_cast<std::int32_t>(r);
+          where[r * k + j] = n++;
+        }
+  }
+  offsets[local] = n;
+}
+
+void moe_combine_ref(const float* y, const std::int32_t* where, const float* weights,
+                     std::int64_t rows, std::int64_t k, std::int64_t cols, float* out) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* o = out + r * cols;
+    for (std::int64_t c = 0; c < cols; ++c) o[c] = 0;
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::int32_t at = where[r * k + j];
+      if (at < 0) continue;
+      const float w = weights[r * k + j];
+      const float* yr = y + static_cast<std::int64_t>(at) * cols;
+      for (std::int64_t c = 0; c < cols; ++c) o[c] += w * yr[c];
+    }
+  }
+}
+
+float bf16_round(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) {  // inf or nan: keep (nan stays nan)
+    u &= 0xffff0000u;
+    if (x != x) u |= 0x00400000u;
+  } else {
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+    u &= 0xffff0000u;
+  }
+  float y;
+  std::memcpy(&y, &u, 4);
+  return y;
+}
+
+float fp8_e4m3_round(float x) {
+  if (x != x) return x;
+  const float a = std::fabs(x);
+  if (a >= 448.0f) return std::copysign(448.0f, x);  // saturate (SATFINITE)
+  // Spacing: subnormals (|x| < 2^-6) step 2^-9; else 2^(e - 3) with e = floor(log2 |x|).
+  int e;
+  std::frexp(a, &e);  // a = m x 2^e, m in [0.5, 1): floor(log2 a) = e - 1
+  const float step = a < 0x1.0p-6f ? 0x1.0p-9f : std::ldexp(1.0f, e - 1 - 3);
+  const float q = std::nearbyint(a / step) * step;  // ties to even (default rounding mode)
+  return std::copysign(std::min(q, 448.0f), x);
+}
+
 }  // namespace tpp::kernels
