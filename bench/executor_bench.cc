@@ -33,11 +33,10 @@ class CountingBackend : public exec::ForwardingBackend {
     gemm_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     gemm_flops += 2.0 * static_cast<double>(m * n * k);
   }
-  void paged_attention(const float* q, const float* kp, const float* vp, const kernels::PagedSeq* s,
-                       std::int64_t n, std::int64_t qh, std::int64_t kh, std::int64_t d,
-                       std::int64_t bs, float sc, float* o) override {
+  void paged_attention(const float* q, const float* kp, const float* vp, std::int64_t qh,
+                       std::int64_t kh, std::int64_t d, float sc, float* o) override {
     const auto t0 = std::chrono::steady_clock::now();
-    in_.paged_attention(q, kp, vp, s, n, qh, kh, d, bs, sc, o);
+    in_.paged_attention(q, kp, vp, qh, kh, d, sc, o);
     attention_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   double gemm_s = 0, gemm_flops = 0, attention_s = 0;

@@ -99,7 +99,8 @@ Expected<LoadStats> save_sharded(const Decoder& d, const std::string& dir, int r
     part_bytes = 0;
     return std::nullopt;
   };
-  for (const auto& t : d.tensors()) {
+  const auto tensors = d.tensors();  // host copies, alive until the last part is written
+  for (const auto& t : tensors) {
     const std::int64_t bytes = product(t.shape) * 4;
     if (!part.empty() && part_bytes + bytes > max_part_bytes)
       if (auto e = flush()) return *e;

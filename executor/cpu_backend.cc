@@ -1,5 +1,6 @@
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -20,6 +21,32 @@ class CpuBackend : public Backend {
   explicit CpuBackend(Comm& comm) : Backend(comm) {}
   std::string name() const override { return "cpu"; }
 
+  float* alloc(std::size_t n) override {
+    blocks_.emplace_back(new float[n]);  // uninitialised: untouched pages are never resident
+    return blocks_.back().get();
+  }
+  float* alloc_weight(std::size_t n) override { return alloc(n); }
+  float* alloc_kv(std::size_t n) override { return alloc(n); }
+  int weight_bytes() const override { return 4; }
+  int kv_bytes() const override { return 4; }
+  void upload(float* dst, const float* host, std::size_t n, bool) override {
+    if (n) std::memcpy(dst, host, n * sizeof(float));
+  }
+  void download(float* host, const float* src, std::size_t n, bool) override {
+    if (n) std::memcpy(host, src, n * sizeof(float));
+  }
+  void copy2d(float* dst, std::int64_t dst_ld, const float* src, std::int64_t src_ld,
+              std::int64_t rows, std::int64_t cols) override {
+    for (std::int64_t r = 0; r < rows; ++r)
+      std::memmove(dst + r * dst_ld, src + r * src_ld, static_cast<std::size_t>(cols) * sizeof(float));
+  }
+  void fill(float* dst, float value, std::size_t n) override { std::fill(dst, dst + n, value); }
+
+  std::int64_t begin_step(const StepMeta& m) override {
+    step_ = &m;
+    return m.rows;
+  }
+
   void gemm(const float* x, const float* w, float* y, std::int64_t m, std::int64_t n,
             std::int64_t k, bool accumulate) override {
     ConstMap X(x, m, k), W(w, n, k);
@@ -28,6 +55,17 @@ class CpuBackend : public Backend {
       Y.noalias() += X * W.transpose();
     else
       Y.noalias() = X * W.transpose();
+  }
+  void gemm_batched(const float* x, std::int64_t ldx, std::int64_t sx, const float* w,
+                    std::int64_t sw, float* y, std::int64_t ldy, std::int64_t sy, std::int64_t m,
+                    std::int64_t n, std::int64_t k, std::int64_t batch) override {
+    using Stride = Eigen::OuterStride<>;
+    for (std::int64_t b = 0; b < batch; ++b) {
+      Eigen::Map<const RowMajor, 0, Stride> X(x + b * sx, m, k, Stride(ldx));
+      ConstMap W(w + b * sw, n, k);
+      Eigen::Map<RowMajor, 0, Stride> Y(y + b * sy, m, n, Stride(ldy));
+      Y.noalias() = X * W.transpose();
+    }
   }
   // RMSNorm with the fused residual add, vectorised (sums in float; the reference sums in
   // double: they agree to about 1e-7 relative).
@@ -48,22 +86,23 @@ class CpuBackend : public Backend {
     }
   }
   // Rotary with the cos/sin of each position computed once and kept (positions recur every
-  // step); the same angles as the reference.
-  void rope(float* x, const std::int64_t* pos, std::int64_t rows, std::int64_t heads,
-            std::int64_t head_stride, std::int64_t offset, std::int64_t rot,
-            float theta) override {
+  // step); the same angles as kernels::rope_ref.
+  void rope(float* x, std::int64_t rows, std::int64_t heads, std::int64_t head_stride,
+            std::int64_t offset, std::int64_t rot, const Rope& rp) override {
     const std::int64_t half = rot / 2;
-    Table& t = table(half, theta);
+    const std::int64_t* pos = step_->positions.data();
+    Table& t = table(rp);
     for (std::int64_t r = 0; r < rows; ++r) {
-      grow(t, pos[r]);
+      grow(t, rp, pos[r]);
       const float* cs = t.cos.data() + pos[r] * half;
       const float* sn = t.sin.data() + pos[r] * half;
       for (std::int64_t h = 0; h < heads; ++h) {
         float* v = x + (r * heads + h) * head_stride + offset;
         for (std::int64_t i = 0; i < half; ++i) {
-          const float a = v[i], b = v[i + half];
-          v[i] = a * cs[i] - b * sn[i];
-          v[i + half] = b * cs[i] + a * sn[i];
+          const std::int64_t ia = rp.neox ? i : 2 * i, ib = rp.neox ? i + half : 2 * i + 1;
+          const float a = v[ia], b = v[ib];
+          v[ia] = a * cs[i] - b * sn[i];
+          v[ib] = b * cs[i] + a * sn[i];
         }
       }
     }
@@ -76,28 +115,27 @@ class CpuBackend : public Backend {
       Eigen::Map<Eigen::ArrayXf>(out + r * inter, inter) = G / (1.0f + (-G).exp()) * U;
     }
   }
-  void embedding(const std::int64_t* tokens, std::int64_t n, const float* table,
-                 std::int64_t vocab0, std::int64_t rows, std::int64_t dim, float* out) override {
-    kernels::embedding_ref(tokens, n, table, vocab0, rows, dim, out);
+  void embedding(const float* table, std::int64_t vocab0, std::int64_t rows, std::int64_t dim,
+                 float* out) override {
+    kernels::embedding_ref(step_->tokens.data(), step_->rows, table, vocab0, rows, dim, out);
+  }
+  void kv_write(const float* k, const float* v, float* k_pool, float* v_pool, std::int64_t heads,
+                std::int64_t dim) override {
+    kernels::kv_write_ref(k, v, k_pool, v_pool, step_->seqs.data(),
+                          static_cast<std::int64_t>(step_->seqs.size()), heads, dim,
+                          step_->block_size);
   }
   // The reference's arithmetic, vectorised: for each sequence and KV head, its cached K and V
   // gathered once (a block's rows of one head are contiguous in the pool), then per chunk of
   // query tokens one matrix product for the scores of the heads that share the KV head over
   // the positions the chunk may see, a softmax over each row's own positions, and one product
   // for the values.
-  void kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
-                const kernels::PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
-                std::int64_t dim, std::int64_t block_size) override {
-    kernels::kv_write_ref(k, v, k_pool, v_pool, seqs, num_seqs, heads, dim, block_size);
-  }
   void paged_attention(const float* q, const float* k_pool, const float* v_pool,
-                       const kernels::PagedSeq* seqs, std::int64_t num_seqs,
                        std::int64_t q_heads, std::int64_t kv_heads, std::int64_t dim,
-                       std::int64_t block_size, float scale, float* out) override {
+                       float scale, float* out) override {
     constexpr std::int64_t kChunk = 64;  // query tokens at a time: scores stay in cache
-    const std::int64_t group = q_heads / kv_heads;
-    for (std::int64_t s = 0; s < num_seqs; ++s) {
-      const kernels::PagedSeq& sq = seqs[s];
+    const std::int64_t group = q_heads / kv_heads, block_size = step_->block_size;
+    for (const kernels::PagedSeq& sq : step_->seqs) {
       const std::int64_t total = sq.context + sq.new_tokens;
       const std::int64_t nblocks = (total + block_size - 1) / block_size;
       K_.resize(nblocks * block_size, dim);
@@ -139,60 +177,98 @@ class CpuBackend : public Backend {
       }
     }
   }
-  void latent_write(const float* latent, float* pool, const kernels::PagedSeq* seqs,
-                    std::int64_t num_seqs, std::int64_t width, std::int64_t block_size) override {
-    kernels::latent_write_ref(latent, pool, seqs, num_seqs, width, block_size);
+  void latent_write(const float* latent, float* pool, std::int64_t width) override {
+    kernels::latent_write_ref(latent, pool, step_->seqs.data(),
+                              static_cast<std::int64_t>(step_->seqs.size()), width,
+                              step_->block_size);
   }
   void mla_attention(const float* q_lat, const float* q_pe, const float* pool,
-                     const kernels::PagedSeq* seqs, std::int64_t num_seqs, std::int64_t heads,
-                     std::int64_t lora, std::int64_t rope, std::int64_t block_size, float scale,
+                     std::int64_t heads, std::int64_t lora, std::int64_t rope, float scale,
                      float* out) override {
-    kernels::mla_attention_ref(q_lat, q_pe, pool, seqs, num_seqs, heads, lora, rope, block_size,
-                               scale, out);
+    kernels::mla_attention_ref(q_lat, q_pe, pool, step_->seqs.data(),
+                               static_cast<std::int64_t>(step_->seqs.size()), heads, lora, rope,
+                               step_->block_size, scale, out);
   }
-  void topk_softmax(const float* logits, std::int64_t rows, std::int64_t experts,
-                    std::int64_t k, std::int32_t* ids, float* weights) override {
-    kernels::topk_softmax_ref(logits, rows, experts, k, ids, weights);
+  // Routing, the permutation into per-expert groups, two GEMMs a local expert, and the
+  // weighted combination: the same steps as the GPU backend, with the kernels' references.
+  void moe(const float* x, const float* router_logits, std::int64_t rows, std::int64_t h,
+           std::int64_t experts, std::int64_t k, const float* w13, const float* w2,
+           std::int64_t first, std::int64_t local, std::int64_t inter, float* out) override {
+    const auto pairs = static_cast<std::size_t>(rows * k);
+    ids_.resize(pairs);
+    wts_.resize(pairs);
+    where_.resize(pairs);
+    src_.resize(pairs);
+    offsets_.resize(static_cast<std::size_t>(local + 1));
+    kernels::topk_softmax_ref(router_logits, rows, experts, k, ids_.data(), wts_.data());
+    kernels::moe_permute_ref(ids_.data(), rows, k, first, local, offsets_.data(), src_.data(),
+                             where_.data());
+    const std::int64_t n = offsets_[static_cast<std::size_t>(local)];
+    xe_.resize(static_cast<std::size_t>(n * h));
+    g_.resize(static_cast<std::size_t>(n * 2 * inter));
+    act_.resize(static_cast<std::size_t>(n * inter));
+    ye_.resize(static_cast<std::size_t>(n * h));
+    kernels::gather_rows_ref(x, src_.data(), n, h, xe_.data());
+    for (std::int64_t e = 0; e < local; ++e) {
+      const std::int64_t a = offsets_[static_cast<std::size_t>(e)];
+      const std::int64_t c = offsets_[static_cast<std::size_t>(e + 1)] - a;
+      if (c == 0) continue;
+      gemm(xe_.data() + a * h, w13 + e * 2 * inter * h, g_.data() + a * 2 * inter, c, 2 * inter,
+           h, false);
+      silu_mul(g_.data() + a * 2 * inter, act_.data() + a * inter, c, inter);
+      gemm(act_.data() + a * inter, w2 + e * h * inter, ye_.data() + a * h, c, h, inter, false);
+    }
+    kernels::moe_combine_ref(ye_.data(), where_.data(), wts_.data(), rows, k, h, out);
+  }
+  void add_bias(float* y, const float* bias, std::int64_t rows, std::int64_t cols) override {
+    kernels::add_bias_ref(y, bias, rows, cols);
+  }
+  void add_scaled(float* y, const float* x, std::size_t n, float a) override {
+    kernels::add_scaled_ref(y, x, static_cast<std::int64_t>(n), a);
+  }
+  void sigmoid_gate(float* y, const float* gate, std::int64_t rows, std::int64_t cols) override {
+    kernels::sigmoid_gate_ref(y, gate, rows, cols);
+  }
+  void gather_samples(const float* src, std::int64_t cols, float* dst) override {
+    kernels::gather_rows_ref(src, step_->sample_rows.data(),
+                             static_cast<std::int64_t>(step_->sample_rows.size()), cols, dst);
   }
   void argmax(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t* out) override {
     kernels::argmax_ref(x, rows, cols, out);
   }
-  float* alloc(std::size_t n) override {
-    blocks_.emplace_back(new float[n]);  // uninitialised: untouched pages are never resident
-    return blocks_.back().get();
-  }
 
  private:
   struct Table {
-    std::int64_t half = 0;
-    float theta = 0;
+    const Rope* rope = nullptr;
     std::vector<float> cos, sin;  // [position][half]
   };
-  Table& table(std::int64_t half, float theta) {
+  Table& table(const Rope& r) {
     for (auto& t : tables_)
-      if (t.half == half && t.theta == theta) return t;
-    tables_.push_back({half, theta, {}, {}});
+      if (t.rope == &r) return t;
+    tables_.push_back({&r, {}, {}});
     return tables_.back();
   }
-  static void grow(Table& t, std::int64_t pos) {
-    const auto have = static_cast<std::int64_t>(t.cos.size()) / std::max<std::int64_t>(1, t.half);
+  static void grow(Table& t, const Rope& r, std::int64_t pos) {
+    const auto half = static_cast<std::int64_t>(r.inv_freq.size());
+    const auto have = static_cast<std::int64_t>(t.cos.size()) / std::max<std::int64_t>(1, half);
     if (pos < have) return;
     const std::int64_t want = std::max<std::int64_t>(pos + 1, 2 * have);
-    t.cos.resize(static_cast<std::size_t>(want * t.half));
-    t.sin.resize(static_cast<std::size_t>(want * t.half));
+    t.cos.resize(static_cast<std::size_t>(want * half));
+    t.sin.resize(static_cast<std::size_t>(want * half));
     for (std::int64_t p = have; p < want; ++p)
-      for (std::int64_t i = 0; i < t.half; ++i) {  // as kernels::rope_neox_ref computes them
-        const double a = static_cast<double>(p) *
-                         std::pow(static_cast<double>(t.theta), -2.0 * static_cast<double>(i) /
-                                                                   static_cast<double>(2 * t.half));
-        t.cos[static_cast<std::size_t>(p * t.half + i)] = static_cast<float>(std::cos(a));
-        t.sin[static_cast<std::size_t>(p * t.half + i)] = static_cast<float>(std::sin(a));
+      for (std::int64_t i = 0; i < half; ++i) {  // as kernels::rope_ref computes them
+        const double a = static_cast<double>(p) * r.inv_freq[static_cast<std::size_t>(i)];
+        t.cos[static_cast<std::size_t>(p * half + i)] = static_cast<float>(std::cos(a)) * r.mscale;
+        t.sin[static_cast<std::size_t>(p * half + i)] = static_cast<float>(std::sin(a)) * r.mscale;
       }
   }
 
+  const StepMeta* step_ = nullptr;
   std::vector<std::unique_ptr<float[]>> blocks_;
   std::deque<Table> tables_;
   RowMajor K_, V_, Q_, S_, O_;  // attention scratch
+  std::vector<std::int32_t> ids_, where_, src_, offsets_;  // MoE scratch
+  std::vector<float> wts_, xe_, g_, act_, ye_;
 };
 
 }  // namespace

@@ -74,7 +74,7 @@ struct Decoder::Layer {
   // MLA
   float *q = nullptr, *q_a = nullptr, *q_a_norm = nullptr, *q_b = nullptr;
   float *kv_a = nullptr, *kv_a_norm = nullptr, *kv_b = nullptr, *latent_pool = nullptr;
-  std::vector<float> w_kT, w_v;  // absorbed: per local head, kv_b's K part transposed, V part
+  float *w_kT = nullptr, *w_v = nullptr;  // absorbed: per local head, kv_b's K part transposed, V part
   // MLP / MoE
   float *gate_up = nullptr, *gate_up_bias = nullptr, *down = nullptr, *down_bias = nullptr;
   float *router = nullptr, *router_bias = nullptr, *w13 = nullptr, *w2 = nullptr;
@@ -82,18 +82,20 @@ struct Decoder::Layer {
 };
 
 Decoder::Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const Place& at,
-                 Backend& backend, std::int64_t num_blocks, std::int64_t block_size)
+                 Backend& backend, std::int64_t num_blocks, std::int64_t block_size,
+                 std::int64_t max_rows)
     : m_(loaded), p_(p), at_(at), b_(backend), blocks_(num_blocks), block_size_(block_size) {
   const auto parts = sim::pp_partition(m_.num_layers, p_.pp, p_.pp_layer_partition);
   for (int s = 0; s < at_.pp; ++s) layer0_ += parts[static_cast<std::size_t>(s)];
   layers_ = parts[static_cast<std::size_t>(at_.pp)];
   first_ = at_.pp == 0;
   last_ = at_.pp + 1 == p_.pp;
+  specs_ = exec::stage_tensors(m_, p_, at_.pp);
 
   // The buffers this rank holds, by vLLM's parameter names, shaped as its shards.
   std::map<std::string, std::vector<std::int64_t>> shapes;
   std::vector<std::string> order;
-  auto take = [&](const model::TensorSpec& t) {
+  for (const auto& t : specs_) {
     const ShardMap sm = shard_map(t, m_, p_, at_.tp, ep_index(at_, p_));
     const Placement pl = placement(t.name, m_.mla.has_value());
     auto it = shapes.find(pl.buffer);
@@ -106,21 +108,47 @@ Decoder::Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const
     } else {  // a further merged part: more rows
       (expert ? it->second[1] : it->second[0]) += sm.rows;
     }
-  };
-  auto globals = model::global_tensors(m_);
-  if (first_ || (last_ && m_.tie_word_embeddings)) take(globals[0]);  // embed_tokens
-  for (std::int64_t l = layer0_; l < layer0_ + layers_; ++l)
-    for (const auto& t : model::layer_tensors(m_, l)) take(t);
-  if (last_)
-    for (std::size_t k = 1; k < globals.size(); ++k) take(globals[k]);
-  for (const auto& name : order) {
-    auto shape = shapes[name];
-    if (shape.size() == 2 && shape[1] == 1) shape = {shape[0]};  // vectors
-    add_buffer(name, shape);
   }
+  for (auto& [name, shape] : shapes)
+    if (shape.size() == 2 && shape[1] == 1) shape = {shape[0]};  // vectors
+
+  // What the backend will be asked for in all: matrices (and MLA's absorbed ones), the pool.
+  const std::int64_t slots = blocks_ * block_size_;
+  std::size_t weight_elems = 0, kv_elems = 0;
+  for (const auto& [name, shape] : shapes)
+    if (shape.size() > 1) {
+      std::size_t n = 1;
+      for (auto d : shape) n *= static_cast<std::size_t>(d);
+      weight_elems += n;
+    }
+  const std::int64_t local_heads = m_.attention.num_heads / p_.tp;
+  if (m_.mla) {
+    const auto& x = *m_.mla;
+    weight_elems += static_cast<std::size_t>(layers_ * local_heads * x.kv_lora_rank *
+                                             (x.qk_nope_head_dim + x.v_head_dim));
+    kv_elems = static_cast<std::size_t>(layers_ * slots * (x.kv_lora_rank + x.qk_rope_head_dim));
+  } else {
+    const std::int64_t kv_local =
+        std::max<std::int64_t>(1, m_.attention.num_kv_heads / p_.tp) * m_.attention.head_dim;
+    kv_elems = static_cast<std::size_t>(layers_ * 2 * slots * kv_local);
+  }
+  b_.reserve(weight_elems, kv_elems);
+  for (const auto& name : order) add_buffer(name, shapes[name]);
+  for (const auto& b : bufs_)
+    if (b.shape.size() == 2 && b.name.size() > 16 &&
+        b.name.compare(b.name.size() - 16, 16, "down_proj.weight") == 0)
+      inter_max_ = std::max(inter_max_, b.shape[1]);
+
+  // Rotary: Llama's NeoX pairs; DeepSeek's MLA rope as vLLM runs it (GPT-J's interleaved
+  // pairs). The models carry no rope scaling, so the frequencies are plain (YaRN's table is
+  // kernels::yarn_inv_freq).
+  const std::int64_t rot = m_.mla ? m_.mla->qk_rope_head_dim : m_.attention.head_dim;
+  rope_.inv_freq.resize(static_cast<std::size_t>(rot / 2));
+  kernels::rope_inv_freq(kRopeTheta, rot, rope_.inv_freq.data());
+  mla_rope_ = rope_;
+  mla_rope_.neox = false;
 
   // KV pools and per-layer pointers.
-  const std::int64_t slots = blocks_ * block_size_;
   for (std::int64_t l = layer0_; l < layer0_ + layers_; ++l) {
     auto layer = std::make_unique<Layer>();
     Layer& L = *layer;
@@ -138,8 +166,11 @@ Decoder::Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const
       L.kv_a = weight(L.prefix + "self_attn.kv_a_proj_with_mqa.weight");
       L.kv_a_norm = weight(L.prefix + "self_attn.kv_a_layernorm.weight");
       L.kv_b = weight(L.prefix + "self_attn.kv_b_proj.weight");
-      L.latent_pool = b_.alloc(static_cast<std::size_t>(slots * (x.kv_lora_rank + x.qk_rope_head_dim)));
-      pool_bytes_ += slots * (x.kv_lora_rank + x.qk_rope_head_dim) * 4;
+      L.w_kT = b_.alloc_weight(static_cast<std::size_t>(local_heads * x.kv_lora_rank * x.qk_nope_head_dim));
+      L.w_v = b_.alloc_weight(static_cast<std::size_t>(local_heads * x.v_head_dim * x.kv_lora_rank));
+      const std::int64_t n = slots * (x.kv_lora_rank + x.qk_rope_head_dim);
+      L.latent_pool = b_.alloc_kv(static_cast<std::size_t>(n));
+      pool_bytes_ += n * b_.kv_bytes();
     } else {
       L.qkv = weight(L.prefix + "self_attn.qkv_proj.weight");
       L.qkv_bias = weight(L.prefix + "self_attn.qkv_proj.bias");
@@ -147,9 +178,9 @@ Decoder::Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const
       L.k_norm = weight(L.prefix + "self_attn.k_norm.weight");
       const std::int64_t kv_local =
           std::max<std::int64_t>(1, m_.attention.num_kv_heads / p_.tp) * m_.attention.head_dim;
-      L.k_pool = b_.alloc(static_cast<std::size_t>(slots * kv_local));
-      L.v_pool = b_.alloc(static_cast<std::size_t>(slots * kv_local));
-      pool_bytes_ += 2 * slots * kv_local * 4;
+      L.k_pool = b_.alloc_kv(static_cast<std::size_t>(slots * kv_local));
+      L.v_pool = b_.alloc_kv(static_cast<std::size_t>(slots * kv_local));
+      pool_bytes_ += 2 * slots * kv_local * b_.kv_bytes();
     }
     L.o = weight(L.prefix + "self_attn.o_proj.weight");
     L.o_bias = weight(L.prefix + "self_attn.o_proj.bias");
@@ -167,6 +198,7 @@ Decoder::Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const
     layer_ptrs_.push_back(layer.get());
     layer_store_.push_back(std::move(layer));
   }
+  if (max_rows > 0) ensure_rows(max_rows + 8);  // a GPU backend's padding included
 }
 
 Decoder::~Decoder() = default;
@@ -177,8 +209,68 @@ void Decoder::add_buffer(const std::string& name, std::vector<std::int64_t> shap
   b.shape = std::move(shape);
   b.size = 1;
   for (auto d : b.shape) b.size *= d;
-  b.data = b_.alloc(static_cast<std::size_t>(b.size));
+  b.weight = b.shape.size() > 1;
+  b.data = b.weight ? b_.alloc_weight(static_cast<std::size_t>(b.size))
+                    : b_.alloc(static_cast<std::size_t>(b.size));
   bufs_.push_back(std::move(b));
+}
+
+// The activations of a step of `rows` rows (rounded up to a multiple of 8: a GPU backend pads
+// decode batches to its graphs' sizes), allocated anew, larger, when a step needs more.
+void Decoder::ensure_rows(std::int64_t rows) {
+  if (rows <= cap_) return;
+  cap_ = std::max<std::int64_t>(8, (rows + 7) / 8 * 8);
+  const auto& at = m_.attention;
+  const std::int64_t h = m_.hidden_size, T = cap_;
+  auto take = [&](std::int64_t per_row) {
+    return b_.alloc(static_cast<std::size_t>(T * std::max<std::int64_t>(1, per_row)));
+  };
+  hidden_ = take(h);
+  residual_ = take(h);
+  x_ = take(h);
+  y_ = take(h);
+  if (m_.mla) {
+    const auto& a = *m_.mla;
+    const std::int64_t heads = at.num_heads / p_.tp, qk = a.qk_nope_head_dim + a.qk_rope_head_dim;
+    a_ = take(std::max(heads * qk, a.q_lora_rank));                // q (and q_a)
+    b_q_ = take(a.kv_lora_rank + a.qk_rope_head_dim);                // the new latent
+    b_kv_ = take(std::max(a.kv_lora_rank, heads * a.qk_rope_head_dim));  // c_kv to norm; q_pe
+    c_ = take(heads * a.kv_lora_rank);                               // q_lat
+    d_ = take(heads * a.kv_lora_rank);                               // o_lat
+    e_ = take(heads * a.v_head_dim);                                 // o
+  } else {
+    const std::int64_t qh = at.num_heads / p_.tp;
+    const std::int64_t kvh = std::max<std::int64_t>(1, at.num_kv_heads / p_.tp);
+    a_ = take((qh + 2 * kvh) * at.head_dim);  // qkv
+    b_q_ = take(qh * at.head_dim);            // q
+    b_kv_ = take(2 * kvh * at.head_dim);      // k, v
+    c_ = take(qh * at.head_dim);              // attention's output
+  }
+  std::int64_t inter = inter_max_;
+  if (m_.moe) {
+    const Buf* w13 = nullptr;
+    for (const Layer* L : layer_ptrs_)
+      if (L->moe) w13 = find(L->prefix + "mlp.experts.w13_weight");
+    if (w13) inter = std::max(inter, w13->shape[1] / 2);
+    gate_ = take(std::max<std::int64_t>(m_.moe->num_experts, 1));  // router logits, shared gate
+    shared_ = take(h);
+  }
+  g_ = take(2 * inter);
+  act_ = take(inter);
+}
+
+void Decoder::ensure_samples(std::int64_t samples) {
+  if (samples <= cap_s_) return;
+  cap_s_ = std::max<std::int64_t>(8, (samples + 7) / 8 * 8);
+  const std::int64_t h = m_.hidden_size;
+  const Buf* head = m_.tie_word_embeddings ? find("model.embed_tokens.weight") : find("lm_head.weight");
+  const std::int64_t vl = head ? head->shape[0] : 1;
+  hs_ = b_.alloc(static_cast<std::size_t>(cap_s_ * h));
+  rs_ = b_.alloc(static_cast<std::size_t>(cap_s_ * h));
+  ns_ = b_.alloc(static_cast<std::size_t>(cap_s_ * h));
+  local_ = b_.alloc(static_cast<std::size_t>(cap_s_ * vl));
+  gathered_ = b_.alloc(static_cast<std::size_t>(cap_s_ * vl * p_.tp));
+  logits_ = b_.alloc(static_cast<std::size_t>(cap_s_ * std::max(m_.vocab_size, vl * p_.tp)));
 }
 
 Decoder::Buf* Decoder::find(const std::string& name) {
@@ -192,39 +284,42 @@ float* Decoder::weight(const std::string& name) {
   return b ? b->data : nullptr;
 }
 
-// Copies a checkpoint tensor's shard (row-major [count][rows][cols]) into its place among the
-// merged parameters: part k of a merged buffer starts after the rows of parts 0..k-1.
-bool Decoder::set_tensor(const std::string& name, const std::vector<float>& values) {
+// Part k of a merged buffer starts after the rows of parts 0..k-1 (q before k before v; gate
+// before up; w1 before w3): the buffer's name includes its layer, so the same buffer means the
+// same merged group.
+std::optional<Decoder::Site> Decoder::locate(const std::string& name) {
   const Placement pl = placement(name, m_.mla.has_value());
-  Buf* b = find(pl.buffer);
-  if (!b) return false;
-  // The part's shard shape, from the checkpoint's own inventory.
-  std::vector<model::TensorSpec> specs = model::global_tensors(m_);
-  for (std::int64_t l = layer0_; l < layer0_ + layers_; ++l)
-    for (auto& t : model::layer_tensors(m_, l)) specs.push_back(t);
-  const model::TensorSpec* spec = nullptr;
-  for (const auto& t : specs)
-    if (t.name == name) spec = &t;
-  if (!spec) return false;
-  const ShardMap sm = shard_map(*spec, m_, p_, at_.tp, ep_index(at_, p_));
-  if (static_cast<std::int64_t>(values.size()) != sm.count * sm.rows * sm.cols) return false;
-  // Rows of the parts before this one (q before k before v; gate before up; w1 before w3): the
-  // buffer's name includes its layer, so the same buffer means the same merged group.
-  std::int64_t row_offset = 0;
-  for (const auto& t : specs) {
+  Site s;
+  s.buf = find(pl.buffer);
+  if (!s.buf) return std::nullopt;
+  for (const auto& t : specs_)
+    if (t.name == name) s.spec = &t;
+  if (!s.spec) return std::nullopt;
+  s.sm = shard_map(*s.spec, m_, p_, at_.tp, ep_index(at_, p_));
+  for (const auto& t : specs_) {
     const Placement other = placement(t.name, m_.mla.has_value());
     if (other.buffer == pl.buffer && other.part < pl.part)
-      row_offset += shard_map(t, m_, p_, at_.tp, ep_index(at_, p_)).rows;
+      s.row_offset += shard_map(t, m_, p_, at_.tp, ep_index(at_, p_)).rows;
   }
-  const bool expert = b->shape.size() == 3;
-  const std::int64_t buf_rows = expert ? b->shape[1] : b->shape[0];
-  const std::int64_t cols = expert ? b->shape[2] : (b->shape.size() == 2 ? b->shape[1] : 1);
-  if (cols != sm.cols) return false;
-  for (std::int64_t e = 0; e < sm.count; ++e)
-    std::memcpy(b->data + (e * buf_rows + row_offset) * cols,
-                values.data() + e * sm.rows * sm.cols,
-                static_cast<std::size_t>(sm.rows * sm.cols) * sizeof(float));
-  b->set = true;
+  const auto& shape = s.buf->shape;
+  const bool expert = shape.size() == 3;
+  s.buf_rows = expert ? shape[1] : shape[0];
+  s.cols = expert ? shape[2] : (shape.size() == 2 ? shape[1] : 1);
+  if (s.cols != s.sm.cols) return std::nullopt;
+  return s;
+}
+
+// Copies a checkpoint tensor's shard (row-major [count][rows][cols]) into its place among the
+// merged parameters.
+bool Decoder::set_tensor(const std::string& name, const std::vector<float>& values) {
+  auto s = locate(name);
+  if (!s || static_cast<std::int64_t>(values.size()) != s->sm.count * s->sm.rows * s->sm.cols)
+    return false;
+  for (std::int64_t e = 0; e < s->sm.count; ++e)
+    b_.upload(s->buf->data + (e * s->buf_rows + s->row_offset) * s->cols,
+              values.data() + e * s->sm.rows * s->sm.cols,
+              static_cast<std::size_t>(s->sm.rows * s->sm.cols), s->buf->weight);
+  s->buf->set = true;
   return true;
 }
 
@@ -244,20 +339,44 @@ std::vector<model::TensorSpec> stage_tensors(const model::Model& m, const sim::P
   return specs;
 }
 
-std::vector<model::TensorSpec> Decoder::stage_tensors() const {
-  return exec::stage_tensors(m_, p_, at_.pp);
-}
+std::vector<model::TensorSpec> Decoder::stage_tensors() const { return specs_; }
 
 ShardMap Decoder::shard(const model::TensorSpec& t) const {
   return shard_map(t, m_, p_, at_.tp, ep_index(at_, p_));
 }
 
+// Each expert's part is generated where it lies (on a GPU, on the device); a backend that
+// cannot generate gets the host generator's values.
 std::int64_t Decoder::load_seeded() {
   std::int64_t bytes = 0;
-  for (const auto& t : stage_tensors()) {
-    auto values = seeded_shard(t, shard(t));
-    bytes += static_cast<std::int64_t>(values.size() * sizeof(float));
-    set_tensor(t.name, values);
+  for (const auto& t : specs_) {
+    auto s = locate(t.name);
+    if (!s) continue;
+    const float scale = seeded_scale(t);
+    std::vector<float> host;
+    for (std::int64_t e = 0; e < s->sm.count; ++e) {
+      kernels::SeedShard sh;
+      sh.name_hash = name_hash(t.name);
+      sh.scale = scale;
+      sh.ones = t.cols == 1 && scale == 0.0f;
+      sh.count = 1;
+      sh.rows = s->sm.rows;
+      sh.cols = s->sm.cols;
+      sh.row0 = s->sm.row0;
+      sh.col0 = s->sm.col0;
+      sh.expert0 = s->sm.expert0 + e;
+      sh.global_rows = s->sm.global_rows;
+      sh.tensor_rows = t.rows;
+      sh.tensor_cols = t.cols;
+      float* dst = s->buf->data + (e * s->buf_rows + s->row_offset) * s->cols;
+      const auto n = static_cast<std::size_t>(sh.rows * sh.cols);
+      if (!b_.seed(dst, sh, s->buf->weight)) {
+        if (host.empty()) host = seeded_shard(t, s->sm);
+        b_.upload(dst, host.data() + static_cast<std::size_t>(e) * n, n, s->buf->weight);
+      }
+      bytes += static_cast<std::int64_t>(n) * (s->buf->weight ? b_.weight_bytes() : 4);
+    }
+    s->buf->set = true;
   }
   finish_load();
   return bytes;
@@ -266,35 +385,52 @@ std::int64_t Decoder::load_seeded() {
 bool Decoder::set_buffer(const std::string& name, const std::vector<float>& values) {
   Buf* b = find(name);
   if (!b || static_cast<std::int64_t>(values.size()) != b->size) return false;
-  std::memcpy(b->data, values.data(), values.size() * sizeof(float));
+  b_.upload(b->data, values.data(), values.size(), b->weight);
   b->set = true;
   return true;
 }
 
 void Decoder::finish_load() {
-  // MLA with absorbed weights: per local head, kv_b's K part transposed and its V part.
+  // MLA with absorbed weights: per local head, kv_b's K part transposed and its V part
+  // (computed on the host from the loaded kv_b, then stored as weights).
   if (m_.mla)
     for (Layer* L : layer_ptrs_) {
       const auto& x = *m_.mla;
       const std::int64_t heads = m_.attention.num_heads / p_.tp, lora = x.kv_lora_rank;
       const std::int64_t nope = x.qk_nope_head_dim, v = x.v_head_dim;
-      L->w_kT.assign(static_cast<std::size_t>(heads * lora * nope), 0);
-      L->w_v.assign(static_cast<std::size_t>(heads * v * lora), 0);
+      std::vector<float> kv_b(static_cast<std::size_t>(heads * (nope + v) * lora));
+      b_.download(kv_b.data(), L->kv_b, kv_b.size(), true);
+      std::vector<float> w_kT(static_cast<std::size_t>(heads * lora * nope));
+      std::vector<float> w_v(static_cast<std::size_t>(heads * v * lora));
       for (std::int64_t h = 0; h < heads; ++h) {
-        const float* head = L->kv_b + h * (nope + v) * lora;
+        const float* head = kv_b.data() + h * (nope + v) * lora;
         for (std::int64_t i = 0; i < nope; ++i)
           for (std::int64_t j = 0; j < lora; ++j)
-            L->w_kT[static_cast<std::size_t>((h * lora + j) * nope + i)] = head[i * lora + j];
-        std::memcpy(L->w_v.data() + h * v * lora, head + nope * lora,
+            w_kT[static_cast<std::size_t>((h * lora + j) * nope + i)] = head[i * lora + j];
+        std::memcpy(w_v.data() + h * v * lora, head + nope * lora,
                     static_cast<std::size_t>(v * lora) * sizeof(float));
       }
+      b_.upload(L->w_kT, w_kT.data(), w_kT.size(), true);
+      b_.upload(L->w_v, w_v.data(), w_v.size(), true);
     }
 }
 
 std::vector<Decoder::Tensor> Decoder::tensors() const {
   std::vector<Tensor> out;
-  for (const auto& b : bufs_) out.push_back({b.name, b.shape, b.data});
+  out.reserve(bufs_.size());
+  for (const auto& b : bufs_) {
+    Tensor t{b.name, b.shape, std::vector<float>(static_cast<std::size_t>(b.size)), nullptr};
+    b_.download(t.values.data(), b.data, t.values.size(), b.weight);
+    t.data = t.values.data();
+    out.push_back(std::move(t));
+  }
   return out;
+}
+
+std::int64_t Decoder::weight_bytes() const {
+  std::int64_t n = 0;
+  for (const auto& b : bufs_) n += b.size * (b.weight ? b_.weight_bytes() : 4);
+  return n;
 }
 
 std::optional<std::string> Decoder::missing_tensor() const {
@@ -303,116 +439,70 @@ std::optional<std::string> Decoder::missing_tensor() const {
   return std::nullopt;
 }
 
-namespace {
-
-void add_bias(float* y, const float* bias, std::int64_t rows, std::int64_t cols) {
-  if (!bias) return;
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
-}
-
-}  // namespace
-
-std::optional<Error> Decoder::attention(Layer& L, const Step& step, const float* x, float* out) {
+std::optional<Error> Decoder::attention(Layer& L, const Step&, const float* x, float* out) {
   const auto& a = m_.attention;
-  const std::int64_t T = step.rows(), h = m_.hidden_size, hd = a.head_dim;
+  const std::int64_t T = meta_rows_, h = m_.hidden_size, hd = a.head_dim;
   const std::int64_t qh = a.num_heads / p_.tp;
   const std::int64_t kvh = std::max<std::int64_t>(1, a.num_kv_heads / p_.tp);
   const std::int64_t width = (qh + 2 * kvh) * hd;
-  s1_.resize(static_cast<std::size_t>(T * width));
-  b_.gemm(x, L.qkv, s1_.data(), T, width, h);
-  add_bias(s1_.data(), L.qkv_bias, T, width);
+  b_.gemm(x, L.qkv, a_, T, width, h);
+  if (L.qkv_bias) b_.add_bias(a_, L.qkv_bias, T, width);
   // q, k, v as contiguous [T, heads, hd] buffers.
-  s2_.resize(static_cast<std::size_t>(T * qh * hd));
-  s3_.resize(static_cast<std::size_t>(T * kvh * hd * 2));
-  float* q = s2_.data();
-  float* k = s3_.data();
-  float* v = s3_.data() + T * kvh * hd;
-  for (std::int64_t r = 0; r < T; ++r) {
-    const float* row = s1_.data() + r * width;
-    std::memcpy(q + r * qh * hd, row, static_cast<std::size_t>(qh * hd) * sizeof(float));
-    std::memcpy(k + r * kvh * hd, row + qh * hd, static_cast<std::size_t>(kvh * hd) * sizeof(float));
-    std::memcpy(v + r * kvh * hd, row + (qh + kvh) * hd,
-                static_cast<std::size_t>(kvh * hd) * sizeof(float));
-  }
+  float* q = b_q_;
+  float* k = b_kv_;
+  float* v = b_kv_ + T * kvh * hd;
+  b_.copy2d(q, qh * hd, a_, width, T, qh * hd);
+  b_.copy2d(k, kvh * hd, a_ + qh * hd, width, T, kvh * hd);
+  b_.copy2d(v, kvh * hd, a_ + (qh + kvh) * hd, width, T, kvh * hd);
   if (L.q_norm) {  // Qwen3: RMSNorm over each head of q and k
     b_.add_rmsnorm(q, nullptr, L.q_norm, q, T * qh, hd, kEps);
     b_.add_rmsnorm(k, nullptr, L.k_norm, k, T * kvh, hd, kEps);
   }
-  b_.rope(q, positions_.data(), T, qh, hd, 0, hd, kRopeTheta);
-  b_.rope(k, positions_.data(), T, kvh, hd, 0, hd, kRopeTheta);
-  b_.kv_write(k, v, L.k_pool, L.v_pool, paged_.data(), static_cast<std::int64_t>(paged_.size()),
-              kvh, hd, block_size_);
-  s4_.resize(static_cast<std::size_t>(T * qh * hd));
-  b_.paged_attention(q, L.k_pool, L.v_pool, paged_.data(), static_cast<std::int64_t>(paged_.size()),
-                     qh, kvh, hd, block_size_, 1.0f / std::sqrt(static_cast<float>(hd)),
-                     s4_.data());
-  b_.gemm(s4_.data(), L.o, out, T, h, qh * hd);
+  b_.rope(q, T, qh, hd, 0, hd, rope_);
+  b_.rope(k, T, kvh, hd, 0, hd, rope_);
+  b_.kv_write(k, v, L.k_pool, L.v_pool, kvh, hd);
+  b_.paged_attention(q, L.k_pool, L.v_pool, qh, kvh, hd, 1.0f / std::sqrt(static_cast<float>(hd)),
+                     c_);
+  b_.gemm(c_, L.o, out, T, h, qh * hd);
   if (auto e = b_.comm().all_reduce_sum(out, static_cast<std::size_t>(T * h), Group::kTp))
     return e;
-  add_bias(out, L.o_bias, T, h);
+  if (L.o_bias) b_.add_bias(out, L.o_bias, T, h);
   return std::nullopt;
 }
 
-std::optional<Error> Decoder::mla(Layer& L, const Step& step, const float* x, float* out) {
+std::optional<Error> Decoder::mla(Layer& L, const Step&, const float* x, float* out) {
   const auto& a = *m_.mla;
-  const std::int64_t T = step.rows(), h = m_.hidden_size;
+  const std::int64_t T = meta_rows_, h = m_.hidden_size;
   const std::int64_t heads = m_.attention.num_heads / p_.tp;
   const std::int64_t nope = a.qk_nope_head_dim, rope = a.qk_rope_head_dim, lora = a.kv_lora_rank;
-  const std::int64_t qk = nope + rope, width = lora + rope;
-  // Queries: [T, heads, nope + rope], directly or through the compressed q_a (DeepSeek-V3).
-  s1_.resize(static_cast<std::size_t>(T * heads * qk));
+  const std::int64_t qk = nope + rope, width = lora + rope, v = a.v_head_dim;
+  // Queries: [T, heads, nope + rope], directly or through the compressed q_a (DeepSeek-V3);
+  // q_a goes through e_ (free until the output projection).
   if (L.q_a) {
-    std::vector<float> qa(static_cast<std::size_t>(T * a.q_lora_rank));
-    b_.gemm(x, L.q_a, qa.data(), T, a.q_lora_rank, h);
-    b_.add_rmsnorm(qa.data(), nullptr, L.q_a_norm, qa.data(), T, a.q_lora_rank, kEps);
-    b_.gemm(qa.data(), L.q_b, s1_.data(), T, heads * qk, a.q_lora_rank);
+    b_.gemm(x, L.q_a, e_, T, a.q_lora_rank, h);
+    b_.add_rmsnorm(e_, nullptr, L.q_a_norm, e_, T, a.q_lora_rank, kEps);
+    b_.gemm(e_, L.q_b, a_, T, heads * qk, a.q_lora_rank);
   } else {
-    b_.gemm(x, L.q, s1_.data(), T, heads * qk, h);
+    b_.gemm(x, L.q, a_, T, heads * qk, h);
   }
-  b_.rope(s1_.data(), positions_.data(), T, heads, qk, nope, rope, kRopeTheta);
+  b_.rope(a_, T, heads, qk, nope, rope, mla_rope_);
   // The latent of the new tokens: normalised c_kv, then the rotated shared k_pe.
-  s2_.resize(static_cast<std::size_t>(T * width));
-  b_.gemm(x, L.kv_a, s2_.data(), T, width, h);
-  for (std::int64_t r = 0; r < T; ++r)
-    b_.add_rmsnorm(s2_.data() + r * width, nullptr, L.kv_a_norm, s2_.data() + r * width, 1, lora,
-                   kEps);
-  b_.rope(s2_.data(), positions_.data(), T, 1, width, lora, rope, kRopeTheta);
-  b_.latent_write(s2_.data(), L.latent_pool, paged_.data(),
-                  static_cast<std::int64_t>(paged_.size()), width, block_size_);
+  float* latent = b_q_;
+  b_.gemm(x, L.kv_a, latent, T, width, h);
+  b_.copy2d(b_kv_, lora, latent, width, T, lora);
+  b_.add_rmsnorm(b_kv_, nullptr, L.kv_a_norm, b_kv_, T, lora, kEps);
+  b_.copy2d(latent, width, b_kv_, lora, T, lora);
+  b_.rope(latent, T, 1, width, lora, rope, mla_rope_);
+  b_.latent_write(latent, L.latent_pool, width);
   // Absorbed: q_lat = q_nope . W_k per head; attention over the latent; o = W_v . o_lat.
-  std::vector<float> qn(static_cast<std::size_t>(T * nope)), ql(static_cast<std::size_t>(T * lora));
-  s3_.resize(static_cast<std::size_t>(T * heads * lora));
-  std::vector<float> qpe(static_cast<std::size_t>(T * heads * rope));
-  for (std::int64_t hh = 0; hh < heads; ++hh) {
-    for (std::int64_t r = 0; r < T; ++r) {
-      const float* src = s1_.data() + (r * heads + hh) * qk;
-      std::memcpy(qn.data() + r * nope, src, static_cast<std::size_t>(nope) * sizeof(float));
-      std::memcpy(qpe.data() + (r * heads + hh) * rope, src + nope,
-                  static_cast<std::size_t>(rope) * sizeof(float));
-    }
-    b_.gemm(qn.data(), L.w_kT.data() + hh * lora * nope, ql.data(), T, lora, nope);
-    for (std::int64_t r = 0; r < T; ++r)
-      std::memcpy(s3_.data() + (r * heads + hh) * lora, ql.data() + r * lora,
-                  static_cast<std::size_t>(lora) * sizeof(float));
-  }
-  s4_.resize(static_cast<std::size_t>(T * heads * lora));
-  b_.mla_attention(s3_.data(), qpe.data(), L.latent_pool, paged_.data(),
-                   static_cast<std::int64_t>(paged_.size()), heads, lora, rope, block_size_,
-                   1.0f / std::sqrt(static_cast<float>(qk)), s4_.data());
-  const std::int64_t v = a.v_head_dim;
-  std::vector<float> o(static_cast<std::size_t>(T * heads * v)), ol(static_cast<std::size_t>(T * lora)),
-      oh(static_cast<std::size_t>(T * v));
-  for (std::int64_t hh = 0; hh < heads; ++hh) {
-    for (std::int64_t r = 0; r < T; ++r)
-      std::memcpy(ol.data() + r * lora, s4_.data() + (r * heads + hh) * lora,
-                  static_cast<std::size_t>(lora) * sizeof(float));
-    b_.gemm(ol.data(), L.w_v.data() + hh * v * lora, oh.data(), T, v, lora);
-    for (std::int64_t r = 0; r < T; ++r)
-      std::memcpy(o.data() + (r * heads + hh) * v, oh.data() + r * v,
-                  static_cast<std::size_t>(v) * sizeof(float));
-  }
-  b_.gemm(o.data(), L.o, out, T, h, heads * v);
+  b_.gemm_batched(a_, heads * qk, qk, L.w_kT, lora * nope, c_, heads * lora, lora, T, lora, nope,
+                  heads);
+  float* q_pe = b_kv_;
+  b_.copy2d(q_pe, rope, a_ + nope, qk, T * heads, rope);
+  b_.mla_attention(c_, q_pe, L.latent_pool, heads, lora, rope,
+                   1.0f / std::sqrt(static_cast<float>(qk)), d_);
+  b_.gemm_batched(d_, heads * lora, lora, L.w_v, v * lora, e_, heads * v, v, T, v, lora, heads);
+  b_.gemm(e_, L.o, out, T, h, heads * v);
   return b_.comm().all_reduce_sum(out, static_cast<std::size_t>(T * h), Group::kTp);
 }
 
@@ -422,11 +512,10 @@ void Decoder::dense_mlp(const std::string& prefix, const float* x, std::int64_t 
   float* down = weight(prefix + "down_proj.weight");
   const std::int64_t h = m_.hidden_size;
   const std::int64_t inter = find(prefix + "down_proj.weight")->shape[1];
-  std::vector<float> g(static_cast<std::size_t>(rows * 2 * inter)), act(static_cast<std::size_t>(rows * inter));
-  b_.gemm(x, gu, g.data(), rows, 2 * inter, h);
-  if (bias) add_bias(g.data(), weight(prefix + "gate_up_proj.bias"), rows, 2 * inter);
-  b_.silu_mul(g.data(), act.data(), rows, inter);
-  b_.gemm(act.data(), down, out, rows, h, inter);
+  b_.gemm(x, gu, g_, rows, 2 * inter, h);
+  if (bias) b_.add_bias(g_, weight(prefix + "gate_up_proj.bias"), rows, 2 * inter);
+  b_.silu_mul(g_, act_, rows, inter);
+  b_.gemm(act_, down, out, rows, h, inter);
 }
 
 std::optional<Error> Decoder::mlp(Layer& L, const float* x, std::int64_t rows, float* out) {
@@ -434,7 +523,7 @@ std::optional<Error> Decoder::mlp(Layer& L, const float* x, std::int64_t rows, f
   if (auto e = b_.comm().all_reduce_sum(out, static_cast<std::size_t>(rows * m_.hidden_size),
                                         Group::kTp))
     return e;
-  add_bias(out, L.down_bias, rows, m_.hidden_size);
+  if (L.down_bias) b_.add_bias(out, L.down_bias, rows, m_.hidden_size);
   return std::nullopt;
 }
 
@@ -444,10 +533,7 @@ std::optional<Error> Decoder::mlp(Layer& L, const float* x, std::int64_t rows, f
 std::optional<Error> Decoder::moe(Layer& L, const float* x, std::int64_t rows, float* out) {
   const auto& e = *m_.moe;
   const std::int64_t h = m_.hidden_size, E = e.num_experts, k = e.experts_per_token;
-  std::vector<float> logits(static_cast<std::size_t>(rows * E)), wts(static_cast<std::size_t>(rows * k));
-  std::vector<std::int32_t> ids(static_cast<std::size_t>(rows * k));
-  b_.gemm(x, L.router, logits.data(), rows, E, h);
-  b_.topk_softmax(logits.data(), rows, E, k, ids.data(), wts.data());
+  b_.gemm(x, L.router, gate_, rows, E, h);
   const Buf* w13 = find(L.prefix + "mlp.experts.w13_weight");
   const std::int64_t local = w13->shape[0], inter = w13->shape[1] / 2;
   // The first expert this rank holds (expert parallelism: a contiguous range).
@@ -456,124 +542,120 @@ std::optional<Error> Decoder::moe(Layer& L, const float* x, std::int64_t rows, f
     const std::int64_t ep = p_.ep(), base = E / ep, extra = E % ep, r = ep_index(at_, p_);
     first = r * base + std::min<std::int64_t>(r, extra);
   }
-  std::fill(out, out + rows * h, 0.0f);
-  std::vector<float> xe, g, act, y;
-  std::vector<std::int64_t> which;
-  std::vector<float> weight_of;
-  for (std::int64_t le = 0; le < local; ++le) {
-    const std::int64_t expert = first + le;
-    which.clear();
-    weight_of.clear();
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t j = 0; j < k; ++j)
-        if (ids[static_cast<std::size_t>(r * k + j)] == expert) {
-          which.push_back(r);
-          weight_of.push_back(wts[static_cast<std::size_t>(r * k + j)]);
-        }
-    const auto n = static_cast<std::int64_t>(which.size());
-    if (n == 0) continue;
-    xe.resize(static_cast<std::size_t>(n * h));
-    for (std::int64_t i = 0; i < n; ++i)
-      std::memcpy(xe.data() + i * h, x + which[i] * h, static_cast<std::size_t>(h) * sizeof(float));
-    g.resize(static_cast<std::size_t>(n * 2 * inter));
-    act.resize(static_cast<std::size_t>(n * inter));
-    y.resize(static_cast<std::size_t>(n * h));
-    b_.gemm(xe.data(), L.w13 + le * 2 * inter * h, g.data(), n, 2 * inter, h);
-    b_.silu_mul(g.data(), act.data(), n, inter);
-    b_.gemm(act.data(), L.w2 + le * h * inter, y.data(), n, h, inter);
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t c = 0; c < h; ++c) out[which[i] * h + c] += weight_of[i] * y[i * h + c];
-  }
+  b_.moe(x, gate_, rows, h, E, k, L.w13, L.w2, first, local, inter, out);
   if (L.shared_gate_up) {
-    std::vector<float> shared(static_cast<std::size_t>(rows * h));
-    dense_mlp(L.prefix + "mlp.shared_experts.", x, rows, shared.data(), false);
+    dense_mlp(L.prefix + "mlp.shared_experts.", x, rows, shared_, false);
     if (L.shared_gate) {  // Qwen2-MoE: sigmoid(x . g) scales the shared expert
-      std::vector<float> gate(static_cast<std::size_t>(rows));
-      b_.gemm(x, L.shared_gate, gate.data(), rows, 1, h);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const float s = 1.0f / (1.0f + std::exp(-gate[static_cast<std::size_t>(r)]));
-        for (std::int64_t c = 0; c < h; ++c) shared[static_cast<std::size_t>(r * h + c)] *= s;
-      }
+      b_.gemm(x, L.shared_gate, gate_, rows, 1, h);
+      b_.sigmoid_gate(shared_, gate_, rows, h);
     }
-    for (std::int64_t i = 0; i < rows * h; ++i) out[i] += shared[static_cast<std::size_t>(i)];
+    b_.add_scaled(out, shared_, static_cast<std::size_t>(rows * h), 1.0f);
   }
   return b_.comm().all_reduce_sum(out, static_cast<std::size_t>(rows * h), Group::kTp);
 }
 
 std::optional<Error> Decoder::forward(const Step& step, const StageOut* in, StageOut& out,
                                       bool keep_logits) {
-  const std::int64_t T = step.rows(), h = m_.hidden_size;
-  // Positions and the paged view of the batch.
-  positions_.clear();
-  paged_.clear();
+  const std::int64_t rows = step.rows(), h = m_.hidden_size;
+  // The batch as the backend needs it: tokens, positions, slots, block tables, sample rows.
+  meta_.rows = rows;
+  meta_.block_size = block_size_;
+  meta_.tokens.clear();
+  meta_.positions.clear();
+  meta_.slots.clear();
+  meta_.seqs.clear();
+  meta_.sample_rows.clear();
+  meta_.max_blocks = 0;
   std::int64_t row = 0;
   for (const auto& s : step.seqs) {
-    for (std::int64_t i = 0; i < s.new_tokens; ++i) positions_.push_back(s.context + i);
-    paged_.push_back({row, s.new_tokens, s.context, s.blocks.data()});
+    if (first_) meta_.tokens.insert(meta_.tokens.end(), s.tokens.begin(), s.tokens.end());
+    for (std::int64_t i = 0; i < s.new_tokens; ++i) {
+      const std::int64_t pos = s.context + i;
+      meta_.positions.push_back(pos);
+      meta_.slots.push_back(static_cast<std::int64_t>(s.blocks[static_cast<std::size_t>(pos / block_size_)]) *
+                                block_size_ + pos % block_size_);
+    }
+    meta_.seqs.push_back({row, s.new_tokens, s.context, s.blocks.data()});
+    meta_.max_blocks = std::max<std::int64_t>(meta_.max_blocks, static_cast<std::int64_t>(s.blocks.size()));
     row += s.new_tokens;
+    if (s.samples) meta_.sample_rows.push_back(static_cast<std::int32_t>(row - 1));
   }
-  std::vector<float> hidden(static_cast<std::size_t>(T * h)), residual(static_cast<std::size_t>(T * h), 0.0f);
+  ensure_rows(rows + 8);  // room for a GPU backend's padding to its graph sizes
+  const std::int64_t T = b_.begin_step(meta_);
+  if (T > cap_)
+    return Error{{}, 0, 0, "step of " + std::to_string(T) + " rows past the decoder's " +
+                               std::to_string(cap_) + " (max_num_batched_tokens)"};
+  meta_rows_ = T;
   if (first_) {
-    std::vector<std::int64_t> tokens;
-    for (const auto& s : step.seqs) tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
     const Buf* emb = find("model.embed_tokens.weight");
-    b_.embedding(tokens.data(), T, emb->data, at_.tp * emb->shape[0], emb->shape[0], h,
-                 hidden.data());
-    if (auto e = b_.comm().all_reduce_sum(hidden.data(), hidden.size(), Group::kTp)) return e;
+    b_.embedding(emb->data, at_.tp * emb->shape[0], emb->shape[0], h, hidden_);
+    if (auto e = b_.comm().all_reduce_sum(hidden_, static_cast<std::size_t>(T * h), Group::kTp))
+      return e;
+    b_.fill(residual_, 0.0f, static_cast<std::size_t>(T * h));
   } else {
-    hidden = in->hidden;
-    residual = in->residual;
+    b_.upload(hidden_, in->hidden.data(), static_cast<std::size_t>(rows * h), false);
+    b_.upload(residual_, in->residual.data(), static_cast<std::size_t>(rows * h), false);
+    if (T > rows) {
+      b_.fill(hidden_ + rows * h, 0.0f, static_cast<std::size_t>((T - rows) * h));
+      b_.fill(residual_ + rows * h, 0.0f, static_cast<std::size_t>((T - rows) * h));
+    }
   }
-  std::vector<float> x(static_cast<std::size_t>(T * h)), y(static_cast<std::size_t>(T * h));
-  for (Layer* L : layer_ptrs_) {
-    b_.add_rmsnorm(hidden.data(), residual.data(), L->in_norm, x.data(), T, h, kEps);
-    auto err = m_.mla ? mla(*L, step, x.data(), y.data()) : attention(*L, step, x.data(), y.data());
-    if (!err && hook_) err = hook_();
-    if (err) return err;
-    b_.add_rmsnorm(y.data(), residual.data(), L->post_norm, x.data(), T, h, kEps);
-    err = L->moe ? moe(*L, x.data(), T, hidden.data()) : mlp(*L, x.data(), T, hidden.data());
-    if (!err && hook_) err = hook_();
-    if (err) return err;
+  // The layers: replayed from a captured CUDA graph, or issued (and perhaps captured).
+  if (!b_.replay_layers()) {
+    b_.capture_begin();
+    const bool hooks = hook_ && !b_.capturing();
+    for (Layer* L : layer_ptrs_) {
+      b_.add_rmsnorm(hidden_, residual_, L->in_norm, x_, T, h, kEps);
+      auto err = m_.mla ? mla(*L, step, x_, y_) : attention(*L, step, x_, y_);
+      if (!err && hooks) err = hook_();
+      if (err) return err;
+      b_.add_rmsnorm(y_, residual_, L->post_norm, x_, T, h, kEps);
+      err = L->moe ? moe(*L, x_, T, hidden_) : mlp(*L, x_, T, hidden_);
+      if (!err && hooks) err = hook_();
+      if (err) return err;
+    }
+    b_.capture_end();
+    if (hook_ && !hooks)
+      if (auto err = hook_()) return err;
+  } else if (hook_) {
+    if (auto err = hook_()) return err;
   }
   if (!last_) {
-    out.hidden = std::move(hidden);
-    out.residual = std::move(residual);
+    out.hidden.resize(static_cast<std::size_t>(rows * h));
+    out.residual.resize(static_cast<std::size_t>(rows * h));
+    b_.download(out.hidden.data(), hidden_, out.hidden.size(), false);
+    b_.download(out.residual.data(), residual_, out.residual.size(), false);
     return std::nullopt;
   }
   // The final norm and LM head on the rows that sample: each sampling sequence's last row.
-  std::vector<std::int64_t> sample_rows;
-  row = 0;
-  for (const auto& s : step.seqs) {
-    row += s.new_tokens;
-    if (s.samples) sample_rows.push_back(row - 1);
-  }
-  const auto S = static_cast<std::int64_t>(sample_rows.size());
+  const auto S = static_cast<std::int64_t>(meta_.sample_rows.size());
   out.tokens.clear();
   out.logits.clear();
-  if (S == 0) return std::nullopt;
-  std::vector<float> hs(static_cast<std::size_t>(S * h)), rs(static_cast<std::size_t>(S * h)), ns(static_cast<std::size_t>(S * h));
-  for (std::int64_t i = 0; i < S; ++i) {
-    std::memcpy(hs.data() + i * h, hidden.data() + sample_rows[i] * h, static_cast<std::size_t>(h) * sizeof(float));
-    std::memcpy(rs.data() + i * h, residual.data() + sample_rows[i] * h, static_cast<std::size_t>(h) * sizeof(float));
+  if (S == 0) {
+    b_.sync();
+    return std::nullopt;
   }
-  b_.add_rmsnorm(hs.data(), rs.data(), weight("model.norm.weight"), ns.data(), S, h, kEps);
+  ensure_samples(S);
+  b_.gather_samples(hidden_, h, hs_);
+  b_.gather_samples(residual_, h, rs_);
+  b_.add_rmsnorm(hs_, rs_, weight("model.norm.weight"), ns_, S, h, kEps);
   const Buf* head = m_.tie_word_embeddings ? find("model.embed_tokens.weight") : find("lm_head.weight");
   const std::int64_t vl = head->shape[0];
-  std::vector<float> local(static_cast<std::size_t>(S * vl)), gathered(static_cast<std::size_t>(S * vl * p_.tp));
-  b_.gemm(ns.data(), head->data, local.data(), S, vl, h);
-  if (auto e = b_.comm().all_gather(local.data(), local.size(), gathered.data(), Group::kTp)) return e;
+  b_.gemm(ns_, head->data, local_, S, vl, h);
+  if (auto e = b_.comm().all_gather(local_, static_cast<std::size_t>(S * vl), gathered_, Group::kTp))
+    return e;
   // [tp][S][vl] -> [S][vocab] (the padding rows past the vocabulary dropped).
   const std::int64_t V = m_.vocab_size;
-  std::vector<float> logits(static_cast<std::size_t>(S * V));
-  for (std::int64_t t = 0; t < p_.tp; ++t)
-    for (std::int64_t i = 0; i < S; ++i)
-      for (std::int64_t c = 0; c < vl; ++c) {
-        const std::int64_t col = t * vl + c;
-        if (col < V) logits[static_cast<std::size_t>(i * V + col)] = gathered[static_cast<std::size_t>((t * S + i) * vl + c)];
-      }
+  for (std::int64_t t = 0; t < p_.tp; ++t) {
+    const std::int64_t cols = std::min(vl, V - t * vl);
+    if (cols > 0) b_.copy2d(logits_ + t * vl, V, gathered_ + t * S * vl, vl, S, cols);
+  }
   out.tokens.resize(static_cast<std::size_t>(S));
-  b_.argmax(logits.data(), S, V, out.tokens.data());
-  if (keep_logits) out.logits = std::move(logits);
+  b_.argmax(logits_, S, V, out.tokens.data());
+  if (keep_logits) {
+    out.logits.resize(static_cast<std::size_t>(S * V));
+    b_.download(out.logits.data(), logits_, out.logits.size(), false);
+  }
   return std::nullopt;
 }
 

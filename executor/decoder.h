@@ -57,17 +57,22 @@ std::vector<model::TensorSpec> stage_tensors(const model::Model& m, const sim::P
 class Decoder {
  public:
   // `loaded`: the model as it runs (sim::as_loaded). `num_blocks` x `block_size`: the KV pool.
+  // `max_rows`: the most rows a step runs (max_num_batched_tokens); the activations are
+  // allocated for it at once (a GPU backend's captured graphs need fixed buffers). 0: grown
+  // as steps need.
   Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const Place& at,
-          Backend& backend, std::int64_t num_blocks, std::int64_t block_size);
+          Backend& backend, std::int64_t num_blocks, std::int64_t block_size,
+          std::int64_t max_rows = 0);
   ~Decoder();
 
   // The seeded weights (weights.h) of this rank's shards. Returns the bytes it holds.
   std::int64_t load_seeded();
-  // This rank's weights by tensor name, for saving (names as in the checkpoint).
+  // This rank's weights by buffer name, for saving: host copies, float32.
   struct Tensor {
     std::string name;
     std::vector<std::int64_t> shape;
-    const float* data;
+    std::vector<float> values;
+    const float* data;  // values.data()
   };
   std::vector<Tensor> tensors() const;
   // Sets one tensor's values (a loader's); false when the name or size is not this rank's.
@@ -90,6 +95,9 @@ class Decoder {
   std::int64_t first_layer() const { return layer0_; }
   std::int64_t num_layers() const { return layers_; }
   std::int64_t kv_pool_bytes() const { return pool_bytes_; }
+  // The bytes this rank's weights take in the backend (its weight type for matrices).
+  std::int64_t weight_bytes() const;
+  std::int64_t rows_capacity() const { return cap_; }
 
   // Runs the stage. The first stage reads step.seqs[].tokens; the others `in` (hidden and
   // residual from the previous stage).
@@ -106,12 +114,23 @@ class Decoder {
     std::vector<std::int64_t> shape;
     float* data = nullptr;
     std::int64_t size = 0;
+    bool weight = false;  // a matrix, in the backend's weight type; vectors are float32
     bool set = false;
   };
   struct Layer;
+  // Where a checkpoint tensor's shard lies among this rank's buffers.
+  struct Site {
+    Buf* buf = nullptr;
+    const model::TensorSpec* spec = nullptr;
+    ShardMap sm;
+    std::int64_t row_offset = 0, buf_rows = 0, cols = 0;
+  };
+  std::optional<Site> locate(const std::string& name);
   float* weight(const std::string& name);
   Buf* find(const std::string& name);
   void add_buffer(const std::string& name, std::vector<std::int64_t> shape);
+  void ensure_rows(std::int64_t rows);
+  void ensure_samples(std::int64_t samples);
   std::optional<Error> attention(Layer& l, const Step& step, const float* x, float* out);
   std::optional<Error> mla(Layer& l, const Step& step, const float* x, float* out);
   std::optional<Error> mlp(Layer& l, const float* x, std::int64_t rows, float* out);
@@ -128,9 +147,18 @@ class Decoder {
   std::vector<Buf> bufs_;
   std::vector<Layer*> layer_ptrs_;
   std::vector<std::unique_ptr<Layer>> layer_store_;
-  std::vector<kernels::PagedSeq> paged_;
-  std::vector<std::int64_t> positions_;
-  std::vector<float> s0_, s1_, s2_, s3_, s4_;  // scratch
+  std::vector<model::TensorSpec> specs_;  // the checkpoint tensors of this stage
+  Rope rope_, mla_rope_;
+  StepMeta meta_;
+  std::int64_t meta_rows_ = 0;  // the rows this step's layers run on (padded on a GPU)
+  std::int64_t inter_max_ = 0;  // the widest dense MLP (or shared expert) of the stage
+  // Activations in the backend's memory, for cap_ rows (samples: cap_s_ rows).
+  std::int64_t cap_ = 0, cap_s_ = 0;
+  float *hidden_ = nullptr, *residual_ = nullptr, *x_ = nullptr, *y_ = nullptr;
+  float *a_ = nullptr, *b_q_ = nullptr, *b_kv_ = nullptr, *c_ = nullptr, *d_ = nullptr;
+  float *e_ = nullptr, *g_ = nullptr, *act_ = nullptr, *shared_ = nullptr, *gate_ = nullptr;
+  float *hs_ = nullptr, *rs_ = nullptr, *ns_ = nullptr, *local_ = nullptr, *gathered_ = nullptr,
+        *logits_ = nullptr;
   std::function<std::optional<Error>()> hook_;
 };
 

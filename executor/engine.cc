@@ -137,6 +137,8 @@ class Run {
   Comm& comm_;
   Backend& b_;
   RunOptions o_;
+  bool replay_ = false;
+  StageOut standin_;  // --replay-rank past the first stage: the previous stage's output
   sim::ParallelConfig split_;
   Place at_;
   model::Model loaded_;
@@ -160,8 +162,9 @@ std::optional<Error> Run::setup() {
   split_ = o_.single_rank ? sim::ParallelConfig{} : plan_.split;
   if (o_.single_rank) split_.pp_layer_partition.clear();
   split_.expert_parallel = o_.single_rank ? false : plan_.split.expert_parallel;
-  at_ = o_.single_rank ? Place{} : place_of(comm_.rank(), split_);
-  rep_.rank = comm_.rank();
+  replay_ = o_.replay_rank >= 0;
+  at_ = o_.single_rank ? Place{} : place_of(replay_ ? o_.replay_rank : comm_.rank(), split_);
+  rep_.rank = replay_ ? o_.replay_rank : comm_.rank();
   rep_.at = at_;
   auto opts = sim::resolve_options(plan_.model, plan_.cluster.gpu, plan_.serving);
   if (!opts) return opts.error();
@@ -189,10 +192,15 @@ std::optional<Error> Run::setup() {
                           std::to_string(free >> 20) +
                           " MiB this host has free: plan against a smaller memory profile");
   };
-  const auto free = available_memory_bytes();
+  // On the CPU the weights and pool are float32 in host memory; a GPU backend holds them in
+  // the device's memory and refuses there (its one allocation for each fails with CUDA's
+  // message).
+  const std::optional<std::uint64_t> free =
+      b_.name() == "cpu" ? available_memory_bytes() : std::nullopt;
   if (free && want > *free) return refuse(*free);
   try {
-    decoder_ = std::make_unique<Decoder>(loaded_, split_, at_, b_, gpu_blocks_, opts_.block_size);
+    decoder_ = std::make_unique<Decoder>(loaded_, split_, at_, b_, gpu_blocks_, opts_.block_size,
+                                         opts_.max_num_batched_tokens);
   } catch (const std::bad_alloc&) {
     return refuse(free.value_or(0));
   }
@@ -205,11 +213,7 @@ std::optional<Error> Run::setup() {
                   : load_hf(*decoder_, o_.model_dir);
     if (!st) return st.error();
     rep_.load_bytes = st->bytes_read;
-    for (const auto& t : decoder_->tensors()) {
-      std::int64_t n = 4;
-      for (auto d : t.shape) n *= d;
-      rep_.weight_bytes += n;
-    }
+    rep_.weight_bytes = decoder_->weight_bytes();
   }
   rep_.load_s = comm_.now() - t0;
   if (!o_.save_sharded.empty() && at_.dp == 0 && !o_.single_rank) {
@@ -225,7 +229,7 @@ std::optional<Error> Run::setup() {
 std::optional<Error> Run::process(const Step& step, const StageOut* in, StageOut& out) {
   const double t0 = comm_.now(), tp0 = comm_.times.tp, pp0 = comm_.times.pp, hook0 = hook_s_;
   if (auto e = decoder_->forward(step, in, out, o_.keep_logits)) return e;
-  if (!decoder_->last_stage()) {
+  if (!decoder_->last_stage() && !replay_) {
     std::vector<float> msg(out.hidden);
     msg.insert(msg.end(), out.residual.begin(), out.residual.end());
     if (auto e = comm_.send(msg.data(), msg.size() * sizeof(float), rank_at(at_.pp + 1, at_.tp),
@@ -311,9 +315,19 @@ std::optional<Error> Run::drive() {
     }
   };
   std::vector<int> replica_ranks;
-  for (int pp = 0; pp < split_.pp; ++pp)
+  for (int pp = 0; pp < split_.pp && !replay_; ++pp)
     for (int tp = 0; tp < split_.tp; ++tp)
       if (pp != 0 || tp != 0) replica_ranks.push_back(rank_at(pp, tp));
+  if (replay_ && !decoder_->first_stage()) {  // fixed hidden states for the largest step
+    const auto n = static_cast<std::size_t>(opts_.max_num_batched_tokens * decoder_->hidden_size());
+    standin_.hidden.resize(n);
+    standin_.residual.resize(n);
+    const std::uint64_t h = name_hash("replay.hidden"), r = name_hash("replay.residual");
+    for (std::size_t k = 0; k < n; ++k) {  // uniform in +-sqrt(3): unit variance
+      standin_.hidden[k] = seeded_value(h, k, 1.7320508f);
+      standin_.residual[k] = seeded_value(r, k, 1.7320508f);
+    }
+  }
   struct InFlight {
     sim::Batch batch;
     Step step;
@@ -346,7 +360,7 @@ std::optional<Error> Run::drive() {
   // With pp > 1 the driver computes the first stage too: it takes in batches the last stage
   // has finished between its operators, so that their tokens count from when they came back.
   const int last_rank = rank_at(static_cast<int>(split_.pp) - 1, 0);
-  if (split_.pp > 1)
+  if (split_.pp > 1 && !replay_)
     decoder_->set_hook([&]() -> std::optional<Error> {
       const double h0 = comm_.now();
       while (in_flight.size() > 1 && comm_.probe(last_rank, kTokens, false)) {  // never the newest
@@ -401,8 +415,15 @@ std::optional<Error> Run::drive() {
         max_in_flight_ = std::max<std::int64_t>(max_in_flight_, static_cast<std::int64_t>(in_flight.size()));
         ++steps_;
         StageOut out;
-        if (auto e = process(in_flight.back().step, nullptr, out)) return e;
-        if (decoder_->last_stage()) {  // pp = 1: the driver samples
+        if (auto e = process(in_flight.back().step,
+                             decoder_->first_stage() ? nullptr : &standin_, out))
+          return e;
+        if (replay_ && !decoder_->last_stage()) {  // the later stages stood in for: token 0
+          std::size_t sampling = 0;
+          for (const auto& s : in_flight.back().step.seqs) sampling += s.samples ? 1 : 0;
+          out.tokens.assign(sampling, 0);
+        }
+        if (decoder_->last_stage() || replay_) {  // pp = 1 (or a replay): the driver samples
           if (o_.keep_logits) {
             std::size_t k = 0;
             const auto V = static_cast<std::size_t>(loaded_.vocab_size);
@@ -525,7 +546,8 @@ std::optional<Error> Run::report(RunResult* result) {
   std::int64_t preempt = preemptions_, steps = steps_, in_flight = max_in_flight_;
   std::vector<double> itl = itl_ms_, step_ms = step_ms_, decode_ms = decode_step_ms_;
   res.steps = step_log_;
-  for (int d = 1; d < split_.dp; ++d) {
+  const int n_replicas = replay_ ? 1 : static_cast<int>(split_.dp);
+  for (int d = 1; d < n_replicas; ++d) {
     auto bytes = recv_bytes(comm_, rank_of({d, 0, 0}, split_), kSeqs);
     if (!bytes) return bytes.error();
     Reader rd{*bytes};
@@ -568,14 +590,14 @@ std::optional<Error> Run::report(RunResult* result) {
   // the stage's, and the other ranks' extra collective time is skew, not transfer. Then the
   // mean over replicas.
   std::vector<std::vector<sim::StageTime>> per_replica(
-      static_cast<std::size_t>(split_.dp), std::vector<sim::StageTime>(static_cast<std::size_t>(split_.pp)));
+      static_cast<std::size_t>(n_replicas), std::vector<sim::StageTime>(static_cast<std::size_t>(split_.pp)));
   std::map<std::tuple<int, int, std::int64_t>, const StageSample*> slowest;
   for (const auto& s : res.stage_steps) {
     auto& at = slowest[{s.dp, s.pp, s.step}];
     if (!at || s.compute_s > at->compute_s) at = &s;
   }
   for (const auto& [key, s] : slowest) {
-    auto& st = per_replica[static_cast<std::size_t>(s->dp)][static_cast<std::size_t>(s->pp)];
+    auto& st = per_replica[static_cast<std::size_t>(replay_ ? 0 : s->dp)][static_cast<std::size_t>(s->pp)];
     st.compute += s->compute_s;
     st.tp_comm += s->tp_comm_s;
     st.pp_comm += s->pp_comm_s;
@@ -593,9 +615,9 @@ std::optional<Error> Run::report(RunResult* result) {
       }
     };
     if (split_.pp == 1 && split_.tp >= 1) add(samples_, request_ids[0]);
-    for (int d = 0; d < split_.dp; ++d) {
+    for (int d = 0; d < n_replicas; ++d) {
       const int from = rank_of({d, static_cast<int>(split_.pp) - 1, 0}, split_);
-      if (from == 0) continue;
+      if (from == 0 || replay_) continue;
       auto bytes = recv_bytes(comm_, from, kSamples);
       if (!bytes) return bytes.error();
       Reader rd{*bytes};
@@ -629,7 +651,7 @@ Expected<std::optional<RunResult>> Run::go() {
     }
   comm_.times = {};
   start_ = comm_.now();
-  const bool driver = at_.pp == 0 && at_.tp == 0;
+  const bool driver = replay_ || (at_.pp == 0 && at_.tp == 0);
   if (auto e = driver ? drive() : work()) return *e;
   std::optional<RunResult> result;
   if (comm_.rank() == 0) result.emplace();

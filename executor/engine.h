@@ -30,6 +30,11 @@ struct RunOptions {
   std::int64_t requests = -1;  // the first N requests of the plan's workload (all when < 0)
   bool keep_logits = false;    // --check: keep every sampled row's logits
   bool single_rank = false;    // run the plan's model as tp = pp = dp = 1 on this rank alone
+  // --replay-rank R: run the plan's rank R alone (its shard, stage, KV pool and replica's
+  // requests) on a ReplayComm (replay_comm.h): collectives are local stand-ins, stages
+  // before it are stood in for by fixed unit-variance hidden states, and each batch completes
+  // when this stage has computed it. -1: a normal run.
+  int replay_rank = -1;
   // Rank 0 hands what it has measured so far (its replica's requests, its own rank) to this
   // every `progress_every_s` seconds of the run (without the timeline), so that a job that dies leaves it behind.
   std::function<void(const RunResult&)> progress;

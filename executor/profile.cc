@@ -134,14 +134,26 @@ void profile_compute(Backend& b, const model::Model* m, Profile& p) {
     std::vector<std::int64_t> pos = {3}, out(1);
     std::vector<std::int32_t> table = {0};
     std::vector<float> kp(static_cast<std::size_t>(16 * d)), vp(kp);
-    kernels::PagedSeq seq{0, 1, 0, table.data()};
+    StepMeta meta;
+    meta.rows = 1;
+    meta.tokens = {3};
+    meta.positions = pos;
+    meta.slots = {0};
+    meta.seqs = {kernels::PagedSeq{0, 1, 0, table.data()}};
+    meta.sample_rows = {0};
+    meta.max_blocks = 1;
+    meta.block_size = 16;
+    b.begin_step(meta);
+    Rope rope;
+    rope.inv_freq.resize(static_cast<std::size_t>(d / 2));
+    kernels::rope_inv_freq(1e4f, d, rope.inv_freq.data());
     const std::vector<std::function<void()>> ops = {
         [&] { b.gemm(x.data(), w.data(), y.data(), 1, 4, 4); },
         [&] { b.add_rmsnorm(x.data(), r.data(), w.data(), y.data(), 1, d, 1e-6f); },
-        [&] { b.rope(y.data(), pos.data(), 1, 1, d, 0, d, 1e4f); },
+        [&] { b.rope(y.data(), 1, 1, d, 0, d, rope); },
         [&] { b.silu_mul(x.data(), y.data(), 1, d); },
-        [&] { b.kv_write(x.data(), w.data(), kp.data(), vp.data(), &seq, 1, 1, d, 16); },
-        [&] { b.paged_attention(x.data(), kp.data(), vp.data(), &seq, 1, 1, 1, d, 16, 0.25f, y.data()); },
+        [&] { b.kv_write(x.data(), w.data(), kp.data(), vp.data(), 1, d); },
+        [&] { b.paged_attention(x.data(), kp.data(), vp.data(), 1, 1, d, 0.25f, y.data()); },
         [&] { b.argmax(x.data(), 1, d, out.data()); }};
     double total = 0;
     for (const auto& op : ops) total += median_call_s(op);
@@ -167,19 +179,16 @@ class SplitTimer : public ForwardingBackend {
       c.second += 1;
     }
   }
-  void paged_attention(const float* q, const float* kp, const float* vp,
-                       const kernels::PagedSeq* s, std::int64_t n, std::int64_t qh,
-                       std::int64_t kh, std::int64_t d, std::int64_t bs, float sc,
-                       float* o) override {
+  void paged_attention(const float* q, const float* kp, const float* vp, std::int64_t qh,
+                       std::int64_t kh, std::int64_t d, float sc, float* o) override {
     const double t0 = now_s();
-    in_.paged_attention(q, kp, vp, s, n, qh, kh, d, bs, sc, o);
+    in_.paged_attention(q, kp, vp, qh, kh, d, sc, o);
     attention_s += now_s() - t0;
   }
-  void mla_attention(const float* ql, const float* qp, const float* pool,
-                     const kernels::PagedSeq* s, std::int64_t n, std::int64_t h, std::int64_t l,
-                     std::int64_t r, std::int64_t bs, float sc, float* o) override {
+  void mla_attention(const float* ql, const float* qp, const float* pool, std::int64_t h,
+                     std::int64_t l, std::int64_t r, float sc, float* o) override {
     const double t0 = now_s();
-    in_.mla_attention(ql, qp, pool, s, n, h, l, r, bs, sc, o);
+    in_.mla_attention(ql, qp, pool, h, l, r, sc, o);
     attention_s += now_s() - t0;
   }
   double gemm_s = 0, attention_s = 0;

@@ -1,17 +1,14 @@
 #include "executor/weights.h"
 
+#include "kernels/seeded.h"
+
 #include <cmath>
 #include <cstring>
 
 namespace tpp::exec {
 namespace {
 
-std::uint64_t splitmix64(std::uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+using kernels::splitmix64;
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -26,9 +23,7 @@ std::uint64_t name_hash(const std::string& name) {
 }
 
 float seeded_value(std::uint64_t name_hash, std::uint64_t index, float scale) {
-  const std::uint64_t r = splitmix64(name_hash ^ splitmix64(index));
-  const float u = static_cast<float>(r >> 40) * 0x1.0p-24f;  // [0, 1), 24 bits exact in float
-  return (2 * u - 1) * scale;
+  return kernels::seeded_value(name_hash, index, scale);
 }
 
 float seeded_scale(const model::TensorSpec& t) {

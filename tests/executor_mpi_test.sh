@@ -4,6 +4,7 @@
 #   executor_mpi_test.sh BUILD errors                      bad runs: one line, exit 2
 #   executor_mpi_test.sh BUILD checkpoints                 save, load both formats, --check
 #   executor_mpi_test.sh BUILD killed                      a killed rank stops the job, leaves data
+#   executor_mpi_test.sh BUILD replay                      --replay-rank beside the full run
 #   executor_mpi_test.sh BUILD loop                        the loop, small: profile, plan, run
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -54,7 +55,23 @@ case "$what" in
     make_plan tiny-llama 1 1 1 "" tp1.json
     make_plan tiny-mixtral 1 1 2 ep ep-dp2.json
     one_line_error "needs 2 ranks, this job has 1" "$run" --plan tp2.json
-    one_line_error "--backend cuda is not available" "$run" --plan tp1.json --backend cuda
+    if ! nvidia-smi -L >/dev/null 2>&1; then  # no GPU here: said in one line, exit 2
+      one_line_error "tpp-run: error: --backend cuda: " "$run" --plan tp1.json --backend cuda
+      one_line_error "tpp-run: error: --backend cuda: " "$run" --plan tp2.json --backend cuda \
+        --replay-rank 1
+    fi
+    one_line_error "--replay-rank 2: the plan's split tp=2 x pp=1 x dp=1 has ranks 0..1" \
+      "$run" --plan tp2.json --replay-rank 2
+    one_line_error "--replay-rank runs one rank alone: it takes no --check" \
+      "$run" --plan tp2.json --replay-rank 0 --check
+    set +e  # under mpirun: said once (by rank 0), exit 2, mpirun's own notice aside
+    mpi 2 "$run" --plan tp2.json --replay-rank 0 >out.txt 2>err.txt
+    code=$?
+    set -e
+    [ "$code" = 2 ] || fail "replay under mpirun: exit $code"
+    [ "$(grep -c 'tpp-run: error' err.txt)" = 1 ] || fail "not one error line: $(cat err.txt)"
+    grep -q -- "--replay-rank runs one process, this job has 2" err.txt || fail "$(cat err.txt)"
+    echo "ok: $(grep 'tpp-run: error' err.txt)"
     one_line_error "expert parallel over dp=2 replicas" "$run" --plan ep-dp2.json
     one_line_error "needs --model-dir" "$run" --plan tp1.json --load-format sharded_state
     one_line_error "nothing.json" "$run" --plan nothing.json
@@ -123,6 +140,32 @@ case "$what" in
     grep -q '"finished": [0-9]' measured.json || fail "the snapshot has no requests"
     echo "ok: snapshot, $(grep -m1 '"finished"' measured.json | tr -d ' ,')"
     echo "ok: stopped in $took s with exit $code"
+    ;;
+  replay)
+    # Rank R of a tp=2 x pp=2 plan run alone, for the first and the last stage, beside the
+    # same plan run on its four ranks: the replayed stage's compute is that of the real run's
+    # stage (within a factor: this machine is shared and oversubscribed), and the stand-in
+    # collectives are counted and timed by the plan's cluster profile.
+    make_plan tiny-llama 2 2 1 "" plan.json
+    mpi 4 "$run" --plan plan.json --requests 16 -o full.json >full.txt
+    for r in 0 3; do
+      "$run" --plan plan.json --replay-rank $r --requests 16 -o replay$r.json | tee replay$r.txt
+      grep -q "^replayed rank $r " replay$r.txt || fail "rank $r: no replay line"
+    done
+    python3 - full.json replay0.json replay3.json <<'PY'
+import json, sys
+full = json.load(open(sys.argv[1]))
+for path, stage in ((sys.argv[2], 0), (sys.argv[3], 1)):
+    r = json.load(open(path))["replay"]
+    assert r["pp"] == stage, (path, r)
+    assert r["steps"] > 0 and r["collectives"] > 0, r
+    assert r["collective_modeled_ms_per_step"] > 0, r
+    m, p = r["stage_compute_measured_ms"], r["stage_compute_predicted_ms"]
+    real = full["same_batches"]["stages"][stage]["compute_ms"]["measured_p50"]
+    assert m > 0 and p > 0, r
+    assert real / 3 < m < real * 3, (path, m, real)
+    print(f"ok: stage {stage} replayed {m:.3f} ms, in the full run {real:.3f} ms, predicted {p:.3f} ms")
+PY
     ;;
   loop)
     bash "$src/scripts/loop.sh" "$build" loop-out "${1:-16}" | tee out.txt

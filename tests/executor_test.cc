@@ -155,10 +155,28 @@ TEST(CpuBackend, MatchesTheKernelReferences) {
   {  // rope on part of each head, positions up to 300
     auto x1 = random_vec(rows * heads * dim, 4);
     auto x2 = x1;
-    std::vector<std::int64_t> pos = {0, 7, 31, 129, 300};
-    b->rope(x1.data(), pos.data(), rows, heads, dim, 4, 8, 10000.0f);
-    kernels::rope_neox_ref(x2.data(), pos.data(), rows, heads, dim, 4, 8, 10000.0f);
+    StepMeta meta;
+    meta.rows = rows;
+    meta.positions = {0, 7, 31, 129, 300};
+    b->begin_step(meta);
+    Rope r;
+    r.inv_freq.resize(4);
+    kernels::rope_inv_freq(10000.0f, 8, r.inv_freq.data());
+    b->rope(x1.data(), rows, heads, dim, 4, 8, r);
+    kernels::rope_neox_ref(x2.data(), meta.positions.data(), rows, heads, dim, 4, 8, 10000.0f);
     EXPECT_LT(max_rel(x1, x2), 1e-5);
+    // GPT-J's interleaved pairs with an attention factor (DeepSeek's YaRN in vLLM)
+    auto x3 = random_vec(rows * heads * dim, 40);
+    auto x4 = x3;
+    Rope y;
+    y.inv_freq.resize(4);
+    kernels::yarn_inv_freq(10000.0f, 8, 40.0f, 4096, 32.0f, 1.0f, y.inv_freq.data());
+    y.mscale = kernels::yarn_mscale(40.0f, 0.707f, 1.0f);
+    y.neox = false;
+    b->rope(x3.data(), rows, heads, dim, 0, 8, y);
+    kernels::rope_ref(x4.data(), meta.positions.data(), rows, heads, dim, 0, 8, y.inv_freq.data(),
+                      y.mscale, false);
+    EXPECT_LT(max_rel(x3, x4), 1e-5);
   }
   {  // silu_mul
     auto g = random_vec(rows * 2 * cols, 5);
@@ -175,13 +193,18 @@ TEST(CpuBackend, MatchesTheKernelReferences) {
     auto k = random_vec(n * kv * dim, 6), v = random_vec(n * kv * dim, 7);
     auto kp = random_vec(blocks * kv * bs * dim, 8), vp = random_vec(blocks * kv * bs * dim, 9);
     auto kp2 = kp, vp2 = vp;
-    b->kv_write(k.data(), v.data(), kp.data(), vp.data(), seqs.data(), 2, kv, dim, bs);
+    StepMeta meta;
+    meta.rows = n;
+    meta.seqs = seqs;
+    meta.block_size = bs;
+    b->begin_step(meta);
+    b->kv_write(k.data(), v.data(), kp.data(), vp.data(), kv, dim);
     kernels::kv_write_ref(k.data(), v.data(), kp2.data(), vp2.data(), seqs.data(), 2, kv, dim, bs);
     EXPECT_EQ(kp, kp2);
     EXPECT_EQ(vp, vp2);
     auto q = random_vec(n * heads * dim, 10);
     std::vector<float> o1(n * heads * dim), o2(n * heads * dim);
-    b->paged_attention(q.data(), kp.data(), vp.data(), seqs.data(), 2, heads, kv, dim, bs, 0.25f, o1.data());
+    b->paged_attention(q.data(), kp.data(), vp.data(), heads, kv, dim, 0.25f, o1.data());
     kernels::paged_attention_ref(q.data(), kp.data(), vp.data(), seqs.data(), 2, heads, kv, dim, bs, 0.25f,
                                  o2.data());
     EXPECT_LT(max_rel(o1, o2), 1e-5);
@@ -193,24 +216,62 @@ TEST(CpuBackend, MatchesTheKernelReferences) {
     const std::int64_t n = 3;
     auto lat = random_vec(n * width, 11), pool = random_vec(blocks * bs * width, 12);
     auto pool2 = pool;
-    b->latent_write(lat.data(), pool.data(), seqs.data(), 2, width, bs);
+    StepMeta meta;
+    meta.rows = n;
+    meta.seqs = seqs;
+    meta.block_size = bs;
+    b->begin_step(meta);
+    b->latent_write(lat.data(), pool.data(), width);
     kernels::latent_write_ref(lat.data(), pool2.data(), seqs.data(), 2, width, bs);
     EXPECT_EQ(pool, pool2);
     auto ql = random_vec(n * heads * lora, 13), qp = random_vec(n * heads * rope, 14);
     std::vector<float> o1(n * heads * lora), o2(n * heads * lora);
-    b->mla_attention(ql.data(), qp.data(), pool.data(), seqs.data(), 2, heads, lora, rope, bs, 0.2f, o1.data());
+    b->mla_attention(ql.data(), qp.data(), pool.data(), heads, lora, rope, 0.2f, o1.data());
     kernels::mla_attention_ref(ql.data(), qp.data(), pool.data(), seqs.data(), 2, heads, lora, rope, bs, 0.2f,
                                o2.data());
     EXPECT_LT(max_rel(o1, o2), 1e-5);
   }
-  {  // routing and sampling: the same choices
+  {  // experts: routing, permutation, grouped GEMMs and combination against a plain loop
+    const std::int64_t E = 8, k = 2, h = 12, inter = 6, first = 2, local = 4;
+    auto x = random_vec(rows * h, 41), logits = random_vec(rows * E, 15);
+    auto w13 = random_vec(local * 2 * inter * h, 42), w2 = random_vec(local * h * inter, 43);
+    std::vector<float> out(rows * h), ref(rows * h, 0.0f);
+    b->moe(x.data(), logits.data(), rows, h, E, k, w13.data(), w2.data(), first, local, inter,
+           out.data());
+    std::vector<std::int32_t> ids(rows * k);
+    std::vector<float> wts(rows * k);
+    kernels::topk_softmax_ref(logits.data(), rows, E, k, ids.data(), wts.data());
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t j = 0; j < k; ++j) {
+        const std::int64_t e = ids[r * k + j] - first;
+        if (e < 0 || e >= local) continue;
+        std::vector<float> g(2 * inter), a(inter);
+        for (std::int64_t o = 0; o < 2 * inter; ++o)
+          for (std::int64_t c = 0; c < h; ++c)
+            g[o] += x[r * h + c] * w13[(e * 2 * inter + o) * h + c];
+        kernels::silu_mul_ref(g.data(), a.data(), 1, inter);
+        for (std::int64_t o = 0; o < h; ++o) {
+          float y = 0;
+          for (std::int64_t c = 0; c < inter; ++c) y += a[c] * w2[(e * h + o) * inter + c];
+          ref[r * h + o] += wts[r * k + j] * y;
+        }
+      }
+    EXPECT_LT(max_rel(out, ref), 1e-5);
+  }
+  {  // batched GEMM with row strides (MLA's per-head absorption) against per-batch GEMMs
+    const std::int64_t m = 3, n = 5, k = 4, batch = 3, ldx = batch * k + 2, ldy = batch * n;
+    auto x = random_vec(m * ldx, 44), w = random_vec(batch * n * k, 45);
+    std::vector<float> y(m * ldy, 0.0f), ref(m * ldy, 0.0f);
+    b->gemm_batched(x.data(), ldx, k, w.data(), n * k, y.data(), ldy, n, m, n, k, batch);
+    for (std::int64_t bt = 0; bt < batch; ++bt)
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j)
+          for (std::int64_t l = 0; l < k; ++l)
+            ref[i * ldy + bt * n + j] += x[i * ldx + bt * k + l] * w[(bt * n + j) * k + l];
+    EXPECT_LT(max_rel(y, ref), 1e-5);
+  }
+  {  // sampling: the same choices
     auto logits = random_vec(rows * 8, 15);
-    std::vector<std::int32_t> i1(rows * 2), i2(rows * 2);
-    std::vector<float> w1(rows * 2), w2(rows * 2);
-    b->topk_softmax(logits.data(), rows, 8, 2, i1.data(), w1.data());
-    kernels::topk_softmax_ref(logits.data(), rows, 8, 2, i2.data(), w2.data());
-    EXPECT_EQ(i1, i2);
-    EXPECT_LT(max_rel(w1, w2), 1e-6);
     std::vector<std::int64_t> a1(rows), a2(rows);
     b->argmax(logits.data(), rows, 8, a1.data());
     kernels::argmax_ref(logits.data(), rows, 8, a2.data());
@@ -220,7 +281,11 @@ TEST(CpuBackend, MatchesTheKernelReferences) {
     auto table = random_vec(10 * cols, 16);
     std::vector<std::int64_t> tok = {3, 12, 17, 25};
     std::vector<float> e1(4 * cols), e2(4 * cols);
-    b->embedding(tok.data(), 4, table.data(), 10, 10, cols, e1.data());
+    StepMeta meta;
+    meta.rows = 4;
+    meta.tokens = tok;
+    b->begin_step(meta);
+    b->embedding(table.data(), 10, 10, cols, e1.data());
     kernels::embedding_ref(tok.data(), 4, table.data(), 10, 10, cols, e2.data());
     EXPECT_EQ(e1, e2);
   }

@@ -27,6 +27,9 @@
 #include "executor/checkpoint.h"
 #include "executor/engine.h"
 #include "executor/mpi_comm.h"
+#include "executor/nccl_comm.h"
+#include "executor/replay_comm.h"
+#include "kernels/device.h"
 #include "executor/plan.h"
 #include "simulator/serving.h"
 #include "simulator/step_cost.h"
@@ -35,6 +38,68 @@ namespace {
 
 constexpr int kExitBadInput = 2;
 constexpr int kExitMismatch = 1;
+
+// This process's index among the job's ranks on its host (one GPU each), from the launcher's
+// environment (OpenMPI, MPICH/Intel MPI, Slurm), else the world rank.
+int local_rank(int world_rank) {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+    if (const char* e = std::getenv(v)) {
+      char* end = nullptr;
+      const long r = std::strtol(e, &end, 10);
+      if (end != e && r >= 0) return static_cast<int>(r);
+    }
+  return world_rank;
+}
+
+// --replay-rank: the replayed stage's compute, step by step, beside the step model's compute
+// for that stage on the same batches; the stand-in collectives' modelled time apart.
+nlohmann::json replay_json(const tpp::exec::RunResult& r, const tpp::exec::Plan& plan,
+                           const tpp::sim::StepCostModel& cost, const tpp::exec::ReplayComm& c,
+                           int replay_rank, std::string& text) {
+  std::map<std::int64_t, const tpp::sim::BatchShape*> shape_of;
+  for (const auto& s : r.steps) shape_of[s.step] = &s.shape;
+  std::vector<double> meas, pred, ratio, meas_d, pred_d, ratio_d, standin;
+  int pp = 0;
+  for (const auto& s : r.stage_steps) {
+    auto it = shape_of.find(s.step);
+    if (it == shape_of.end()) continue;
+    pp = s.pp;
+    const double p = cost.cost(static_cast<std::size_t>(s.pp), *it->second).compute() * 1e3;
+    const double m = s.compute_s * 1e3;
+    meas.push_back(m);
+    pred.push_back(p);
+    standin.push_back(s.tp_comm_s * 1e3);
+    if (m > 0) ratio.push_back(p / m);
+    if (it->second->prefill_tokens == 0) {
+      meas_d.push_back(m);
+      pred_d.push_back(p);
+      if (m > 0) ratio_d.push_back(p / m);
+    }
+  }
+  const auto M = tpp::sim::percentiles(meas), P = tpp::sim::percentiles(pred);
+  const auto R = tpp::sim::percentiles(ratio), MD = tpp::sim::percentiles(meas_d);
+  const auto PD = tpp::sim::percentiles(pred_d), RD = tpp::sim::percentiles(ratio_d);
+  const auto S = tpp::sim::percentiles(standin);
+  const auto steps = static_cast<double>(std::max<std::size_t>(1, meas.size()));
+  const auto at = tpp::exec::place_of(replay_rank, plan.split);
+  text = fmt::format(
+      "replayed rank {} (dp {}, stage {}, tp {}) alone: stage compute p50 measured {:.3f} ms, "
+      "predicted {:.3f} ms ({:+.1f}%); decode-only steps {:.3f} vs {:.3f} ms; median "
+      "predicted/measured {:.3f} (all), {:.3f} (decode); {} collectives stood in for, "
+      "{:.3f} ms a step by the cluster profile (their stand-ins took {:.3f} ms, not counted as "
+      "compute)\n",
+      replay_rank, at.dp, pp, at.tp, M.p50, P.p50, M.p50 > 0 ? (P.p50 / M.p50 - 1) * 100 : 0.0,
+      MD.p50, PD.p50, R.p50, RD.p50, c.collectives, c.modeled_s * 1e3 / steps, S.p50);
+  return {{"rank", replay_rank}, {"dp", at.dp}, {"pp", pp}, {"tp", at.tp},
+          {"steps", meas.size()}, {"decode_steps", meas_d.size()},
+          {"stage_compute_measured_ms", M.p50}, {"stage_compute_predicted_ms", P.p50},
+          {"decode_stage_compute_measured_ms", MD.p50},
+          {"decode_stage_compute_predicted_ms", PD.p50},
+          {"median_ratio_compute", R.p50}, {"median_ratio_compute_decode", RD.p50},
+          {"collectives", c.collectives},
+          {"collective_modeled_ms_per_step", c.modeled_s * 1e3 / steps},
+          {"collective_standin_ms_p50", S.p50}};
+}
 
 int rank0_fail(int rank, const std::string& line) {
   if (rank == 0) std::fprintf(stderr, "%s\n", line.c_str());
@@ -413,6 +478,15 @@ int main(int argc, char** argv) {
                  "shard), sharded_state (the files --save-sharded wrote, one set per rank), or "
                  "dummy (seeded weights; the default without --model-dir)")
       ->check(CLI::IsMember({"auto", "sharded_state", "dummy"}));
+  int replay_rank = -1;
+  app.add_option("--replay-rank", replay_rank,
+                 "run the plan's rank R alone (one GPU, or this CPU): its shard, its stage's "
+                 "layers, its KV pool, its replica's requests; collectives become local "
+                 "stand-ins timed by the plan's cluster profile, reported apart")
+      ->check(CLI::NonNegativeNumber);
+  bool enforce_eager = false;
+  app.add_flag("--enforce-eager", enforce_eager,
+               "--backend cuda: no CUDA graphs for decode steps (vLLM's --enforce-eager)");
   std::string save_hf;
   app.add_option("--save-hf", save_hf,
                  "write the plan's model with its seeded weights as an ordinary Hugging Face "
@@ -452,12 +526,27 @@ int main(int argc, char** argv) {
                 save_hf.c_str(), plan->model.name.c_str());
     return 0;
   }
-  if (do_launch) return launch(argc, argv, *plan, hosts);
-  if (backend == "cuda") {
-    tpp::exec::mpi_finalize();
-    return rank0_fail(rank, "tpp-run: error: --backend cuda is not available in this tpp-run "
-                            "(the CUDA backend is the next issue's); use --backend cpu");
+  if (replay_rank >= 0) {
+    const char* clash = do_launch ? "--launch" : do_check ? "--check" : !save_dir.empty() ? "--save-sharded" : nullptr;
+    if (clash) {
+      tpp::exec::mpi_finalize();
+      return rank0_fail(rank, std::string("tpp-run: error: --replay-rank runs one rank alone: it "
+                                          "takes no ") + clash);
+    }
+    if (replay_rank >= plan->split.gpus()) {
+      tpp::exec::mpi_finalize();
+      return rank0_fail(rank, fmt::format(
+          "tpp-run: error: --replay-rank {}: the plan's split tp={} x pp={} x dp={} has ranks "
+          "0..{}", replay_rank, plan->split.tp, plan->split.pp, plan->split.dp,
+          plan->split.gpus() - 1));
+    }
+    if (size != 1) {
+      tpp::exec::mpi_finalize();
+      return rank0_fail(rank, fmt::format("tpp-run: error: --replay-rank runs one process, this "
+                                          "job has {} (run it without mpirun)", size));
+    }
   }
+  if (do_launch) return launch(argc, argv, *plan, hosts);
   if (do_check && requests < 0) requests = 16;
   if (load_format.empty()) load_format = model_dir.empty() ? "dummy" : "auto";
   if (load_format == "dummy" && !model_dir.empty()) {
@@ -474,7 +563,7 @@ int main(int argc, char** argv) {
     tpp::exec::mpi_finalize();
     return rank0_fail(rank, "tpp-run: error: --model-dir " + model_dir + " is not a directory");
   }
-  if (size != plan->split.gpus()) {
+  if (replay_rank < 0 && size != plan->split.gpus()) {
     tpp::exec::mpi_finalize();
     return rank0_fail(rank, fmt::format(
         "tpp-run: error: the plan's split tp={} x pp={} x dp={} needs {} ranks, this job has {} "
@@ -482,13 +571,86 @@ int main(int argc, char** argv) {
         plan->split.tp, plan->split.pp, plan->split.dp, plan->split.gpus(), size,
         plan->split.gpus()));
   }
-  auto comm = tpp::exec::make_mpi_comm(&argc, &argv, plan->split);
-  if (!comm) {
+  // The communicator: MPI's (with NCCL's for the GPU's collectives), or, for --replay-rank,
+  // local stand-ins timed by the plan's step model.
+  const auto loaded = tpp::sim::as_loaded(plan->model, plan->serving);
+  const auto opts = tpp::sim::resolve_options(plan->model, plan->cluster.gpu, plan->serving);
+  if (!opts) {
     tpp::exec::mpi_finalize();
-    return rank0_fail(rank, "tpp-run: error: " + comm.error().message);
+    return rank0_fail(rank, opts.error().str());
   }
-  auto cpu = tpp::exec::make_cpu_backend(**comm);
+  const tpp::sim::StepCostModel cost(loaded, plan->cluster, plan->split, *opts);
+  std::unique_ptr<tpp::exec::Comm> mpi, nccl;
+  std::unique_ptr<tpp::exec::ReplayComm> replay;
+  tpp::exec::Comm* comm = nullptr;
+  int device = -1;
+  if (backend == "cuda") {
+    const int devices = tpp::kernels::device_count();
+    if (devices == 0) {
+      tpp::exec::mpi_finalize();
+      return rank0_fail(rank, tpp::kernels::built_with_cuda()
+                                  ? "tpp-run: error: --backend cuda: no CUDA device present"
+                                  : "tpp-run: error: --backend cuda: this tpp-run was built "
+                                    "without CUDA (rebuild where nvcc is found, or use "
+                                    "--backend cpu)");
+    }
+    device = local_rank(rank) % devices;
+  }
+  if (replay_rank >= 0) {
+    const auto ep = plan->split.expert_parallel ? plan->split.ep() : 1;
+    replay = std::make_unique<tpp::exec::ReplayComm>(
+        plan->split.tp, ep, cost, std::max(2.0, tpp::model::dtype_bytes(loaded.dtype)));
+    comm = replay.get();
+  } else {
+    auto made = tpp::exec::make_mpi_comm(&argc, &argv, plan->split);
+    if (!made) {
+      tpp::exec::mpi_finalize();
+      return rank0_fail(rank, "tpp-run: error: " + made.error().message);
+    }
+    mpi = std::move(*made);
+    comm = mpi.get();
+    if (backend == "cuda") {
+      auto n = tpp::exec::make_nccl_comm(*mpi, plan->split, device);
+      if (!n) {
+        std::fprintf(stderr, "tpp-run: error: rank %d: %s\n", rank, n.error().str().c_str());
+        mpi->abort(kExitBadInput);
+      }
+      nccl = std::move(*n);
+      comm = nccl.get();
+    }
+  }
+  std::unique_ptr<tpp::exec::Backend> engine_backend;
+  if (backend == "cuda") {
+    tpp::exec::CudaOptions co;
+    co.device = device;
+    co.enforce_eager = enforce_eager;
+    co.max_rows = opts->max_num_batched_tokens + 8;
+    std::string why;
+    engine_backend = tpp::exec::make_cuda_backend(*comm, co, why);
+    if (!engine_backend) {
+      std::fprintf(stderr, "tpp-run: error: rank %d: --backend cuda: %s\n", rank, why.c_str());
+      if (replay) return kExitBadInput;
+      comm->abort(kExitBadInput);
+    }
+  } else {
+    engine_backend = tpp::exec::make_cpu_backend(*comm);
+  }
+  if (replay) {  // in-place stand-ins copy through a buffer of the largest all-reduce
+    float* scratch = engine_backend->alloc(static_cast<std::size_t>(
+        (opts->max_num_batched_tokens + 8) * std::max(loaded.hidden_size, std::int64_t{1})));
+    tpp::exec::Backend* b = engine_backend.get();
+    replay->set_mover([b, scratch](float* dst, const float* src, std::size_t n) {
+      const auto len = static_cast<std::int64_t>(n);
+      if (dst == src) {
+        b->copy2d(scratch, len, src, len, 1, len);
+        b->copy2d(dst, len, scratch, len, 1, len);
+      } else {
+        b->copy2d(dst, len, src, len, 1, len);
+      }
+    });
+  }
   tpp::exec::RunOptions o;
+  o.replay_rank = replay_rank;
   o.requests = requests;
   o.keep_logits = do_check;
   o.load_format = load_format;
@@ -502,12 +664,16 @@ int main(int argc, char** argv) {
     };
   bool setup_failed = false;
   o.setup_failed = &setup_failed;
-  auto result = tpp::exec::run_plan(*plan, **comm, *cpu, o);
+  auto result = tpp::exec::run_plan(*plan, *comm, *engine_backend, o);
   if (!result) {
     if (result.error().message != tpp::exec::kOtherRankFailed)
-      std::fprintf(stderr, "tpp-run: error: rank %d: %s\n", rank, result.error().str().c_str());
-    if (!setup_failed) (*comm)->abort(kExitBadInput);  // no rank is left waiting for this one
-    comm->reset();
+      std::fprintf(stderr, "tpp-run: error: rank %d: %s\n", replay ? replay_rank : rank,
+                   result.error().str().c_str());
+    if (replay) return kExitBadInput;
+    if (!setup_failed) comm->abort(kExitBadInput);  // no rank is left waiting for this one
+    engine_backend.reset();
+    nccl.reset();
+    mpi.reset();
     tpp::exec::mpi_finalize();
     return kExitBadInput;
   }
@@ -522,10 +688,17 @@ int main(int argc, char** argv) {
                 static_cast<long long>(plan->split.pp), static_cast<long long>(plan->split.dp),
                 size, backend.c_str(), static_cast<long long>(w.requests.size()),
                 plan->workload.name.c_str(), r.wall_s);
+    // A replayed rank's serving figures are one stage's alone: only its compute is compared.
     const Comparison cmp = comparison(predicted, r.measured, static_cast<double>(plan->split.dp));
-    std::printf("%s", cmp.table.c_str());
     const SameBatches same = same_batches(*plan, r.steps, r.stage_steps);
-    std::printf("%s%s", same.text.c_str(), cmp.summary.c_str());
+    nlohmann::json replay_cmp;
+    if (replay) {
+      std::string text;
+      replay_cmp = replay_json(r, *plan, cost, *replay, replay_rank, text);
+      std::printf("%s", text.c_str());
+    } else {
+      std::printf("%s%s%s", cmp.table.c_str(), same.text.c_str(), cmp.summary.c_str());
+    }
     nlohmann::json load_cmp;
     if (load_format != "dummy") {  // loading: the plan's prediction beside the slowest rank
       double secs = 0;
@@ -554,6 +727,7 @@ int main(int argc, char** argv) {
       nlohmann::json j = measured_json(r, plan_file, backend, size, w.requests.size());
       j["same_batches"] = same.json;
       if (!load_cmp.is_null()) j["load"] = load_cmp;
+      if (!replay_cmp.is_null()) j["replay"] = replay_cmp;
       j["predicted"] = {{"performance", tpp::sim::serving_json(predicted)},
                         {"memory", plan->predicted.value("memory", nlohmann::json::object())}};
       if (!write_atomically(output, j))
@@ -561,7 +735,9 @@ int main(int argc, char** argv) {
     }
     if (do_check) code = check(r, *plan, o);
   }
-  comm->reset();
+  engine_backend.reset();
+  nccl.reset();
+  mpi.reset();
   tpp::exec::mpi_finalize();
   return code;
 }
