@@ -302,3 +302,109 @@ TEST(CliSearch, BadInputAndNothingFits) {
 
 }  // namespace
 }  // namespace tpp
+
+// tpp-profile's backend choice: --backend cuda where there is no GPU (CUDA_VISIBLE_DEVICES
+// hides any, so this holds on a GPU machine too), a bad backend, and the CUDA profile's writer
+// fed an earlier --json (--from-json: no device needed).
+#include "hardware_profiles/hardware.h"
+
+namespace tpp {
+namespace {
+
+using test::CliRun;
+using test::lines;
+
+CliRun tpp_profile(const std::string& args, const std::string& prefix = "") {
+  std::filesystem::path dir = std::filesystem::path(test::write_temp("x", "")).parent_path();
+  std::string cmd = "cd '" + dir.string() + "' && " + prefix + " '" + TPP_PROFILE + "' " + args +
+                    " >out.txt 2>err.txt";
+  int status = std::system(cmd.c_str());
+  CliRun r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = test::slurp(dir / "out.txt");
+  r.err = test::slurp(dir / "err.txt");
+  return r;
+}
+
+TEST(CliProfile, CudaBackendWithoutAGpuIsOneLine) {
+  for (const std::string args : {"--backend cuda", "--backend cuda -o p.yaml --model tiny-llama"}) {
+    CliRun r = tpp_profile(args, "CUDA_VISIBLE_DEVICES=");
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(r.out, "") << args;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("tpp-profile: error: --backend cuda: ", 0), 0u) << r.err;
+    EXPECT_TRUE(r.err.find("no CUDA device visible") != std::string::npos ||
+                r.err.find("built without CUDA") != std::string::npos)
+        << r.err;
+  }
+}
+
+TEST(CliProfile, BadBackendAndCudaOptionsOnCpuAreRefused) {
+  CliRun bogus = tpp_profile("--backend bogus -o p.yaml");
+  EXPECT_EQ(bogus.code, 2);
+  EXPECT_EQ(bogus.out, "");
+  EXPECT_EQ(lines(bogus.err), 1) << bogus.err;
+  EXPECT_EQ(bogus.err.rfind("tpp-profile: error: --backend: ", 0), 0u) << bogus.err;
+  EXPECT_NE(bogus.err.find("bogus"), std::string::npos) << bogus.err;
+  test::expect_one_line_error(tpp_profile("--gpu H100-SXM5-80GB -o p.yaml"),
+                              "tpp-profile: error: --gpu is for --backend cuda");
+}
+
+// A measurement as tpp-profile --json writes it (figures of the H100's order), rewritten into
+// a cluster profile that the loader reads back with the efficiencies derived from it.
+TEST(CliProfile, CudaProfileFromJsonLoadsAsACluster) {
+  nlohmann::json gemm = nlohmann::json::array(), att = nlohmann::json::array();
+  for (std::int64_t m : {1, 16, 256, 4096})
+    for (std::int64_t n : {4096, 14336})
+      gemm.push_back({{"m", m}, {"n", n}, {"k", 4096},
+                      {"seconds", std::max(2.0 * n * 4096 / 2.4e12, 2.0 * m * n * 4096 / 7e14)}});
+  for (auto [s, c] : {std::pair{1, 512}, std::pair{64, 2048}})
+    att.push_back({{"seqs", s}, {"context", c}, {"kv_bytes", s * c * 4096.0},
+                   {"seconds", s * c * 4096.0 / (s == 1 ? 4e11 : 2.4e12)}});
+  auto ar = [](double us) {
+    nlohmann::json a = nlohmann::json::array();
+    for (std::int64_t b : {1024, 4096, 16384})
+      a.push_back({{"size", b}, {"count", b / 4}, {"type", "float"}, {"time_us", us},
+                   {"algbw_GBps", b / us / 1e3}, {"busbw_GBps", b / us / 1e3}});
+    return a;
+  };
+  nlohmann::json raw = {
+      {"device_name", "NVIDIA H100 80GB HBM3"}, {"sm_count", 132}, {"compute_capability", 9.0},
+      {"devices", 2}, {"memory_total_GiB", 79.18}, {"driver_version", 13000},
+      {"runtime_version", 13000}, {"gemm_shapes", "2 weight shapes"}, {"gemm_bf16", gemm},
+      {"gemm_fp8", nlohmann::json::array()}, {"fp8_note", "not asked for"}, {"copy_GBps", 2980.0},
+      {"read_GBps", 3100.0}, {"gemm_memory_GBps", 2340.0}, {"launch_us", 2.1},
+      {"launch_graph_us", 0.8},
+      {"rmsnorm", {{"rows", 4096}, {"cols", 4096}, {"GBps", 2800.0}}},
+      {"silu_mul", {{"rows", 1024}, {"inter", 14336}, {"GBps", 2900.0}}},
+      {"attention_heads", {32, 8, 128}}, {"attention", att}, {"collective_ranks", 2},
+      {"collectives_note", ""}, {"nccl_version", "2.27.3"}, {"all_reduce", ar(9.5)},
+      {"send_recv", ar(6.0)}};
+  const std::string in = test::write_temp("raw.json", nlohmann::json{{"raw", raw}, {"host", "n1"}}.dump());
+  const std::string dir = std::filesystem::path(in).parent_path().string();
+  CliRun r = tpp_profile("--backend cuda --from-json '" + in + "' -o '" + dir +
+                         "/gpu.yaml' --json '" + dir + "/gpu.json' --name lab");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("H100-SXM5-80GB"), std::string::npos) << r.out;  // picked by the name
+  auto c = hw::load_cluster(dir + "/gpu.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->name, "lab");
+  EXPECT_EQ(c->gpus_per_node, 2);
+  EXPECT_EQ(c->gpu.name, "H100-SXM5-80GB");
+  EXPECT_NEAR(c->gpu.memory_driver_GiB.value, 79.18, 1e-3);
+  ASSERT_TRUE(c->efficiency);
+  EXPECT_NEAR(c->efficiency->memory, 2980.0 / 3350, 1e-3);
+  EXPECT_NEAR(c->efficiency->launch_graph_us, 0.8, 1e-6);
+  EXPECT_EQ(c->efficiency->gemm.size(), 4u);
+  EXPECT_EQ(c->efficiency->gemm_by_size.size(), 8u);  // two shapes: by size too
+  EXPECT_NEAR(c->efficiency->attention_decode, 2400.0 / 2980, 1e-3);  // the 64 x 2048 batch
+  ASSERT_EQ(c->collectives.size(), 2u);
+  EXPECT_EQ(c->collectives[0].ranks, 2);
+  auto j = nlohmann::json::parse(test::slurp(dir + "/gpu.json"));
+  EXPECT_NEAR(j["of_datasheet_hbm"]["rmsnorm"].get<double>(), 2800.0 / 3350, 1e-6);
+  EXPECT_NEAR(j["of_datasheet_hbm"]["attention_decode_64x2048"].get<double>(), 2400.0 / 3350, 1e-6);
+  EXPECT_EQ(j["raw"], raw);
+}
+
+}  // namespace
+}  // namespace tpp
