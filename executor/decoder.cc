@@ -593,8 +593,10 @@ std::optional<Error> Decoder::forward(const Step& step, const StageOut* in, Stag
       return e;
     b_.fill(residual_, 0.0f, static_cast<std::size_t>(T * h));
   } else {
-    b_.upload(hidden_, in->hidden.data(), static_cast<std::size_t>(rows * h), false);
-    b_.upload(residual_, in->residual.data(), static_cast<std::size_t>(rows * h), false);
+    if (in) {
+      b_.upload(hidden_, in->hidden.data(), static_cast<std::size_t>(rows * h), false);
+      b_.upload(residual_, in->residual.data(), static_cast<std::size_t>(rows * h), false);
+    }
     if (T > rows) {
       b_.fill(hidden_ + rows * h, 0.0f, static_cast<std::size_t>((T - rows) * h));
       b_.fill(residual_ + rows * h, 0.0f, static_cast<std::size_t>((T - rows) * h));
@@ -620,6 +622,7 @@ std::optional<Error> Decoder::forward(const Step& step, const StageOut* in, Stag
   } else if (hook_) {
     if (auto err = hook_()) return err;
   }
+  if (!last_ && handoff_) return std::nullopt;
   if (!last_) {
     out.hidden.resize(static_cast<std::size_t>(rows * h));
     out.residual.resize(static_cast<std::size_t>(rows * h));

@@ -100,13 +100,19 @@ class Decoder {
   std::int64_t rows_capacity() const { return cap_; }
 
   // Runs the stage. The first stage reads step.seqs[].tokens; the others `in` (hidden and
-  // residual from the previous stage).
+  // residual from the previous stage), or, with `in` null, what was received straight into
+  // hidden_buffer() and residual_buffer() (a GPU's stage hand-off over NCCL).
   std::optional<Error> forward(const Step& step, const StageOut* in, StageOut& out,
                                bool keep_logits);
   // Called between operators (after each layer's attention and after its MLP): a replica's
   // driver, which is also its first stage, takes in finished batches there rather than after
   // the whole stage, as vLLM's scheduler (a process of its own) would.
   void set_hook(std::function<std::optional<Error>()> hook) { hook_ = std::move(hook); }
+  // Stage hand-offs in the backend's memory: a stage that is not the last leaves its output in
+  // hidden_buffer() / residual_buffer() ([rows, hidden] each) instead of copying it to `out`.
+  void set_device_handoff(bool on) { handoff_ = on; }
+  float* hidden_buffer(std::int64_t rows) { ensure_rows(rows + 8); return hidden_; }
+  float* residual_buffer(std::int64_t rows) { ensure_rows(rows + 8); return residual_; }
 
  private:
   struct Buf {
@@ -160,6 +166,7 @@ class Decoder {
   float *hs_ = nullptr, *rs_ = nullptr, *ns_ = nullptr, *local_ = nullptr, *gathered_ = nullptr,
         *logits_ = nullptr;
   std::function<std::optional<Error>()> hook_;
+  bool handoff_ = false;
 };
 
 }  // namespace tpp::exec

@@ -138,6 +138,7 @@ class Run {
   Backend& b_;
   RunOptions o_;
   bool replay_ = false;
+  bool handoff_ = false;  // stage hand-offs stay in the backend's memory (a GPU's, over NCCL)
   StageOut standin_;  // --replay-rank past the first stage: the previous stage's output
   sim::ParallelConfig split_;
   Place at_;
@@ -220,6 +221,8 @@ std::optional<Error> Run::setup() {
     auto st = save_sharded(*decoder_, o_.save_sharded, checkpoint_rank(at_, split_));
     if (!st) return st.error();
   }
+  handoff_ = b_.name() != "cpu" && !replay_ && split_.pp > 1;
+  decoder_->set_device_handoff(handoff_);
   rep_.kv_pool_bytes = decoder_->kv_pool_bytes();
   rep_.kv_blocks = gpu_blocks_;
   return std::nullopt;  // go() brings the ranks together
@@ -229,7 +232,13 @@ std::optional<Error> Run::setup() {
 std::optional<Error> Run::process(const Step& step, const StageOut* in, StageOut& out) {
   const double t0 = comm_.now(), tp0 = comm_.times.tp, pp0 = comm_.times.pp, hook0 = hook_s_;
   if (auto e = decoder_->forward(step, in, out, o_.keep_logits)) return e;
-  if (!decoder_->last_stage() && !replay_) {
+  if (!decoder_->last_stage() && !replay_ && handoff_) {  // on the device, over NCCL
+    b_.sync();  // the stage's compute is done; the sends are ordered after it
+    const auto n = static_cast<std::size_t>(step.rows() * decoder_->hidden_size()) * sizeof(float);
+    const int next = rank_at(at_.pp + 1, at_.tp);
+    if (auto e = comm_.send(decoder_->hidden_buffer(step.rows()), n, next, kHidden)) return e;
+    if (auto e = comm_.send(decoder_->residual_buffer(step.rows()), n, next, kHidden)) return e;
+  } else if (!decoder_->last_stage() && !replay_) {
     std::vector<float> msg(out.hidden);
     msg.insert(msg.end(), out.residual.begin(), out.residual.end());
     if (auto e = comm_.send(msg.data(), msg.size() * sizeof(float), rank_at(at_.pp + 1, at_.tp),
@@ -254,7 +263,13 @@ std::optional<Error> Run::work() {
     const Step step = decode(*bytes);
     if (step.id < 0) return std::nullopt;
     StageOut in, out;
-    if (!decoder_->first_stage()) {
+    if (!decoder_->first_stage() && handoff_) {  // received into the decoder's own buffers
+      const int from = rank_at(at_.pp - 1, at_.tp);
+      const auto n = static_cast<std::size_t>(step.rows() * decoder_->hidden_size()) * sizeof(float);
+      if (auto e = comm_.recv(decoder_->hidden_buffer(step.rows()), n, from, kHidden)) return e;
+      if (auto e = comm_.recv(decoder_->residual_buffer(step.rows()), n, from, kHidden)) return e;
+      b_.sync();  // waiting for the previous stage is idle time, not this stage's compute
+    } else if (!decoder_->first_stage()) {
       const int from = rank_at(at_.pp - 1, at_.tp);
       const std::size_t n = static_cast<std::size_t>(step.rows() * decoder_->hidden_size());
       std::vector<float> msg(2 * n);
@@ -262,7 +277,7 @@ std::optional<Error> Run::work() {
       in.hidden.assign(msg.begin(), msg.begin() + static_cast<std::ptrdiff_t>(n));
       in.residual.assign(msg.begin() + static_cast<std::ptrdiff_t>(n), msg.end());
     }
-    if (auto e = process(step, decoder_->first_stage() ? nullptr : &in, out)) return e;
+    if (auto e = process(step, decoder_->first_stage() || handoff_ ? nullptr : &in, out)) return e;
     if (decoder_->last_stage() && at_.tp == 0) {
       Writer w;
       w.put<std::int64_t>(step.id);

@@ -43,6 +43,7 @@ namespace {
 
 constexpr int kTagIdTp = 0x7E50;  // the NCCL unique id of a TP group, from its first rank
 constexpr int kTagIdEp = 0x7E51;  // of an EP group
+constexpr int kTagIdPp = 0x7E52;  // of a pipeline (the same dp and tp rank at every stage)
 
 std::string where(const char* file, int line) {
   return std::string(file) + ":" + std::to_string(line);
@@ -93,7 +94,7 @@ class NcclComm : public Comm {
   ~NcclComm() override {
     NcclComm* self = this;
     g_live.compare_exchange_strong(self, nullptr);
-    for (NcclGroup* g : {&tp_, &ep_})
+    for (NcclGroup* g : {&tp_, &ep_, &pp_})
       if (g->comm && !g->shared) ncclCommDestroy(g->comm);
   }
 
@@ -101,8 +102,14 @@ class NcclComm : public Comm {
   // and ncclCommInitRank waits for the group's other members.
   std::optional<Error> init(const sim::ParallelConfig& p) {
     TPP_CUDART(cudaSetDevice(device_));
+    p_ = p;
     const Place at = place_of(mpi_.rank(), p);
     if (auto e = build(tp_group(at, p), at.tp, kTagIdTp, tp_)) return e;
+    if (p.pp > 1) {  // stage hand-offs: this rank's pipeline, one member per stage
+      std::vector<int> members;
+      for (int s = 0; s < p.pp; ++s) members.push_back(rank_of({at.dp, s, at.tp}, p));
+      if (auto e = build(members, at.pp, kTagIdPp, pp_)) return e;
+    }
     if (p.expert_parallel) {
       if (p.dp == 1) {  // the EP group is the TP group (same ranks, same order)
         ep_ = tp_;
@@ -210,11 +217,31 @@ class NcclComm : public Comm {
     Delta d(*this);
     return mpi_.all_gather_sizes(n, counts, g);
   }
+  // Device memory to or from another stage of this rank's pipeline: NCCL send/recv on the
+  // backend's stream (ordered after the kernels that wrote it, before those that read it; no
+  // tags: a pipeline's peers exchange only the stage hand-offs, in order). Everything else:
+  // MPI (host memory, the scheduler's messages).
   std::optional<Error> send(const void* data, std::size_t bytes, int to, int tag) override {
+    int peer = -1;
+    if (pp_.comm && pipeline_peer(to, peer) && on_device(data)) {
+      const double t0 = monotonic_seconds();
+      if (auto e = check_async()) return e;
+      TPP_NCCL(pp_.comm, ncclSend(data, bytes, ncclUint8, peer, pp_.comm, stream()));
+      times.pp += monotonic_seconds() - t0;
+      return std::nullopt;
+    }
     Delta d(*this);
     return mpi_.send(data, bytes, to, tag);
   }
   std::optional<Error> recv(void* data, std::size_t bytes, int from, int tag) override {
+    int peer = -1;
+    if (pp_.comm && pipeline_peer(from, peer) && on_device(data)) {
+      const double t0 = monotonic_seconds();
+      if (auto e = check_async()) return e;
+      TPP_NCCL(pp_.comm, ncclRecv(data, bytes, ncclUint8, peer, pp_.comm, stream()));
+      times.pp += monotonic_seconds() - t0;
+      return std::nullopt;
+    }
     Delta d(*this);
     return mpi_.recv(data, bytes, from, tag);
   }
@@ -225,7 +252,7 @@ class NcclComm : public Comm {
   [[noreturn]] void abort(int code) override {
     // Every NCCL communicator first: kernels waiting on peers are stopped, and no peer is left
     // waiting on this rank's; then MPI ends the whole job.
-    for (NcclGroup* g : {&tp_, &ep_}) {
+    for (NcclGroup* g : {&tp_, &ep_, &pp_}) {
       if (g->comm && !g->shared) ncclCommAbort(g->comm);
       g->comm = nullptr;
     }
@@ -236,15 +263,16 @@ class NcclComm : public Comm {
 
   // An asynchronous error of one of the communicators, as one line; empty when none.
   std::string async_error() const {
-    for (const NcclGroup* g : {&tp_, &ep_}) {
+    for (const NcclGroup* g : {&tp_, &ep_, &pp_}) {
       if (!g->comm) continue;
       ncclResult_t state = ncclSuccess;
       const ncclResult_t rc = ncclCommGetAsyncError(g->comm, &state);
       if (rc != ncclSuccess)
         return nccl_error(rc, g->comm, "ncclCommGetAsyncError", __FILE__, __LINE__).message;
       if (state != ncclSuccess && state != ncclInProgress)
-        return nccl_error(state, g->comm, g == &tp_ ? "NCCL (TP group, asynchronous)"
-                                                    : "NCCL (EP group, asynchronous)",
+        return nccl_error(state, g->comm, g == &tp_   ? "NCCL (TP group, asynchronous)"
+                                          : g == &ep_ ? "NCCL (EP group, asynchronous)"
+                                                      : "NCCL (pipeline, asynchronous)",
                           __FILE__, __LINE__)
             .message;
     }
@@ -312,9 +340,24 @@ class NcclComm : public Comm {
     return std::nullopt;
   }
 
+  // `world` is a stage of this rank's pipeline (same dp replica, same TP rank): its index there.
+  bool pipeline_peer(int world, int& peer) const {
+    if (world < 0 || world >= mpi_.size()) return false;
+    const Place me = place_of(mpi_.rank(), p_), them = place_of(world, p_);
+    if (me.dp != them.dp || me.tp != them.tp || me.pp == them.pp) return false;
+    peer = them.pp;
+    return true;
+  }
+  std::optional<Error> check_async() const {
+    const std::string async = async_error();
+    if (!async.empty()) return make_error("", 0, 0, async);
+    return std::nullopt;
+  }
+
   Comm& mpi_;
   int device_;
-  NcclGroup tp_, ep_;
+  sim::ParallelConfig p_;
+  NcclGroup tp_, ep_, pp_;
 };
 
 }  // namespace
