@@ -117,33 +117,6 @@ std::int64_t capture_size(std::int64_t rows) {
   return (rows + 7) / 8 * 8;
 }
 
-// ---- Small kernels of the backend's own ------------------------------------------------------
-
-unsigned grid_for(std::int64_t n) {
-  return static_cast<unsigned>(std::min<std::int64_t>((n + 255) / 256, 4096));
-}
-
-// x -> e4m3 with the dynamic per-tensor scale max|x| / 448 read from the device (absmax_cuda's
-// result), which is also written out for cuBLASLt's B scale. No host round trip: capturable.
-__global__ void quantize_fp8_dynamic(const float* __restrict__ x, std::int64_t n,
-                                     const float* __restrict__ amax, fp8_t* __restrict__ y,
-                                     float* __restrict__ scale_out) {
-  const float a = *amax;
-  const float s = a > 0.0f && a < INFINITY ? a / 448.0f : 1.0f;
-  if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = s;
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride)
-    y[i] = static_cast<fp8_t>(__nv_cvt_float_to_fp8(x[i] / s, __NV_SATFINITE, __NV_E4M3));
-}
-
-__global__ void fill_f32(float* __restrict__ y, std::int64_t n, float v) {
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride)
-    y[i] = v;
-}
-
 // ---- Weight and KV pools: real allocations behind handles -----------------------------------
 
 class Pool {
@@ -303,6 +276,14 @@ class CudaBackend final : public Backend {
     // A workspace of our own: cuBLAS allocates none while a graph is being captured.
     if (!step(TPP_OK(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes)))) return false;
     if (!step(TPP_OK(cublasLtCreate(&lt_)))) return false;
+    // The attention kernels' split workspaces come from cudaMallocAsync every step: keep the
+    // device pool's memory across synchronisations rather than returning it to the OS each time.
+    cudaMemPool_t pool = nullptr;
+    if (cudaDeviceGetDefaultMemPool(&pool, device_) == cudaSuccess && pool) {
+      std::uint64_t keep = UINT64_MAX;
+      (void)cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+    (void)cudaGetLastError();
     g_stream.store(stream_);
     return true;
   }
@@ -420,6 +401,12 @@ class CudaBackend final : public Backend {
     if (!live() || rows <= 0 || cols <= 0) return;
     if (!is_f32(dst, "copy2d") || !is_f32(src, "copy2d")) return;
     const auto fb = sizeof(float);
+    if (rows == 1 || (dst_ld == cols && src_ld == cols)) {  // contiguous: one plain copy (and
+      // no pitch limit: the ReplayComm mover copies whole all-reduce buffers as one row)
+      TPP_OK(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(rows * cols) * fb,
+                             cudaMemcpyDeviceToDevice, stream_));
+      return;
+    }
     TPP_OK(cudaMemcpy2DAsync(dst, static_cast<std::size_t>(dst_ld) * fb, src,
                              static_cast<std::size_t>(src_ld) * fb,
                              static_cast<std::size_t>(cols) * fb, static_cast<std::size_t>(rows),
@@ -441,8 +428,7 @@ class CudaBackend final : public Backend {
       return;
     }
     const auto count = static_cast<std::int64_t>(n);
-    fill_f32<<<grid_for(count), 256, 0, stream_>>>(dst, count, value);
-    TPP_OK(cudaGetLastError());
+    TPP_OK(kernels::fill_cuda(dst, count, value, stream_));
   }
 
   void sync() override {
@@ -622,6 +608,7 @@ class CudaBackend final : public Backend {
       if (exec) cudaGraphExecDestroy(exec);
       return check();
     }
+    if (!exec) return fail("cudaStreamEndCapture gave no graph"), check();
     auto it = graphs_.find(rows_);
     if (it != graphs_.end()) cudaGraphExecDestroy(it->second.exec);
     graphs_[rows_] = Graph{exec, gen_};
@@ -1013,6 +1000,7 @@ class CudaBackend final : public Backend {
   float* take(Pool& p, std::size_t n, const char* what) {
     // Past the reservation (or without one): one more allocation, of at least 64 MiB so that
     // a caller that never reserved does not make one allocation per buffer.
+    n = std::max<std::size_t>(n, 1);  // Pool::take hands out at least one element
     if (live() && p.room() < n)
       grow_pool(p, std::max(n, (std::size_t{64} << 20) / p.elem_bytes()), what);
     check();
@@ -1202,14 +1190,17 @@ class CudaBackend final : public Backend {
     if (k % 16 != 0 || n % 4 != 0 || reinterpret_cast<std::uintptr_t>(wr.real) % 16 != 0 ||
         reinterpret_cast<std::uintptr_t>(y) % 16 != 0)
       return false;
-    LtPlan* plan = lt_plan(m, n, k, beta != 0.0f);
+    // The heuristic assumes 256-byte aligned operands unless told otherwise: an algorithm
+    // chosen for aligned pointers may refuse (or misread) a less aligned weight slice or output
+    // (an expert's rows of w13, a row offset into the MoE scratch). xq is a scratch: aligned.
+    LtPlan* plan = lt_plan(m, n, k, beta != 0.0f, align_of(wr.real), align_of(y));
     if (!plan) return false;
     auto* xq = static_cast<fp8_t*>(scratch(xq_, static_cast<std::size_t>(m) * k));
     if (!xq) return false;
     const std::int64_t count = static_cast<std::int64_t>(m) * k;
     if (!TPP_OK(kernels::absmax_cuda(xf, count, amax_, stream_))) return true;
-    quantize_fp8_dynamic<<<grid_for(count), 256, 0, stream_>>>(xf, count, amax_, xq, xscale_);
-    if (!TPP_OK(cudaGetLastError())) return true;
+    if (!TPP_OK(kernels::quantize_fp8_dynamic_cuda(xf, count, amax_, xq, xscale_, stream_)))
+      return true;
     const float alpha = wr.scale;  // the weight's per-tensor scale; the activation's on device
     const cublasStatus_t st =
         cublasLtMatmul(lt_, plan->desc, &alpha, wr.real, plan->a, xq, plan->b, &beta, y, plan->c,
@@ -1222,8 +1213,16 @@ class CudaBackend final : public Backend {
     return true;
   }
 
-  LtPlan* lt_plan(int m, int n, int k, bool accumulate) {
-    const auto key = std::make_tuple(m, n, k, accumulate);
+  // The largest power of two up to 256 that divides the address (cuBLASLt's alignment unit).
+  static std::uint32_t align_of(const void* p) {
+    const auto u = reinterpret_cast<std::uintptr_t>(p);
+    std::uint32_t a = 256;
+    while (a > 1 && u % a != 0) a /= 2;
+    return a;
+  }
+  LtPlan* lt_plan(int m, int n, int k, bool accumulate, std::uint32_t align_a,
+                  std::uint32_t align_c) {
+    const auto key = std::make_tuple(m, n, k, accumulate, align_a, align_c);
     auto it = lt_plans_.find(key);
     if (it != lt_plans_.end()) return it->second.ok ? &it->second : nullptr;
     if (lt_plans_.size() >= kMaxLtPlans) clear_lt_plans();
@@ -1250,9 +1249,18 @@ class CudaBackend final : public Backend {
       const std::uint64_t ws = kWorkspaceBytes;
       cublasLtMatmulHeuristicResult_t result{};
       int found = 0;
+      const std::uint32_t align_b = 256;
       good = cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
              cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                   &ws, sizeof ws) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                  &align_a, sizeof align_a) == kOk &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                  &align_b, sizeof align_b) == kOk &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                  &align_c, sizeof align_c) == kOk &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                  &align_c, sizeof align_c) == kOk &&
              cublasLtMatmulAlgoGetHeuristic(lt_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result,
                                             &found) == CUBLAS_STATUS_SUCCESS &&
              found > 0 && result.state == CUBLAS_STATUS_SUCCESS;
@@ -1287,7 +1295,7 @@ class CudaBackend final : public Backend {
   void* small_ = nullptr;     // amax_ and xscale_
   float* amax_ = nullptr;     // max |x| of the last fp8 GEMM's input
   float* xscale_ = nullptr;   // its dynamic scale (cuBLASLt's B scale)
-  std::map<std::tuple<int, int, int, bool>, LtPlan> lt_plans_;
+  std::map<std::tuple<int, int, int, bool, std::uint32_t, std::uint32_t>, LtPlan> lt_plans_;
 
   Scratch meta_, stage_, xb_, xf_, xq_, wdq_, argmax_;
   Scratch moe_ids_, moe_wts_, moe_offs_, moe_src_, moe_where_, moe_x_, moe_gu_, moe_act_, moe_y_;
@@ -1357,6 +1365,10 @@ std::unique_ptr<Backend> make_cuda_backend(Comm& comm, const CudaOptions& o, std
   if (pe != cudaSuccess) {
     why = "cudaGetDeviceProperties(" + std::to_string(device) +
           ") failed: " + cudaGetErrorString(pe);
+    return nullptr;
+  }
+  if (o.kv == DType::kFP8) {
+    why = "an fp8 KV cache is not supported (the attention kernels read f32 or bf16 pools)";
     return nullptr;
   }
   if (o.weights == DType::kFP8 && prop.major < 8) {

@@ -4,7 +4,7 @@
 namespace tpp::exec {
 
 Expected<std::unique_ptr<Comm>> make_nccl_comm(Comm&, const sim::ParallelConfig&, int) {
-  return Error{"this tpp-run was built without CUDA, so without NCCL"};
+  return make_error("", 0, 0, "this tpp-run was built without CUDA, so without NCCL");
 }
 
 }  // namespace tpp::exec

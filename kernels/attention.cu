@@ -109,6 +109,7 @@ KernelStatus smem_optin(int* n) {
 }
 
 i64 ceil_div(i64 a, i64 b) { return (a + b - 1) / b; }
+bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 __host__ __device__ __forceinline__ i64 imin(i64 a, i64 b) { return a < b ? a : b; }
 
 // How many context splits a launch of `blocks` blocks gets: enough for about 4 blocks per SM,
@@ -781,7 +782,8 @@ KernelStatus paged_flash(FlashArgs a, const PagedBatch& b, Stream s) {
   a.gchunks = ceil_div(a.group, a.gh);
   a.tpt = M / a.gh;
   a.qtiles = ceil_div(b.max_new, a.tpt);
-  a.vec_ok = a.dqk % vec_of<T>() == 0;
+  // 16-byte loads need every row 16-byte aligned: a width of whole vectors and aligned pools.
+  a.vec_ok = a.dqk % vec_of<T>() == 0 && aligned16(a.k_pool) && aligned16(a.v_pool);
   a.splits = 1;
   a.split_len = std::max<i64>(b.max_context, 1);
   if (a.dv <= 64) return launch_flash<T, M, TPR, BK, 64, false>(a, b.num_seqs, s);
@@ -796,7 +798,8 @@ KernelStatus paged_decode(DecodeArgs a, const PagedBatch& b, Stream s) {
   KernelStatus st = choose_splits(b.num_seqs * a.kv_heads * gchunks, b.max_context, kDecTile,
                                   &splits, &len);
   if (!st.ok) return st;
-  if (splits > 65535 || b.num_seqs > 0x7fffffff || a.kv_heads * gchunks > 65535)
+  if (splits > 65535 || b.num_seqs > 0x7fffffff || a.kv_heads * gchunks > 65535 ||
+      a.q_heads > 65535)  // the merge's grid is (sequences, query heads)
     return KernelStatus::Fail("paged_attention_cuda: batch too large for one launch");
   a.splits = splits;
   a.split_len = len;
@@ -808,8 +811,8 @@ KernelStatus paged_decode(DecodeArgs a, const PagedBatch& b, Stream s) {
     a.part_ml = w.part_ml;
   }
   constexpr int V = vec_of<T>();
-  st = a.dim % V == 0 ? launch_decode_g<T, V>(a, b.num_seqs, s)
-                      : launch_decode_g<T, 1>(a, b.num_seqs, s);
+  const bool vec = a.dim % V == 0 && aligned16(a.k_pool) && aligned16(a.v_pool);
+  st = vec ? launch_decode_g<T, V>(a, b.num_seqs, s) : launch_decode_g<T, 1>(a, b.num_seqs, s);
   if (splits == 1) return st;
   return split_merge(&w, st, b, a.q_heads, a.dim, splits, a.out, s);
 }
@@ -821,10 +824,13 @@ KernelStatus mla_run(FlashArgs a, const PagedBatch& b, Stream s) {
   a.gchunks = ceil_div(a.group, a.gh);
   a.tpt = M / a.gh;
   a.qtiles = ceil_div(b.max_new, a.tpt);
-  a.vec_ok = a.dqk % vec_of<T>() == 0;
+  // 16-byte loads need every row 16-byte aligned: a width of whole vectors and aligned pools.
+  a.vec_ok = a.dqk % vec_of<T>() == 0 && aligned16(a.k_pool) && aligned16(a.v_pool);
   a.splits = 1;
   a.split_len = std::max<i64>(b.max_context, 1);
-  if (b.max_new == 1) {  // decode: split the context when the batch does not fill the GPU
+  // Decode: split the context when the batch does not fill the GPU (the merge's grid is
+  // (sequences, heads): no split past 65535 heads).
+  if (b.max_new == 1 && a.q_heads <= 65535) {
     KernelStatus st =
         choose_splits(b.num_seqs * a.gchunks, b.max_context, 256, &a.splits, &a.split_len);
     if (!st.ok) return st;

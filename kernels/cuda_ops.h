@@ -33,6 +33,13 @@ KernelStatus fp8_to_bf16_cuda(const fp8_t* x, bf16_t* y, std::int64_t n, float s
 KernelStatus fp8_to_f32_cuda(const fp8_t* x, float* y, std::int64_t n, float scale, Stream s);
 // *out = max |x| (one float on the device), for a per-tensor fp8 scale (vLLM's dynamic scale).
 KernelStatus absmax_cuda(const float* x, std::int64_t n, float* out, Stream s);
+// vLLM's dynamic per-tensor fp8 quantisation without a trip to the host: the scale
+// s = *amax / 448 (1 when *amax is 0 or not finite) is written to *scale_out, y = fp8(x / s).
+// Reference: quantize_fp8_dynamic_ref (ops.h).
+KernelStatus quantize_fp8_dynamic_cuda(const float* x, std::int64_t n, const float* amax,
+                                       fp8_t* y, float* scale_out, Stream s);
+// y[0..n) = v (reference: std::fill).
+KernelStatus fill_cuda(float* y, std::int64_t n, float v, Stream s);
 
 // ---- Seeded weights generated on the device (kernels/seeded.cu) ---------------------------
 // The same values as the CPU generator (kernels/seeded.h, used by executor/weights.cc): element

@@ -116,5 +116,8 @@ void moe_combine_ref(const float* y, const std::int32_t* where, const float* wei
 // float8 e4m3 (OCP: 4 exponent bits, bias 7, max 448, round to nearest even, saturating).
 float bf16_round(float x);
 float fp8_e4m3_round(float x);
+// Dynamic per-tensor fp8: s = max |x| / 448 (1 when that is 0 or not finite); y[i] = the fp8
+// value of x[i] / s (as a float). Returns s.
+float quantize_fp8_dynamic_ref(const float* x, std::int64_t n, float* y);
 
 }  // namespace tpp::kernels

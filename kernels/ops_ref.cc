@@ -351,4 +351,12 @@ float fp8_e4m3_round(float x) {
   return std::copysign(std::min(q, 448.0f), x);
 }
 
+float quantize_fp8_dynamic_ref(const float* x, std::int64_t n, float* y) {
+  float amax = 0;
+  for (std::int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float s = amax > 0.0f && std::isfinite(amax) ? amax / 448.0f : 1.0f;
+  for (std::int64_t i = 0; i < n; ++i) y[i] = fp8_e4m3_round(x[i] / s);
+  return s;
+}
+
 }  // namespace tpp::kernels

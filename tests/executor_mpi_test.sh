@@ -158,8 +158,8 @@ full = json.load(open(sys.argv[1]))
 for path, stage in ((sys.argv[2], 0), (sys.argv[3], 1)):
     r = json.load(open(path))["replay"]
     assert r["pp"] == stage, (path, r)
-    assert r["steps"] > 0 and r["collectives"] > 0, r
-    assert r["collective_modeled_ms_per_step"] > 0, r
+    assert r["steps"] > 0 and r["collectives_called"] > 0, r
+    assert r["collective_modeled_ms"] > 0 and r["collective_called_modeled_ms_per_step"] > 0, r
     m, p = r["stage_compute_measured_ms"], r["stage_compute_predicted_ms"]
     real = full["same_batches"]["stages"][stage]["compute_ms"]["measured_p50"]
     assert m > 0 and p > 0, r

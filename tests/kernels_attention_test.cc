@@ -369,11 +369,13 @@ using Spec = std::vector<std::pair<int, int>>;
 
 // paged_attention_cuda against paged_attention_ref on random pools (bf16: the reference reads
 // the rounded values the GPU pool holds).
+// shift: the pools start that many elements past a 16-byte boundary (the kernels must then
+// not use 16-byte loads).
 void check_paged_attention(const Spec& spec, std::int64_t bs, std::int64_t qh, std::int64_t kvh,
-                           std::int64_t dim, DType t, unsigned seed) {
+                           std::int64_t dim, DType t, unsigned seed, std::size_t shift = 0) {
   SCOPED_TRACE(std::string(name(t)) + " dim " + std::to_string(dim) + " q_heads " +
                std::to_string(qh) + " kv_heads " + std::to_string(kvh) + " block " +
-               std::to_string(bs));
+               std::to_string(bs) + " shift " + std::to_string(shift));
   const Batch b = make_batch(spec, bs, 3, seed);
   const auto seqs = b.seqs();
   const float scale = 1.f / std::sqrt(static_cast<float>(dim));
@@ -388,9 +390,17 @@ void check_paged_attention(const Spec& spec, std::int64_t bs, std::int64_t qh, s
 
   DevBatch db(b);
   auto dq = upload(q);
-  auto dk = upload(pool_bytes(kp, t)), dv = upload(pool_bytes(vp, t));
+  const std::size_t pad = shift * static_cast<std::size_t>(kernels::dtype_bytes(t));
+  auto shifted = [&](const std::vector<float>& v) {
+    std::vector<unsigned char> bytes = pool_bytes(v, t);
+    bytes.insert(bytes.begin(), pad, 0);
+    return bytes;
+  };
+  auto dk = upload(shifted(kp)), dv = upload(shifted(vp));
   auto dout = upload(std::vector<float>(q.size(), 0.f));
-  const auto st = kernels::paged_attention_cuda(dq->as<float>(), dk->p, dv->p, t, db.pb, qh, kvh,
+  const void* kpool = static_cast<const unsigned char*>(dk->p) + pad;
+  const void* vpool = static_cast<const unsigned char*>(dv->p) + pad;
+  const auto st = kernels::paged_attention_cuda(dq->as<float>(), kpool, vpool, t, db.pb, qh, kvh,
                                                 dim, bs, scale, dout->as<float>(), nullptr);
   ASSERT_TRUE(st.ok) << st.message;
   const auto got = download<float>(*dout, q.size());
@@ -429,6 +439,7 @@ TEST(PagedAttentionCuda, DecodeLargeGroupsAndUnusualDims) {
     check_paged_attention(kDecodeSpec, 7, 6, 2, 36, t, 7);     // bf16: no 16-byte vectors
     check_paged_attention(kDecodeSpec, 5, 10, 2, 33, t, 8);    // odd dim, group 5
     check_paged_attention(kDecodeSpec, 16, 8, 8, 200, t, 9);
+    check_paged_attention(kDecodeSpec, 16, 32, 8, 128, t, 15, 1);  // pools not 16-byte aligned
   }
 }
 
@@ -444,6 +455,7 @@ TEST(PagedAttentionCuda, PrefillOtherShapes) {
     check_paged_attention(kPrefillSpec, 16, 8, 2, 256, t, 12);  // > 48 KiB of shared memory
     check_paged_attention(kPrefillSpec, 5, 6, 2, 33, t, 13);
     check_paged_attention({{0, 300}, {2000, 70}}, 16, 40, 1, 128, t, 14);  // group 40 > 32 rows
+    check_paged_attention(kPrefillSpec, 16, 8, 2, 64, t, 16, 3);  // pools not 16-byte aligned
   }
 }
 

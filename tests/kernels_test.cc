@@ -368,6 +368,50 @@ TEST(ConvertCuda, Bf16BothWays) {
 #endif
 }
 
+TEST(QuantizeFp8Ref, ScaleFromTheLargestValue) {
+  std::vector<float> x = {1.0f, -896.0f, 0.5f, 0.0f}, y(4);
+  EXPECT_FLOAT_EQ(kernels::quantize_fp8_dynamic_ref(x.data(), 4, y.data()), 2.0f);
+  EXPECT_FLOAT_EQ(y[1], -448.0f);  // the largest value lands on fp8's largest
+  EXPECT_FLOAT_EQ(y[0], 0.5f);
+  EXPECT_FLOAT_EQ(y[3], 0.0f);
+  std::vector<float> zeros(3, 0.0f), z(3);
+  EXPECT_FLOAT_EQ(kernels::quantize_fp8_dynamic_ref(zeros.data(), 3, z.data()), 1.0f);
+}
+
+TEST(ConvertCuda, QuantizeFp8DynamicAndFill) {
+  if (kernels::device_count() == 0)
+    GTEST_SKIP() << (kernels::built_with_cuda() ? "no CUDA device present"
+                                                : "built without CUDA");
+#if defined(TPP_HAVE_CUDA)
+  for (std::int64_t n : {1, 4095, 4096}) {
+    auto x = random_vector(static_cast<std::size_t>(n), 23);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] *= (i % 2 == 0) ? 50.f : 0.02f;
+    std::vector<float> want(x.size());
+    const float s = kernels::quantize_fp8_dynamic_ref(x.data(), n, want.data());
+    DeviceBuffer dx, dy, damax, dscale;
+    TPP_UPLOAD(dx, x);
+    TPP_ALLOC(dy, n);
+    TPP_ALLOC(damax, 4);
+    TPP_ALLOC(dscale, 4);
+    TPP_OK(kernels::absmax_cuda(dx.as<float>(), n, damax.as<float>(), nullptr));
+    TPP_OK(kernels::quantize_fp8_dynamic_cuda(dx.as<float>(), n, damax.as<float>(),
+                                              dy.as<fp8_t>(), dscale.as<float>(), nullptr));
+    std::vector<fp8_t> bits(static_cast<std::size_t>(n));
+    std::vector<float> scale(1);
+    TPP_DOWNLOAD(bits, dy);
+    TPP_DOWNLOAD(scale, dscale);
+    EXPECT_FLOAT_EQ(scale[0], s) << "n " << n;
+    std::vector<float> got(bits.size());
+    for (std::size_t i = 0; i < bits.size(); ++i) got[i] = fp8_value(bits[i]);
+    EXPECT_TRUE(all_close(got, want, 0.f, 0.f)) << "n " << n;
+    TPP_OK(kernels::fill_cuda(dx.as<float>(), n, 2.5f, nullptr));
+    std::vector<float> filled(static_cast<std::size_t>(n));
+    TPP_DOWNLOAD(filled, dx);
+    EXPECT_TRUE(all_close(filled, std::vector<float>(filled.size(), 2.5f), 0.f, 0.f));
+  }
+#endif
+}
+
 TEST(ConvertCuda, Fp8BothWays) {
   if (kernels::device_count() == 0)
     GTEST_SKIP() << (kernels::built_with_cuda() ? "no CUDA device present"

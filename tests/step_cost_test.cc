@@ -303,7 +303,12 @@ namespace {
 TEST(StepCost, MeasuredEfficiencyTableReplacesTheDefaults) {
   model::Model m = test::load_or_die(test::example("llama-3.1-8b.yaml"));
   hw::Cluster ideal = round_cluster(), measured = round_cluster();
-  measured.efficiency = hw::MeasuredEfficiency{"gpu_probe", {{16, 0.25}, {16384, 0.5}}, 0.9, 0.5};
+  hw::MeasuredEfficiency e;
+  e.source = "gpu_probe";
+  e.gemm = {{16, 0.25}, {16384, 0.5}};
+  e.memory = 0.9;
+  e.gemm_memory = 0.5;
+  measured.efficiency = e;
   StepCostModel a(m, ideal, split(1), options(m, ideal.gpu), kIdeal);
   StepCostModel b(m, measured, split(1), options(m, measured.gpu), kIdeal);
   BatchShape one;
