@@ -610,11 +610,15 @@ std::optional<Error> Decoder::forward(const Step& step, const StageOut* in, Stag
       b_.add_rmsnorm(hidden_, residual_, L->in_norm, x_, T, h, kEps);
       auto err = m_.mla ? mla(*L, step, x_, y_) : attention(*L, step, x_, y_);
       if (!err && hooks) err = hook_();
-      if (err) return err;
-      b_.add_rmsnorm(y_, residual_, L->post_norm, x_, T, h, kEps);
-      err = L->moe ? moe(*L, x_, T, hidden_) : mlp(*L, x_, T, hidden_);
-      if (!err && hooks) err = hook_();
-      if (err) return err;
+      if (!err) {
+        b_.add_rmsnorm(y_, residual_, L->post_norm, x_, T, h, kEps);
+        err = L->moe ? moe(*L, x_, T, hidden_) : mlp(*L, x_, T, hidden_);
+        if (!err && hooks) err = hook_();
+      }
+      if (err) {
+        b_.capture_end();  // a capture is closed before the error goes up (the job ends)
+        return err;
+      }
     }
     b_.capture_end();
     if (hook_ && !hooks)
