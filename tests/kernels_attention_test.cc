@@ -110,7 +110,7 @@ void round_to(std::vector<float>& v, DType t) {
   if (t == DType::kBF16)
     for (float& x : v) x = kernels::bf16_round(x);
 }
-std::vector<unsigned char> pool_bytes(const std::vector<float>& v, DType t) {
+[[maybe_unused]] std::vector<unsigned char> pool_bytes(const std::vector<float>& v, DType t) {
   std::vector<unsigned char> out(v.size() * static_cast<std::size_t>(kernels::dtype_bytes(t)));
   if (t == DType::kF32) {
     std::memcpy(out.data(), v.data(), out.size());
@@ -125,7 +125,7 @@ std::vector<unsigned char> pool_bytes(const std::vector<float>& v, DType t) {
   }
   return out;
 }
-std::vector<float> pool_floats(const std::vector<unsigned char>& bytes, DType t) {
+[[maybe_unused]] std::vector<float> pool_floats(const std::vector<unsigned char>& bytes, DType t) {
   const std::size_t n = bytes.size() / static_cast<std::size_t>(kernels::dtype_bytes(t));
   std::vector<float> out(n);
   if (t == DType::kF32) {
@@ -158,7 +158,7 @@ int count_mismatches(const std::vector<float>& got, const std::vector<float>& re
   return wrong;
 }
 
-const char* name(DType t) { return t == DType::kF32 ? "f32" : "bf16"; }
+[[maybe_unused]] const char* name(DType t) { return t == DType::kF32 ? "f32" : "bf16"; }
 
 // ---- CPU: the references over paged blocks equal dense causal attention --------------------
 

@@ -112,8 +112,8 @@ std::uint32_t float_bits(float f) {
   std::memcpy(&u, &f, 4);
   return u;
 }
-float bf16_value(bf16_t b) { return bits_to_float(static_cast<std::uint32_t>(b) << 16); }
-bf16_t bf16_bits(float x) { return static_cast<bf16_t>(float_bits(kernels::bf16_round(x)) >> 16); }
+[[maybe_unused]] float bf16_value(bf16_t b) { return bits_to_float(static_cast<std::uint32_t>(b) << 16); }
+[[maybe_unused]] bf16_t bf16_bits(float x) { return static_cast<bf16_t>(float_bits(kernels::bf16_round(x)) >> 16); }
 
 // float8 e4m3 (OCP): sign, 4 exponent bits (bias 7), 3 mantissa bits; S.1111.111 is NaN.
 float fp8_value(fp8_t b) {
@@ -125,7 +125,7 @@ float fp8_value(fp8_t b) {
 }
 
 // The host copy of the CPU generator of executor/weights.cc (seeded_shard), for a SeedShard.
-std::vector<float> seeded_shard_ref(const kernels::SeedShard& sh) {
+[[maybe_unused]] std::vector<float> seeded_shard_ref(const kernels::SeedShard& sh) {
   std::vector<float> out(static_cast<std::size_t>(sh.count * sh.rows * sh.cols));
   std::size_t k = 0;
   for (std::int64_t e = 0; e < sh.count; ++e)
@@ -173,14 +173,17 @@ TEST(RopeRef, InterleavedPairsKeepTheirNorm) {
       const float* a = x.data() + (r * heads + h) * stride;
       const float* b = y.data() + (r * heads + h) * stride;
       for (std::int64_t c = 0; c < stride; ++c)  // outside the rotated part: unchanged
-        if (c < offset || c >= offset + rot) EXPECT_EQ(a[c], b[c]) << r << " " << h << " " << c;
+        if (c < offset || c >= offset + rot) {
+          EXPECT_EQ(a[c], b[c]) << r << " " << h << " " << c;
+        }
       for (std::int64_t i = 0; i < rot / 2; ++i) {
         const float* pa = a + offset + 2 * i;
         const float* pb = b + offset + 2 * i;
         EXPECT_NEAR(std::hypot(pa[0], pa[1]), std::hypot(pb[0], pb[1]), 1e-5f) << r << " " << i;
       }
-      if (pos[r] == 0)  // position 0: the identity
+      if (pos[r] == 0) {  // position 0: the identity
         for (std::int64_t c = 0; c < stride; ++c) EXPECT_FLOAT_EQ(a[c], b[c]);
+      }
     }
 }
 
@@ -237,7 +240,9 @@ TEST(RoundRef, Fp8E4m3KnownValues) {
   // Every finite e4m3 value is its own rounding.
   for (int b = 0; b < 256; ++b) {
     const float v = fp8_value(static_cast<fp8_t>(b));
-    if (!std::isnan(v)) EXPECT_EQ(kernels::fp8_e4m3_round(v), v) << b;
+    if (!std::isnan(v)) {
+      EXPECT_EQ(kernels::fp8_e4m3_round(v), v) << b;
+    }
   }
 }
 
@@ -279,7 +284,9 @@ TEST(SeededRef, UniformInRangeWithMeanZero) {
     lo = std::min(lo, v);
     hi = std::max(hi, v);
     sum += v;
-    if (i < 100) EXPECT_EQ(v, kernels::seeded_value(h, i, 0.5f));  // a pure function
+    if (i < 100) {
+      EXPECT_EQ(v, kernels::seeded_value(h, i, 0.5f));  // a pure function
+    }
   }
   EXPECT_NEAR(sum / 100000, 0.0, 0.005);  // the mean's sd: 0.5 / sqrt(3 x 100000) = 0.0009
   EXPECT_LT(lo, -0.49f);
