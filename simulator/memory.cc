@@ -77,6 +77,7 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                                           const ServingOptions& o) {
   ResolvedOptions r{};
   r.engine = o.engine;
+  r.prefix_caching = o.engine == Engine::kV1;
   r.enforce_eager = o.enforce_eager;
   r.count_cuda_graphs = o.count_cuda_graphs && !o.enforce_eager;
   r.swap_space_gib = o.swap_space_gib;

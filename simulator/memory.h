@@ -62,6 +62,9 @@ struct ResolvedOptions {
   bool enforce_eager, count_cuda_graphs;
   double swap_space_gib;
   std::optional<model::QuantMethod> quantization;  // --quantization as given
+  // Automatic prefix caching (V1's default; V0's is off): the scheduler keeps a preempted
+  // request's cached blocks until they are evicted (simulator/scheduler.h).
+  bool prefix_caching = false;
 };
 
 // One PP stage; every TP rank of a stage holds the same (the vocabulary is padded so that it

@@ -5,7 +5,46 @@
 namespace tpp::sim {
 
 Scheduler::Scheduler(const SchedulerConfig& config)
-    : config_(config), free_blocks_(config.num_blocks) {}
+    : config_(config), free_blocks_(config.num_blocks) {
+  if (config_.num_blocks > 0) free_runs_.push_back({-1, config_.num_blocks, 0});
+}
+
+// Blocks back to the free queue's end. A preempted request's run is freed tail first (its last,
+// partial block nearest the front), so eviction eats its prefix from the end.
+void Scheduler::release(std::int32_t owner, std::int64_t blocks, std::int64_t full) {
+  if (blocks <= 0) return;
+  free_blocks_ += blocks;
+  if (owner < 0 || !config_.prefix_caching || full <= 0) {
+    if (!free_runs_.empty() && free_runs_.back().owner < 0)
+      free_runs_.back().count += blocks;
+    else
+      free_runs_.push_back({-1, blocks, 0});
+    return;
+  }
+  free_runs_.push_back({owner, blocks, std::min(full, blocks)});
+  cached_[owner] = std::prev(free_runs_.end());
+}
+
+// Takes blocks from the front of the free queue, evicting what preempted requests left there.
+void Scheduler::allocate(std::int64_t blocks) {
+  free_blocks_ -= blocks;
+  while (blocks > 0 && !free_runs_.empty()) {
+    FreeRun& r = free_runs_.front();
+    const std::int64_t t = std::min(blocks, r.count);
+    r.count -= t;
+    r.full = std::min(r.full, r.count);
+    blocks -= t;
+    if (r.count == 0) {
+      if (r.owner >= 0) cached_.erase(r.owner);
+      free_runs_.pop_front();
+    }
+  }
+}
+
+std::int64_t Scheduler::cached_blocks(std::int32_t i) const {
+  auto it = cached_.find(i);
+  return it == cached_.end() ? 0 : it->second->full;
+}
 
 std::int64_t Scheduler::blocks_for(std::int64_t tokens) const {
   return (tokens + config_.block_size - 1) / config_.block_size;
@@ -29,7 +68,7 @@ void Scheduler::add(const Request& r, double now) {
 
 void Scheduler::preempt(std::int32_t i) {
   Seq& s = seqs_[static_cast<std::size_t>(i)];
-  free_blocks_ += s.blocks;
+  release(i, s.blocks, s.computed / config_.block_size);
   s.blocks = 0;
   s.computed = 0;  // recomputation: the prompt and the tokens generated so far
   s.running = false;
@@ -43,7 +82,7 @@ void Scheduler::take(Batch& b, std::int32_t i, std::int64_t n, std::int64_t need
                      std::int64_t& budget) {
   Seq& s = seqs_[static_cast<std::size_t>(i)];
   s.blocks += need;
-  free_blocks_ -= need;
+  allocate(need);
   s.in_flight = true;
   b.items.push_back({i, n, s.computed});
   b.shape.add(n, s.computed);
@@ -85,9 +124,31 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
          static_cast<std::int64_t>(running_.size()) < config_.max_num_seqs) {
     const std::int32_t i = waiting_.front();
     Seq& s = seqs_[static_cast<std::size_t>(i)];
-    const std::int64_t n = std::min(s.req.input_tokens + s.generated - s.computed, budget);
-    const std::int64_t need = blocks_for(s.computed + n) - s.blocks;
-    if (need > free_blocks_) break;
+    // A preempted request finds the full blocks of its own prefix still cached (never all of
+    // its tokens: vLLM computes at least the last one again).
+    const std::int64_t total = s.req.input_tokens + s.generated;
+    const std::int64_t hit =
+        s.computed == 0 ? std::min(cached_blocks(i), (total - 1) / config_.block_size) : 0;
+    const std::int64_t computed = s.computed + hit * config_.block_size;
+    const std::int64_t n = std::min(total - computed, budget);
+    const std::int64_t need = blocks_for(computed + n) - s.blocks - hit;
+    if (need > free_blocks_ - hit) break;
+    if (hit > 0) {  // the cached blocks leave the free queue; the rest of the run is nobody's
+      auto run = cached_.at(i);
+      run->count -= hit;
+      run->owner = -1;
+      run->full = 0;
+      cached_.erase(i);
+      free_blocks_ -= hit;
+      s.blocks += hit;
+      s.computed = computed;
+      if (run->count == 0) free_runs_.erase(run);
+    } else if (s.computed == 0 && cached_.count(i)) {  // nothing reusable left: forget the run
+      auto run = cached_.at(i);
+      run->owner = -1;
+      run->full = 0;
+      cached_.erase(i);
+    }
     waiting_.pop_front();
     running_.push_back(i);
     s.running = true;
@@ -119,7 +180,7 @@ std::int64_t Scheduler::complete(const Batch& b, double now, std::vector<double>
     s.finished = true;
     s.running = false;
     s.finish_s = now;
-    free_blocks_ += s.blocks;
+    release(-1, s.blocks, 0);
     s.blocks = 0;
     running_.erase(std::find(running_.begin(), running_.end(), item.seq));
     --unfinished_;

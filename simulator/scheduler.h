@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <list>
+#include <unordered_map>
 #include <vector>
 
 #include "simulator/step_cost.h"
@@ -28,6 +30,11 @@ struct SchedulerConfig {
   std::int64_t block_size = 16;
   std::int64_t num_blocks = 0;
   std::int64_t max_model_len = 0;
+  // vLLM V1's automatic prefix caching (on by default in V1): a preempted request's full blocks
+  // stay in the free queue with their contents until other allocations evict them (the free
+  // queue is LRU, and a request's blocks are freed tail first, vllm/v1/core/block_pool.py and
+  // kv_cache_manager.py), so when it is scheduled again only the evicted part is recomputed.
+  bool prefix_caching = false;
 };
 
 struct ScheduledSeq {
@@ -83,6 +90,18 @@ class Scheduler {
   bool schedule_running(Batch& b, std::int64_t& budget);
   void schedule_waiting(Batch& b, std::int64_t& budget);
   void take(Batch& b, std::int32_t i, std::int64_t n, std::int64_t need, std::int64_t& budget);
+  // The free queue, in eviction order: runs of blocks, each a preempted request's (whose full
+  // blocks hold its first tokens) or nobody's. Allocation takes from the front.
+  struct FreeRun {
+    std::int32_t owner = -1;  // a preempted request, or -1
+    std::int64_t count = 0;   // blocks in the run
+    std::int64_t full = 0;    // of them, the owner's full blocks (its cached prefix)
+  };
+  void release(std::int32_t owner, std::int64_t blocks, std::int64_t full);
+  void allocate(std::int64_t blocks);
+  std::int64_t cached_blocks(std::int32_t i) const;
+  std::list<FreeRun> free_runs_;
+  std::unordered_map<std::int32_t, std::list<FreeRun>::iterator> cached_;
 
   SchedulerConfig config_;
   std::vector<Seq> seqs_;

@@ -56,6 +56,34 @@ TEST(Scheduler, MaxNumSeqsAndRunningFirst) {
   EXPECT_EQ(b.items[1].seq, 1);
 }
 
+// vLLM V1's prefix caching: a preempted request's full blocks stay in the free queue, and when it
+// is scheduled again only what was evicted (here nothing) is recomputed. Without it, the whole
+// prompt and the generated token are computed again.
+TEST(Scheduler, PrefixCachingKeepsAPreemptedRequestsBlocks) {
+  for (bool caching : {true, false}) {
+    // 6 blocks of 16: A (48 + 2 tokens) and B (32 + 10) prefill into 5 of them; A's next token
+    // takes the sixth, B's has none left and B (admitted last) is preempted; A then finishes.
+    Scheduler s(SchedulerConfig{8, 1000, 16, 6, 0, caching});
+    s.add(req(0, 48, 2), 0);
+    s.add(req(1, 32, 10), 0);
+    sim::Batch b = s.schedule();
+    ASSERT_EQ(b.items.size(), 2u);
+    s.complete(b, 1, nullptr);
+    b = s.schedule();
+    EXPECT_EQ(s.preemptions(), 1);
+    ASSERT_EQ(b.items.size(), 1u);
+    EXPECT_EQ(b.items[0].seq, 0);
+    EXPECT_EQ(s.complete(b, 2, nullptr), 1);  // A is done
+    b = s.schedule();
+    ASSERT_EQ(b.items.size(), 1u);
+    EXPECT_EQ(b.items[0].seq, 1);
+    EXPECT_EQ(b.items[0].context, caching ? 32 : 0) << caching;
+    EXPECT_EQ(b.items[0].new_tokens, caching ? 1 : 33) << caching;
+    s.complete(b, 3, nullptr);
+    EXPECT_EQ(s.seqs()[1].generated, 2) << caching;  // its second token, either way
+  }
+}
+
 TEST(Scheduler, PreemptsTheLastAdmittedWhenBlocksRunOut) {
   // 4 blocks of 16 tokens: two requests of 32-token prompts fill them; the first one's next
   // token needs a fifth block, so the second (admitted last) is preempted by recomputation.

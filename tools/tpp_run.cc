@@ -196,6 +196,9 @@ int launch(int argc, char** argv, const tpp::exec::Plan& plan, const std::string
 // The prediction for exactly the requests that ran: the plan's own simulation, re-run.
 tpp::sim::ServingResult predict(const tpp::exec::Plan& plan, const tpp::sim::Workload& w) {
   auto opts = *tpp::sim::resolve_options(plan.model, plan.cluster.gpu, plan.serving);
+  // The executor recomputes a preempted request whole (its KV pool keeps no freed blocks for
+  // it): predict the run it makes, without V1's prefix caching.
+  opts.prefix_caching = false;
   const auto loaded = tpp::sim::as_loaded(plan.model, plan.serving);
   const auto mem = tpp::sim::simulate_memory(loaded, plan.cluster.gpu, plan.split, opts);
   tpp::sim::StepCostModel cost(loaded, plan.cluster, plan.split, opts);
