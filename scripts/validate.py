@@ -12,6 +12,7 @@ Neither: prints the table. Needs python3 (the standard library only) and a built
 import argparse
 import concurrent.futures
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,6 +24,36 @@ CASES = os.path.join(ROOT, "bench", "validation", "published.json")
 DOC = os.path.join(ROOT, "docs", "validation.md")
 BEGIN = "<!-- validation table: scripts/validate.py --write -->"
 END = "<!-- end of the validation table -->"
+
+
+def trtllm_bench_limits(model, gpu, case):
+    """trtllm-bench's max batch size and max tokens a step for a case, as
+    tensorrt_llm/bench/build/tuning.py computes them (calc_engine_setting, finetune_setting):
+    the requests of ISL + OSL tokens that 95% of the memory left by the weights holds, rounded
+    up "slightly optimistic"."""
+    bpe = 1.0 if case.get("quantization") == "fp8" else 2.0
+    kv_bpe = 1.0 if str(case.get("kv_cache_dtype", "auto")).startswith("fp8") else 2.0
+    tp, pp = case["tp"], case.get("pp", 1)
+    kv_heads = max(tp, model["attention"]["num_kv_heads"])
+    per_token = 2 * model["num_layers"] * kv_heads * model["attention"]["head_dim"] * kv_bpe / 1024**3
+    engine = model["params_total"] * bpe / 1024**3
+    total = gpu["memory_driver_GiB"]["value"] * tp * pp
+    requests = (total - engine) * 0.95 / (per_token * (case["isl"] + case["osl"]))
+    raw_bs = min(requests, 4096) / pp
+    raw_token = min(raw_bs * (1 + case["isl"] / case["osl"]), 32768)
+    if raw_bs < 256:
+        bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        bs = 256 * math.ceil(raw_bs / 256)
+    if raw_token < 4096:
+        tokens = max(2048, 256 * math.ceil(raw_token / 256))
+    elif raw_token < 8192:
+        tokens = 512 * math.ceil(raw_token / 512)
+    else:
+        tokens = 1024 * math.ceil(raw_token / 1024)
+    return bs, tokens
 
 
 def predict(plan, case, tmp):
@@ -43,6 +74,15 @@ def predict(plan, case, tmp):
            "--max-model-len", str(case["isl"] + case["osl"])]
     if case.get("quantization"):
         cmd += ["--quantization", case["quantization"]]
+    if case.get("kv_cache_dtype"):
+        cmd += ["--kv-cache-dtype", case["kv_cache_dtype"]]
+    if case.get("batch_limits") == "trtllm-bench":  # the model's and GPU's figures, then the limits
+        facts = subprocess.run(cmd, capture_output=True, text=True)
+        if facts.returncode != 0:
+            return None, facts.stderr.strip().splitlines()[-1] if facts.stderr.strip() else "failed"
+        j = json.loads(facts.stdout)
+        bs, tokens = trtllm_bench_limits(j["model"], j["cluster"]["gpu"], case)
+        cmd += ["--max-num-seqs", str(bs), "--max-num-batched-tokens", str(tokens)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
@@ -63,8 +103,8 @@ def table(build, jobs):
     with tempfile.TemporaryDirectory() as tmp, \
             concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda c: predict(plan, c, tmp), cases))
-    lines = ["| engine | version | GPU | model | quant | TP | ISL/OSL | requests | measured | "
-             "predicted | error |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| engine | version | GPU | model | quant | KV | TP | ISL/OSL | requests | measured | "
+             "predicted | error |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     errors = {}
     for c, (pred, why) in zip(cases, results):
         unit = "tok/s" if c["metric"] == "output_tokens_per_s" else c["metric"]
@@ -75,7 +115,8 @@ def table(build, jobs):
             errors.setdefault((c["engine"], c["metric"], c["tp"]), []).append(e)
             shown, err = f"{pred:,.0f}", f"{e * 100:+.1f}%"
         lines.append(f"| {c['engine']} | {c['version']} | {c['gpu']} | {c['model']} | "
-                     f"{c.get('quantization', 'none')} | {c['tp']} | {c['isl']}/{c['osl']} | "
+                     f"{c.get('quantization', 'none')} | {c.get('kv_cache_dtype', 'auto')} | "
+                     f"{c['tp']} | {c['isl']}/{c['osl']} | "
                      f"{c['requests']} | {c['measured']:,} {unit} | {shown} | {err} |")
     lines += ["", "| engine | metric | TP | cases | median error | median \\|error\\| | worst |",
               "|---|---|---|---|---|---|---|"]
