@@ -30,6 +30,7 @@
 #include <type_traits>
 
 #include "kernels/cuda_ops.h"
+#include "kernels/cuda_util.cuh"
 
 namespace tpp::kernels {
 namespace {
@@ -109,7 +110,6 @@ KernelStatus smem_optin(int* n) {
 }
 
 i64 ceil_div(i64 a, i64 b) { return (a + b - 1) / b; }
-bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 __host__ __device__ __forceinline__ i64 imin(i64 a, i64 b) { return a < b ? a : b; }
 
 // How many context splits a launch of `blocks` blocks gets: enough for about 4 blocks per SM,
@@ -848,6 +848,27 @@ KernelStatus mla_run(FlashArgs a, const PagedBatch& b, Stream s) {
   return split_merge(&w, st, b, a.q_heads, a.dv, a.splits, a.out, s);
 }
 
+// The fields every attention launch (DecodeArgs, FlashArgs) takes from its call and its batch.
+template <typename Args>
+void set_common(Args& a, const float* q, const void* k_pool, const void* v_pool,
+                const PagedBatch& b, i64 q_heads, i64 kv_heads, i64 block_size, float scale,
+                float* out) {
+  a.q = q;
+  a.k_pool = k_pool;
+  a.v_pool = v_pool;
+  a.block_tables = b.block_tables;
+  a.row0 = b.row0;
+  a.new_tokens = b.new_tokens;
+  a.context = b.context;
+  a.max_blocks = b.max_blocks;
+  a.q_heads = q_heads;
+  a.kv_heads = kv_heads;
+  a.block_size = block_size;
+  a.group = q_heads / kv_heads;
+  a.scale = scale;
+  a.out = out;
+}
+
 }  // namespace
 
 // ---- Entry points -------------------------------------------------------------------------
@@ -910,40 +931,14 @@ KernelStatus paged_attention_cuda(const float* q, const void* k_pool, const void
   const bool f32 = kv == DType::kF32;
   if (b.max_new == 1) {
     DecodeArgs a{};
-    a.q = q;
-    a.k_pool = k_pool;
-    a.v_pool = v_pool;
-    a.block_tables = b.block_tables;
-    a.row0 = b.row0;
-    a.new_tokens = b.new_tokens;
-    a.context = b.context;
-    a.max_blocks = b.max_blocks;
-    a.q_heads = q_heads;
-    a.kv_heads = kv_heads;
+    set_common(a, q, k_pool, v_pool, b, q_heads, kv_heads, block_size, scale, out);
     a.dim = dim;
-    a.block_size = block_size;
-    a.group = q_heads / kv_heads;
-    a.scale = scale;
-    a.out = out;
     return f32 ? paged_decode<float>(a, b, s) : paged_decode<bf16>(a, b, s);
   }
   FlashArgs a{};
-  a.q = q;
-  a.k_pool = k_pool;
-  a.v_pool = v_pool;
-  a.block_tables = b.block_tables;
-  a.row0 = b.row0;
-  a.new_tokens = b.new_tokens;
-  a.context = b.context;
-  a.max_blocks = b.max_blocks;
-  a.q_heads = q_heads;
-  a.kv_heads = kv_heads;
-  a.block_size = block_size;
+  set_common(a, q, k_pool, v_pool, b, q_heads, kv_heads, block_size, scale, out);
   a.dqk = dim;
   a.dv = dim;
-  a.group = q_heads / kv_heads;
-  a.scale = scale;
-  a.out = out;
   return f32 ? paged_flash<float>(a, b, s) : paged_flash<bf16>(a, b, s);
 }
 
@@ -958,24 +953,11 @@ KernelStatus mla_attention_cuda(const float* q_lat, const float* q_pe, const voi
   if (kv != DType::kF32 && kv != DType::kBF16)
     return KernelStatus::Fail("mla_attention_cuda: the latent pool must be f32 or bf16");
   FlashArgs a{};
-  a.q = q_lat;
+  set_common(a, q_lat, pool, pool, b, heads, 1, block_size, scale, out);  // one latent "KV head"
   a.q_pe = q_pe;
-  a.k_pool = pool;
-  a.v_pool = pool;
-  a.block_tables = b.block_tables;
-  a.row0 = b.row0;
-  a.new_tokens = b.new_tokens;
-  a.context = b.context;
-  a.max_blocks = b.max_blocks;
-  a.q_heads = heads;
-  a.kv_heads = 1;
-  a.block_size = block_size;
   a.dqk = lora + rope;
   a.dv = lora;
   a.lora = lora;
-  a.group = heads;
-  a.scale = scale;
-  a.out = out;
   return kv == DType::kF32 ? mla_run<float>(a, b, s) : mla_run<bf16>(a, b, s);
 }
 

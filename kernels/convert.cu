@@ -43,10 +43,14 @@ __global__ void bf16_to_f32_kernel(const bf16_t* __restrict__ x, float* __restri
     y[i] = __uint_as_float(static_cast<unsigned>(x[i]) << 16);
 }
 
+// e4m3, saturating at its largest finite value (448, OCP FP8) rather than overflowing.
+__device__ __forceinline__ fp8_t to_fp8(float v) {
+  return static_cast<fp8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+}
+
 __global__ void f32_to_fp8_kernel(const float* __restrict__ x, fp8_t* __restrict__ y,
                                   std::int64_t n, float scale) {
-  for (std::int64_t i = first_index(); i < n; i += grid_stride())
-    y[i] = static_cast<fp8_t>(__nv_cvt_float_to_fp8(x[i] / scale, __NV_SATFINITE, __NV_E4M3));
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) y[i] = to_fp8(x[i] / scale);
 }
 
 __global__ void fp8_to_bf16_kernel(const fp8_t* __restrict__ x, bf16_t* __restrict__ y,
@@ -83,38 +87,30 @@ __global__ void absmax_kernel(const float* __restrict__ x, std::int64_t n, unsig
 __global__ void quantize_fp8_dynamic_kernel(const float* __restrict__ x, std::int64_t n,
                                             const float* __restrict__ amax, fp8_t* __restrict__ y,
                                             float* __restrict__ scale_out) {
-  const float a = *amax;
+  const float a = *amax;  // the largest |x| maps to e4m3's largest finite value, 448
   const float s = a > 0.0f && a < INFINITY ? a / 448.0f : 1.0f;
   if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = s;
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride)
-    y[i] = static_cast<fp8_t>(__nv_cvt_float_to_fp8(x[i] / s, __NV_SATFINITE, __NV_E4M3));
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) y[i] = to_fp8(x[i] / s);
 }
 
 __global__ void fill_kernel(float* __restrict__ y, std::int64_t n, float v) {
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride)
-    y[i] = v;
-}
-
-unsigned grid_of(std::int64_t n) {
-  return static_cast<unsigned>(std::min<std::int64_t>(std::max<std::int64_t>((n + 255) / 256, 1), 65535));
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) y[i] = v;
 }
 
 }  // namespace
 
 KernelStatus quantize_fp8_dynamic_cuda(const float* x, std::int64_t n, const float* amax,
                                        fp8_t* y, float* scale_out, Stream s) {
-  quantize_fp8_dynamic_kernel<<<grid_of(n), 256, 0, s>>>(x, n, amax, y, scale_out);
+  // At least one block: the scale is written even for an empty tensor.
+  quantize_fp8_dynamic_kernel<<<std::max(1u, blocks_for(n)), kThreads, 0, s>>>(x, n, amax, y,
+                                                                             scale_out);
   TPP_CUDA_CHECK(cudaGetLastError());
   return KernelStatus::Ok();
 }
 
 KernelStatus fill_cuda(float* y, std::int64_t n, float v, Stream s) {
   if (n <= 0) return KernelStatus::Ok();
-  fill_kernel<<<grid_of(n), 256, 0, s>>>(y, n, v);
+  fill_kernel<<<blocks_for(n), kThreads, 0, s>>>(y, n, v);
   TPP_CUDA_CHECK(cudaGetLastError());
   return KernelStatus::Ok();
 }

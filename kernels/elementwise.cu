@@ -12,23 +12,13 @@
 #include <string>
 
 #include "kernels/cuda_ops.h"
+#include "kernels/cuda_util.cuh"
 
 namespace tpp::kernels {
 namespace {
 
 constexpr std::int64_t kMaxBlocks = 1 << 16;
 
-KernelStatus fail(const char* file, int line, const std::string& what) {
-  return KernelStatus::Fail(std::string(file) + ":" + std::to_string(line) + ": " + what);
-}
-
-bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
-
-// W floats, loaded and stored as one access (16 bytes for W = 4).
-template <int W>
-struct alignas(4 * W) Vec {
-  float v[W];
-};
 
 template <int W>
 __device__ __forceinline__ Vec<W> load(const float* p) {

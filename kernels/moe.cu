@@ -8,20 +8,10 @@
 #include <string>
 
 #include "kernels/cuda_ops.h"
+#include "kernels/cuda_util.cuh"
 
 namespace tpp::kernels {
 namespace {
-
-KernelStatus fail(const char* file, int line, const std::string& what) {
-  return KernelStatus::Fail(std::string(file) + ":" + std::to_string(line) + ": " + what);
-}
-
-bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
-
-template <int W>
-struct alignas(4 * W) Vec {
-  float v[W];
-};
 
 // ---- topk_softmax ----------------------------------------------------------------------------
 
