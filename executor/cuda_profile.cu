@@ -413,12 +413,8 @@ void measure_collectives(const CudaProfileOptions& o, CudaProfile& p) {
         CK(ncclGroupEnd());
       };
       const double t = timed(all_reduce, bytes);
-      CollectivePoint c;
-      c.bytes = static_cast<std::int64_t>(bytes);
-      c.time_us = t * 1e6;
-      c.algbw_GBps = static_cast<double>(bytes) / t / 1e9;
-      c.busbw_GBps = c.algbw_GBps * 2.0 * (n - 1) / n;
-      p.all_reduce.push_back(c);
+      p.all_reduce.push_back(
+          collective_point(static_cast<std::int64_t>(bytes), t, 2.0 * (n - 1) / n));
     }
     for (std::size_t bytes = 1024; bytes <= max_bytes; bytes *= 4) {
       const std::size_t count = bytes / 4;
@@ -429,12 +425,7 @@ void measure_collectives(const CudaProfileOptions& o, CudaProfile& p) {
         CK(ncclGroupEnd());
       };
       const double t = timed(send_recv, bytes);
-      CollectivePoint c;
-      c.bytes = static_cast<std::int64_t>(bytes);
-      c.time_us = t * 1e6;
-      c.algbw_GBps = static_cast<double>(bytes) / t / 1e9;
-      c.busbw_GBps = c.algbw_GBps;
-      p.send_recv.push_back(c);
+      p.send_recv.push_back(collective_point(static_cast<std::int64_t>(bytes), t, 1.0));
     }
   } catch (...) {
     cleanup();

@@ -26,18 +26,9 @@ double now_s() {
       .count();
 }
 
-// The median over `trials` of the time one call of `f` takes, each trial running enough calls
-// to last about 20 ms.
+// The median over `trials` of the time one call of `f` takes, each trial `calls` calls.
 template <class F>
-double median_call_s(F&& f, int trials = 5) {
-  f();  // warm-up
-  int calls = 1;
-  for (;;) {
-    const double t0 = now_s();
-    for (int k = 0; k < calls; ++k) f();
-    if (now_s() - t0 > 0.02 || calls > (1 << 20)) break;
-    calls *= 2;
-  }
+double median_of_trials(F&& f, int calls, int trials) {
   std::vector<double> t;
   for (int k = 0; k < trials; ++k) {
     const double t0 = now_s();
@@ -48,20 +39,27 @@ double median_call_s(F&& f, int trials = 5) {
   return t[static_cast<std::size_t>(trials / 2)];
 }
 
+// The same, each trial running enough calls to last about 20 ms.
+template <class F>
+double median_call_s(F&& f, int trials = 5) {
+  f();  // warm-up
+  int calls = 1;
+  for (;;) {
+    const double t0 = now_s();
+    for (int k = 0; k < calls; ++k) f();
+    if (now_s() - t0 > 0.02 || calls > (1 << 20)) break;
+    calls *= 2;
+  }
+  return median_of_trials(f, calls, trials);
+}
+
 // The same on every rank of a job: a fixed number of calls, fewer for larger messages, so that
 // every rank makes the same collective calls.
 template <class F>
 double median_collective_s(F&& f, std::int64_t bytes, int trials = 5) {
   const int calls = static_cast<int>(std::clamp<std::int64_t>((std::int64_t{1} << 22) / (bytes + 4096), 4, 2000));
   f();
-  std::vector<double> t;
-  for (int k = 0; k < trials; ++k) {
-    const double t0 = now_s();
-    for (int c = 0; c < calls; ++c) f();
-    t.push_back((now_s() - t0) / calls);
-  }
-  std::nth_element(t.begin(), t.begin() + trials / 2, t.end());
-  return t[static_cast<std::size_t>(trials / 2)];
+  return median_of_trials(f, calls, trials);
 }
 
 std::vector<float> filled(std::size_t n) {
@@ -504,6 +502,15 @@ void fit_forward(const model::Model& m, Profile& p) {
     p.elementwise_by_size.push_back({static_cast<double>(key.first), static_cast<double>(key.second), eff});
 }
 
+CollectivePoint collective_point(std::int64_t bytes, double seconds, double bus_factor) {
+  CollectivePoint c;
+  c.bytes = bytes;
+  c.time_us = seconds * 1e6;
+  c.algbw_GBps = static_cast<double>(bytes) / seconds / 1e9;
+  c.busbw_GBps = c.algbw_GBps * bus_factor;
+  return c;
+}
+
 std::optional<Error> profile_collectives(Comm& comm, Profile& p) {
   const int n = comm.group_size(Group::kTp);
   p.ranks = n;
@@ -517,12 +524,7 @@ std::optional<Error> profile_collectives(Comm& comm, Profile& p) {
       if (!err) err = comm.all_reduce_sum(buf.data(), count, Group::kTp);
     }, bytes);
     if (err) return err;
-    CollectivePoint c;
-    c.bytes = bytes;
-    c.time_us = t * 1e6;
-    c.algbw_GBps = static_cast<double>(bytes) / t / 1e9;
-    c.busbw_GBps = c.algbw_GBps * 2.0 * (n - 1) / n;
-    p.all_reduce.push_back(c);
+    p.all_reduce.push_back(collective_point(bytes, t, 2.0 * (n - 1) / n));
   }
   for (std::int64_t bytes = 4; bytes <= (std::int64_t{16} << 20); bytes *= 4) {
     std::vector<std::uint8_t> buf(static_cast<std::size_t>(bytes));
@@ -541,12 +543,7 @@ std::optional<Error> profile_collectives(Comm& comm, Profile& p) {
     if (auto e = comm.barrier()) return e;
     const double t = median_collective_s(ping, bytes) / 2;  // one way
     if (err) return err;
-    CollectivePoint c;
-    c.bytes = bytes;
-    c.time_us = t * 1e6;
-    c.algbw_GBps = static_cast<double>(bytes) / t / 1e9;
-    c.busbw_GBps = c.algbw_GBps;
-    p.send_recv.push_back(c);
+    p.send_recv.push_back(collective_point(bytes, t, 1.0));
   }
   return std::nullopt;
 }

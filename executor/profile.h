@@ -30,6 +30,9 @@ struct CollectivePoint {
   double algbw_GBps = 0;    // bytes / time
   double busbw_GBps = 0;    // algbw x 2(n-1)/n for all-reduce, 1 for send/recv (nccl-tests)
 };
+// A point in nccl-tests' terms: `seconds` a call, busbw = algbw x `bus_factor` (2(n-1)/n for an
+// all-reduce over n ranks, 1 for send/recv; nccl-tests doc/PERFORMANCE.md).
+CollectivePoint collective_point(std::int64_t bytes, double seconds, double bus_factor);
 
 struct Profile {
   std::string host;
