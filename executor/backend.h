@@ -48,7 +48,8 @@ struct StepMeta {
 
 // Rotary embedding as a table of inverse frequencies (kernels::rope_inv_freq, or YaRN's
 // kernels::yarn_inv_freq) with its attention factor. The decoder keeps one per kind for its
-// lifetime; a backend may cache what it derives from one by its address.
+// lifetime; a backend may cache what it derives from one by its address, checked by value (a
+// later decoder's Rope may sit at an earlier one's address).
 struct Rope {
   std::vector<float> inv_freq;  // rot / 2 values
   float mscale = 1.0f;

@@ -240,12 +240,19 @@ class CpuBackend : public Backend {
  private:
   struct Table {
     const Rope* rope = nullptr;
+    std::vector<float> inv_freq;  // what cos and sin were computed from
+    float mscale = 1;
     std::vector<float> cos, sin;  // [position][half]
   };
+  // Kept by the Rope's address and checked by value: a later decoder's Rope may sit where an
+  // earlier one did.
   Table& table(const Rope& r) {
     for (auto& t : tables_)
-      if (t.rope == &r) return t;
-    tables_.push_back({&r, {}, {}});
+      if (t.rope == &r) {
+        if (t.inv_freq != r.inv_freq || t.mscale != r.mscale) t = {&r, r.inv_freq, r.mscale, {}, {}};
+        return t;
+      }
+    tables_.push_back({&r, r.inv_freq, r.mscale, {}, {}});
     return tables_.back();
   }
   static void grow(Table& t, const Rope& r, std::int64_t pos) {

@@ -5,9 +5,8 @@
 
 namespace tpp::exec {
 
-ReplayComm::ReplayComm(std::int64_t tp, std::int64_t ep, const sim::StepCostModel& cost,
-                       double elem_bytes)
-    : tp_(tp), ep_(ep), cost_(cost), elem_bytes_(elem_bytes), start_(monotonic_seconds()) {
+ReplayComm::ReplayComm(std::int64_t tp, std::int64_t ep, const sim::StepCostModel& cost)
+    : tp_(tp), ep_(ep), cost_(cost), start_(monotonic_seconds()) {
   move_ = [](float* dst, const float* src, std::size_t n) {
     if (n && dst != src) std::memmove(dst, src, n * sizeof(float));
   };
@@ -29,7 +28,7 @@ std::optional<Error> ReplayComm::all_reduce_sum(float* data, std::size_t n, Grou
   const double t0 = monotonic_seconds();
   move_(data, data, n);
   times.tp += monotonic_seconds() - t0;
-  modeled_s += cost_.all_reduce_s(static_cast<double>(n) * elem_bytes_, group_size(g));
+  modeled_s += cost_.all_reduce_s(static_cast<double>(n) * cost_.activation_bytes(), group_size(g));
   ++collectives;
   return std::nullopt;
 }
@@ -41,7 +40,7 @@ std::optional<Error> ReplayComm::all_gather(const float* in, std::size_t n, floa
   for (int k = 0; k < members; ++k) move_(out + static_cast<std::size_t>(k) * n, in, n);
   if (g == Group::kWorld || members <= 1) return std::nullopt;
   times.tp += monotonic_seconds() - t0;
-  modeled_s += cost_.all_gather_s(static_cast<double>(n) * elem_bytes_, members);
+  modeled_s += cost_.all_gather_s(static_cast<double>(n) * cost_.activation_bytes(), members);
   ++collectives;
   return std::nullopt;
 }
@@ -56,7 +55,7 @@ std::optional<Error> ReplayComm::all_gather_v(const float* in, std::size_t n, fl
   }
   if (g == Group::kWorld || counts.size() <= 1) return std::nullopt;
   times.tp += monotonic_seconds() - t0;
-  modeled_s += cost_.all_gather_s(static_cast<double>(n) * elem_bytes_,
+  modeled_s += cost_.all_gather_s(static_cast<double>(n) * cost_.activation_bytes(),
                                   static_cast<std::int64_t>(counts.size()));
   ++collectives;
   return std::nullopt;

@@ -18,8 +18,8 @@ namespace tpp::exec {
 class ReplayComm : public Comm {
  public:
   // `tp` and `ep`: the plan's group sizes rank R belongs to; `cost`: the plan's step model
-  // (collective times); `elem_bytes`: the bytes of an activation element in the plan (bf16: 2).
-  ReplayComm(std::int64_t tp, std::int64_t ep, const sim::StepCostModel& cost, double elem_bytes);
+  // (collective times, over its activation bytes).
+  ReplayComm(std::int64_t tp, std::int64_t ep, const sim::StepCostModel& cost);
   // How the stand-ins move bytes in the backend's memory: dst[0..n) = src[0..n) (in place for
   // an all-reduce). Set once the backend exists.
   void set_mover(std::function<void(float* dst, const float* src, std::size_t n)> move) {
@@ -49,7 +49,6 @@ class ReplayComm : public Comm {
  private:
   std::int64_t tp_, ep_;
   const sim::StepCostModel& cost_;
-  double elem_bytes_;
   double start_;
   std::function<void(float*, const float*, std::size_t)> move_;
 };

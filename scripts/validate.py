@@ -56,37 +56,50 @@ def trtllm_bench_limits(model, gpu, case):
     return bs, tokens
 
 
+def workload(tmp, name, case, requests):
+    """A workload file of the case's fixed lengths, `requests` of them all queued at once."""
+    path = os.path.join(tmp, name + ".yaml")
+    with open(path, "w") as f:  # JSON is YAML: tpp-plan reads it as a workload file
+        json.dump({
+            "name": name, "num_requests": requests, "seed": 1,
+            "arrival": {"process": "closed", "concurrency": requests},
+            "input_tokens": {"distribution": "fixed", "value": case["isl"]},
+            "output_tokens": {"distribution": "fixed", "value": case["osl"]},
+            "slo": "none"}, f)
+    return path
+
+
+def run_plan(cmd):
+    """tpp-plan's JSON, or None and its last error line."""
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
+    return json.loads(out.stdout), None
+
+
 def predict(plan, case, tmp):
     """tpp-plan's prediction for one case: a closed loop as large as the request count (every
     request queued at once, as an infinite request rate), fixed lengths, the case's split."""
     name = f"{case['model']}-{case['gpu']}-tp{case['tp']}-{case['isl']}-{case['osl']}"
-    wl = os.path.join(tmp, name + ".yaml")
-    with open(wl, "w") as f:  # JSON is YAML: tpp-plan reads it as a workload file
-        json.dump({
-            "name": name, "num_requests": case["requests"], "seed": 1,
-            "arrival": {"process": "closed", "concurrency": case["requests"]},
-            "input_tokens": {"distribution": "fixed", "value": case["isl"]},
-            "output_tokens": {"distribution": "fixed", "value": case["osl"]},
-            "slo": "none"}, f)
     cmd = [plan, "--model", case["model"], "--cluster", cluster_path(case["cluster"]),
            "--tp", str(case["tp"]), "--pp", str(case.get("pp", 1)), "--dp", "1",
-           "--workload", wl, "--gpu-memory-utilization", "0.95", "--format", "json",
+           "--gpu-memory-utilization", "0.95", "--format", "json",
            "--max-model-len", str(case["isl"] + case["osl"])]
     if case.get("quantization"):
         cmd += ["--quantization", case["quantization"]]
     if case.get("kv_cache_dtype"):
         cmd += ["--kv-cache-dtype", case["kv_cache_dtype"]]
-    if case.get("batch_limits") == "trtllm-bench":  # the model's and GPU's figures, then the limits
-        facts = subprocess.run(cmd, capture_output=True, text=True)
-        if facts.returncode != 0:
-            return None, facts.stderr.strip().splitlines()[-1] if facts.stderr.strip() else "failed"
-        j = json.loads(facts.stdout)
+    if case.get("batch_limits") == "trtllm-bench":
+        # The model's and GPU's figures (one request is enough to print them), then the limits.
+        j, why = run_plan(cmd + ["--workload", workload(tmp, name + "-facts", case, 1)])
+        if j is None:
+            return None, why
         bs, tokens = trtllm_bench_limits(j["model"], j["cluster"]["gpu"], case)
         cmd += ["--max-num-seqs", str(bs), "--max-num-batched-tokens", str(tokens)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
-    perf = json.loads(out.stdout)["plans"][0].get("performance") or {}
+    j, why = run_plan(cmd + ["--workload", workload(tmp, name, case, case["requests"])])
+    if j is None:
+        return None, why
+    perf = j["plans"][0].get("performance") or {}
     return perf.get(case["metric"]), None
 
 
@@ -158,7 +171,7 @@ def main():
             print(f"{DOC}: the validation table is not what the cases give now: run "
                   f"scripts/validate.py --write", file=sys.stderr)
             return 1
-        print(f"ok: {DOC}'s table is what the {t.count(chr(10))} lines of cases give")
+        print(f"ok: {DOC}'s table is what the cases give now")
         return 0
     with open(DOC, "w") as f:
         f.write(head + BEGIN + "\n" + t + END + tail)

@@ -75,6 +75,8 @@ class StepCostModel {
   // (the cluster's measured tables, relative to the peak the model already scales by), and the
   // bandwidth element-wise passes of `bytes_per_token` (a token and layer) get.
   double compute_efficiency(double tokens, double weight_bytes) const;
+  // The bytes of one activation element (the model's dtype), as the collectives above count them.
+  double activation_bytes() const { return act_bytes_; }
   double elementwise_bw(double tokens, double bytes_per_token) const;
 
  private:

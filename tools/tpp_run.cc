@@ -639,8 +639,7 @@ int main(int argc, char** argv) {
   }
   if (replay_rank >= 0) {
     const auto ep = plan->split.expert_parallel ? plan->split.ep() : 1;
-    replay = std::make_unique<tpp::exec::ReplayComm>(
-        plan->split.tp, ep, cost, std::max(2.0, tpp::model::dtype_bytes(loaded.dtype)));
+    replay = std::make_unique<tpp::exec::ReplayComm>(plan->split.tp, ep, cost);
     comm = replay.get();
   } else {
     auto made = tpp::exec::make_mpi_comm(&argc, &argv, plan->split);
@@ -661,10 +660,10 @@ int main(int argc, char** argv) {
     }
   }
   std::unique_ptr<tpp::exec::Backend> engine_backend;
+  tpp::exec::CudaOptions co = cuda_options(loaded, *opts);  // also the --check reference's
+  co.device = device;
+  co.enforce_eager = enforce_eager;
   if (backend == "cuda") {
-    tpp::exec::CudaOptions co = cuda_options(loaded, *opts);
-    co.device = device;
-    co.enforce_eager = enforce_eager;
     std::string why;
     engine_backend = tpp::exec::make_cuda_backend(*comm, co, why);
     if (!engine_backend) {
@@ -773,12 +772,7 @@ int main(int argc, char** argv) {
       if (!write_atomically(output, j))
         std::fprintf(stderr, "tpp-run: error: cannot write %s\n", output.c_str());
     }
-    if (do_check) {
-      tpp::exec::CudaOptions co = cuda_options(loaded, *opts);
-      co.device = device;
-      co.enforce_eager = enforce_eager;
-      code = check(r, *plan, o, backend == "cuda" ? &co : nullptr);
-    }
+    if (do_check) code = check(r, *plan, o, backend == "cuda" ? &co : nullptr);
   }
   engine_backend.reset();
   nccl.reset();
