@@ -25,6 +25,12 @@ std::optional<Error> read_serving(const Doc& doc, const Node& node, sim::Serving
   o.enforce_eager = f.boolean_or("enforce_eager", false);
   o.count_cuda_graphs = f.boolean_or("count_cuda_graphs", false);
   o.swap_space_gib = f.number_or("swap_space_gib", 4, 0, sim::kMaxSwapSpaceGiB);
+  if (f.has("host_overhead"))
+    o.host_overhead = sim::parse_host_overhead(f.choice("host_overhead", {"vllm", "vllm-sync", "trtllm", "none"}))
+                          .value_or(sim::HostOverhead::kVllm);
+  if (f.has("capacity_policy"))
+    o.reserve_whole_request =
+        f.choice("capacity_policy", {"vllm", "guaranteed-no-evict"}) == "guaranteed-no-evict";
   const std::string q = f.string_or("quantization", "");
   if (!q.empty()) {
     const std::vector<std::string> known = {"fp8", "awq", "gptq", "compressed-tensors"};

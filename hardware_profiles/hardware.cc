@@ -85,6 +85,14 @@ void check_gpu(Fields& f, const Gpu& g) {
   else if (g.bf16_dense_tflops.value <= 0)
     f.fail("bf16_dense_tflops", "field 'bf16_dense_tflops' in " + f.section() +
                                     " must be positive");
+  else if (g.bf16_mamf_tflops.value > g.bf16_dense_tflops.value)
+    f.fail("bf16_mamf_tflops", "field 'bf16_mamf_tflops' in " + f.section() + " (" +
+                                   num(g.bf16_mamf_tflops.value) + ") exceeds bf16_dense_tflops (" +
+                                   num(g.bf16_dense_tflops.value) + ")");
+  else if (g.fp8_mamf_tflops.value > g.fp8_dense_tflops.value)
+    f.fail("fp8_mamf_tflops", "field 'fp8_mamf_tflops' in " + f.section() + " (" +
+                                  num(g.fp8_mamf_tflops.value) + ") exceeds fp8_dense_tflops (" +
+                                  num(g.fp8_dense_tflops.value) + ")");
   else if (g.memory_driver_GiB.value > g.memory_marketed_GB.value)
     f.fail("memory_driver_GiB", "field 'memory_driver_GiB' in " + f.section() + " (" +
                                     num(g.memory_driver_GiB.value) +
@@ -130,6 +138,9 @@ Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_source
   g.sm_count = need(f, "sm_count", 1, 100000, rs);
   g.compute_capability = need(f, "compute_capability", 1, 100, rs);
   read_has_fp8(f, rs, g);
+  if (f.has("fp32_tflops")) g.fp32_tflops = need(f, "fp32_tflops", 1, kMaxFigure, rs);
+  if (f.has("bf16_mamf_tflops")) g.bf16_mamf_tflops = need(f, "bf16_mamf_tflops", 1, kMaxFigure, rs);
+  if (f.has("fp8_mamf_tflops")) g.fp8_mamf_tflops = need(f, "fp8_mamf_tflops", 1, kMaxFigure, rs);
   if (const Node* rm = f.map_or_null("runtime_memory")) {
     Fields r(f.doc(), *rm, "runtime_memory");
     Gpu::RuntimeMemory m;
@@ -378,6 +389,9 @@ nlohmann::json cluster_to_json(const Cluster& c) {
                         {"tdp_W", figure_json(g.tdp_W)},
                         {"sm_count", figure_json(g.sm_count)},
                         {"compute_capability", figure_json(g.compute_capability)}};
+  if (g.fp32_tflops.value > 0) gpu["fp32_tflops"] = figure_json(g.fp32_tflops);
+  if (g.bf16_mamf_tflops.value > 0) gpu["bf16_mamf_tflops"] = figure_json(g.bf16_mamf_tflops);
+  if (g.fp8_mamf_tflops.value > 0) gpu["fp8_mamf_tflops"] = figure_json(g.fp8_mamf_tflops);
   if (g.runtime_memory)
     gpu["runtime_memory"] = {{"non_torch_GiB", g.runtime_memory->non_torch_GiB},
                              {"non_torch_tp_GiB", g.runtime_memory->non_torch_tp_GiB},

@@ -31,6 +31,8 @@ struct Gpu {
   Figure bf16_dense_tflops;
   Figure fp16_dense_tflops;
   Figure fp8_dense_tflops;         // 0 when there is no FP8 tensor core
+  Figure fp32_tflops;              // FP32 without tensor cores (--dtype float32: PyTorch's
+                                   // float32 matmuls do not use TF32 by default); 0: not given
   Figure int8_dense_tops;
   Figure nvlink_unidir_GBps;       // per GPU, one direction; 0 without NVLink
   Figure pcie_unidir_GBps;
@@ -39,6 +41,13 @@ struct Gpu {
   Figure compute_capability;       // 8.0 (A100), 8.6, 8.9 (Ada), 9.0 (Hopper)
   bool has_fp8 = false;
   std::string has_fp8_source;
+  // Maximum achievable matmul FLOPS (the best GEMM shape found by a sweep, as
+  // stas00/ml-engineering's mamf-finder measures it), bf16 and fp8; 0 when not given. The step
+  // model takes an fp8 GEMM to reach this share of its peak relative to bf16's
+  // (fp8_mamf / fp8_dense) / (bf16_mamf / bf16_dense): an fp8 GEMM reaches a smaller share of
+  // its peak than a bf16 one does.
+  Figure bf16_mamf_tflops;
+  Figure fp8_mamf_tflops;
   // Memory the serving runtime holds beside the weights, activations and KV cache, measured on
   // this kind (tpp-profile); absent: the simulator's H100 figures (docs/memory-model.md).
   struct RuntimeMemory {

@@ -59,6 +59,8 @@ nlohmann::json serving_json(const sim::ResolvedOptions& o) {
           {"enforce_eager", o.enforce_eager},
           {"count_cuda_graphs", o.count_cuda_graphs},
           {"swap_space_gib", o.swap_space_gib},
+          {"host_overhead", sim::host_overhead_name(o.host_overhead)},
+          {"capacity_policy", o.reserve_whole_request ? "guaranteed-no-evict" : "vllm"},
           {"quantization", o.quantization ? nlohmann::json(model::quant_method_name(*o.quantization))
                                           : nlohmann::json(nullptr)}};
 }
@@ -164,10 +166,10 @@ std::string performance_table(const std::vector<sim::MemoryPlan>& plans,
       auto part = [&](const char* name, double sec) {
         return fmt::format("{} {:.2f} s ({:.0f}%)", name, sec, 100 * sec / span);
       };
-      t.add_text(fmt::format("      stage {}: {} + {} + {} + {} + {} = {:.2f} s", st,
+      t.add_text(fmt::format("      stage {}: {} + {} + {} + {} + {} + {} = {:.2f} s", st,
                              part("compute", b.compute), part("TP comm", b.tp_comm),
                              part("EP comm", b.ep_comm), part("PP send", b.pp_comm),
-                             part("idle", b.bubble), r.makespan_s));
+                             part("host", b.host), part("idle", b.bubble), r.makespan_s));
     }
     t.add_text(fmt::format("      {} of {} requests finished, {} rejected{}; KV cache {:.0f}% used "
                            "on average, {:.0f}% at most; {} steps",

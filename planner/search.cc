@@ -89,6 +89,7 @@ void scale_to_replicas(sim::ServingResult& r, std::int64_t dp) {
     st.tp_comm /= d;
     st.ep_comm /= d;
     st.pp_comm /= d;
+    st.host /= d;
     st.bubble /= d;
   }
   r.load.window_s /= d;

@@ -1,12 +1,12 @@
 #include "planner/search_report.h"
 
-
 #include <fmt/format.h>
 
 #include "model/load.h"
 #include "planner/memory_report.h"
 #include "planner/summary.h"
 #include "planner/table.h"
+#include "planner/validation.h"
 #include "simulator/load.h"
 
 namespace tpp::planner {
@@ -82,8 +82,9 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
   if (!r.recommended) return "";
   const Candidate& best = r.candidates[*r.recommended];
   Launch l = launch_commands(m, c, best.memory);
-  return fmt::format("recommended: {}\n\ndeploy with vLLM:\n{}\n\nor with SGLang:\n{}\n",
-                     r.reasons, l.vllm, l.sglang);
+  return fmt::format("recommended: {}\n{}\n\ndeploy with vLLM:\n{}\n\nor with SGLang:\n{}\n",
+                     r.reasons, headline_bands_text(m.moe.has_value(), best.memory.parallel.tp),
+                     l.vllm, l.sglang);
 }
 
 nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
@@ -91,7 +92,10 @@ nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
   nlohmann::json plans = nlohmann::json::array();
   for (const auto& cand : r.candidates) {
     nlohmann::json j = plan_json(cand.memory);
-    if (cand.perf) j["performance"] = performance_json(*cand.perf);
+    if (cand.perf) {
+      j["performance"] = performance_json(*cand.perf);
+      j["error_bands"] = headline_bands_json(m.moe.has_value(), cand.memory.parallel.tp);
+    }
     j["gpus"] = cand.gpus;
     j["rank"] = cand.rank;
     j["recommended"] = cand.recommended;
@@ -131,7 +135,10 @@ nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
                      {"workload_arrival", sim::arrival_name(w.arrival)},
                      {"workload_rate_per_s", w.rate_per_s}};
   nlohmann::json predicted = plan_json(plan);
-  if (perf) predicted["performance"] = performance_json(*perf);
+  if (perf) {
+    predicted["performance"] = performance_json(*perf);
+    predicted["error_bands"] = headline_bands_json(m.moe.has_value(), p.tp);
+  }
   // Loading the weights: bytes the largest rank reads, and seconds where the cluster profile
   // says how fast its storage reads (simulator/load.h).
   // The checkpoint is taken to be in the dtype the model runs in (tpp-run's own checkpoints

@@ -8,6 +8,34 @@ the median and worst error per engine and metric.
 --write  rewrites the table in docs/validation.md
 --check  exits 1 when docs/validation.md's table differs from what the cases give now (CTest)
 Neither: prints the table. Needs python3 (the standard library only) and a built tpp-plan. The cases are validation data: nothing in tpp is fitted to them.
+
+A case's fields (published.json):
+  source, engine, version, gpu   where it comes from and what ran (shown in the table)
+  cluster                        a tpp cluster: a name under hardware_profiles/clusters or a path
+  model                          a catalog name (llama-3.1-8b, qwen2.5-72b, r1), or the path of a
+                                 tpp YAML or HF config.json, relative to the repository root
+  quantization, kv_cache_dtype   passed as --quantization / --kv-cache-dtype when present
+  tp, pp                         the split (dp is 1)
+  isl, osl                       input and output lengths, fixed unless range_ratio is given
+  range_ratio                    optional: lengths drawn uniformly from [int(L * range_ratio), L]
+                                 for L = isl and L = osl, as vLLM benchmark_serving's random
+                                 dataset (and clients copied from it) draws them
+  requests                       how many requests the benchmark sent
+  load                           {"rate": "inf"} (the default: all at once), {"rate": 4.0}
+                                 (Poisson arrivals, req/s), or {"concurrency": N} (closed loop)
+  gpu_memory_utilization         default 0.95
+  max_num_seqs, max_num_batched_tokens   optional, passed as flags
+  batch_limits                   "trtllm-bench": max_num_seqs and max_num_batched_tokens as
+                                 trtllm-bench computes them
+  host_overhead                  optional: tpp-plan's --host-overhead; default by engine
+                                 (host_overhead())
+  capacity_policy                optional: tpp-plan's --capacity-policy; default by engine:
+                                 guaranteed-no-evict for tensorrt-llm (its default policy), vllm
+  excluded                       optional: why the case is shown but left out of the medians and
+                                 the error bands (a version outside what tpp models)
+  metric, measured               one metric and its value, or measured: {metric: value, ...}; the
+                                 metrics are METRICS' keys; *_per_gpu throughputs are the
+                                 system's divided by the split's GPUs (tp * pp)
 """
 import argparse
 import concurrent.futures
@@ -22,6 +50,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = os.path.join(ROOT, "bench", "validation", "published.json")
 DOC = os.path.join(ROOT, "docs", "validation.md")
+BANDS = os.path.join(ROOT, "bench", "validation", "bands.json")
 BEGIN = "<!-- validation table: scripts/validate.py --write -->"
 END = "<!-- end of the validation table -->"
 
@@ -56,17 +85,63 @@ def trtllm_bench_limits(model, gpu, case):
     return bs, tokens
 
 
+# A case's metric -> (field of tpp-plan's "performance", percentile or None).
+METRICS = {
+    "output_tokens_per_s": ("output_tokens_per_s", None),
+    "total_tokens_per_s": ("total_tokens_per_s", None),
+    "output_tokens_per_s_per_gpu": ("output_tokens_per_s_per_gpu", None),
+    "total_tokens_per_s_per_gpu": ("total_tokens_per_s_per_gpu", None),
+    "request_throughput": ("throughput_requests_per_s", None),
+    "median_ttft_ms": ("ttft_ms", "p50"), "mean_ttft_ms": ("ttft_ms", "mean"),
+    "median_tpot_ms": ("tpot_ms", "p50"), "mean_tpot_ms": ("tpot_ms", "mean"),
+    "median_itl_ms": ("itl_ms", "p50"), "mean_itl_ms": ("itl_ms", "mean"),
+    "median_e2el_ms": ("e2e_ms", "p50"), "mean_e2el_ms": ("e2e_ms", "mean"),
+}
+UNITS = {"output_tokens_per_s": "tok/s", "total_tokens_per_s": "tok/s",
+         "output_tokens_per_s_per_gpu": "tok/s", "total_tokens_per_s_per_gpu": "tok/s",
+         "request_throughput": "req/s"}
+DIGITS = {"tok/s": 0, "req/s": 3, "ms": 1}  # decimals of a predicted figure
+
+
+def arrival(case, requests):
+    """The case's load as a tpp workload arrival: every request at once (an infinite rate, as
+    trtllm-bench and `vllm bench serve --request-rate inf` send them), a closed loop of
+    --max-concurrency, or Poisson arrivals at --request-rate (vllm bench serve's default
+    burstiness 1)."""
+    load = case.get("load", {"rate": "inf"})
+    if "concurrency" in load and load.get("rate", "inf") == "inf":
+        return {"process": "closed", "concurrency": min(int(load["concurrency"]), requests)}
+    if load.get("rate", "inf") != "inf":
+        return {"process": "poisson", "rate_per_s": float(load["rate"])}
+    return {"process": "closed", "concurrency": requests}
+
+
+def lengths(case, top):
+    """A length distribution: `top` tokens, or with the case's range_ratio uniform in
+    [int(top * range_ratio), top] (vLLM benchmark_serving's random dataset: np.random.randint(
+    int(len * range_ratio), len + 1))."""
+    if case.get("range_ratio") is None:
+        return {"distribution": "fixed", "value": top}
+    return {"distribution": "uniform", "min": max(1, int(top * case["range_ratio"])), "max": top}
+
+
 def workload(tmp, name, case, requests):
-    """A workload file of the case's fixed lengths, `requests` of them all queued at once."""
+    """A workload file of the case's lengths and load, `requests` of them."""
     path = os.path.join(tmp, name + ".yaml")
     with open(path, "w") as f:  # JSON is YAML: tpp-plan reads it as a workload file
         json.dump({
             "name": name, "num_requests": requests, "seed": 1,
-            "arrival": {"process": "closed", "concurrency": requests},
-            "input_tokens": {"distribution": "fixed", "value": case["isl"]},
-            "output_tokens": {"distribution": "fixed", "value": case["osl"]},
+            "arrival": arrival(case, requests),
+            "input_tokens": lengths(case, case["isl"]),
+            "output_tokens": lengths(case, case["osl"]),
             "slo": "none"}, f)
     return path
+
+
+def measured(case):
+    """{metric: value} of a case: one metric (`metric`, `measured`) or several (`measured`: {})."""
+    m = case["measured"]
+    return dict(m) if isinstance(m, dict) else {case["metric"]: m}
 
 
 def run_plan(cmd):
@@ -77,18 +152,49 @@ def run_plan(cmd):
     return json.loads(out.stdout), None
 
 
-def predict(plan, case, tmp):
-    """tpp-plan's prediction for one case: a closed loop as large as the request count (every
-    request queued at once, as an infinite request rate), fixed lengths, the case's split."""
-    name = f"{case['model']}-{case['gpu']}-tp{case['tp']}-{case['isl']}-{case['osl']}"
-    cmd = [plan, "--model", case["model"], "--cluster", cluster_path(case["cluster"]),
+def host_overhead(case):
+    """The engine's host model (tpp-plan --host-overhead): TensorRT-LLM's overlap scheduler;
+    vLLM V1 with async scheduling (its default from the Q4 2025 roadmap on, so for any version
+    from 0.13 on or unstated) or without it (older versions); SGLang's overlap scheduler, taken
+    as vLLM's async one (tpp has no SGLang figures; both prepare step n+1 while the GPU runs n)."""
+    if case.get("host_overhead"):
+        return case["host_overhead"]
+    if case["engine"] == "tensorrt-llm":
+        return "trtllm"
+    if case["engine"] == "vllm":
+        v = case.get("version", "unknown")
+        parts = v.split(".")
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() and \
+                (int(parts[0]), int(parts[1])) < (0, 13):
+            return "vllm-sync"
+    return "vllm"
+
+
+def capacity_policy(case):
+    """The scheduler's admission (tpp-plan --capacity-policy): TensorRT-LLM's default
+    GUARANTEED_NO_EVICT, else vLLM's (SGLang's is taken as vLLM's)."""
+    if case.get("capacity_policy"):
+        return case["capacity_policy"]
+    return "guaranteed-no-evict" if case["engine"] == "tensorrt-llm" else "vllm"
+
+
+def predict(plan, case, tmp, index):
+    """tpp-plan's prediction for one case, {metric: value}: the case's load, fixed lengths,
+    the case's split."""
+    name = f"{index}-{os.path.basename(case['model'])}-{case['gpu']}-tp{case['tp']}-{case['isl']}-{case['osl']}"
+    cmd = [plan, "--model", model_path(case["model"]), "--cluster", cluster_path(case["cluster"]),
            "--tp", str(case["tp"]), "--pp", str(case.get("pp", 1)), "--dp", "1",
-           "--gpu-memory-utilization", "0.95", "--format", "json",
+           "--gpu-memory-utilization", str(case.get("gpu_memory_utilization", 0.95)),
+           "--format", "json", "--host-overhead", host_overhead(case),
+           "--capacity-policy", capacity_policy(case),
            "--max-model-len", str(case["isl"] + case["osl"])]
     if case.get("quantization"):
         cmd += ["--quantization", case["quantization"]]
     if case.get("kv_cache_dtype"):
         cmd += ["--kv-cache-dtype", case["kv_cache_dtype"]]
+    for flag in ("max_num_seqs", "max_num_batched_tokens"):
+        if case.get(flag):
+            cmd += ["--" + flag.replace("_", "-"), str(case[flag])]
     if case.get("batch_limits") == "trtllm-bench":
         # The model's and GPU's figures (one request is enough to print them), then the limits.
         j, why = run_plan(cmd + ["--workload", workload(tmp, name + "-facts", case, 1)])
@@ -100,7 +206,19 @@ def predict(plan, case, tmp):
     if j is None:
         return None, why
     perf = j["plans"][0].get("performance") or {}
-    return perf.get(case["metric"]), None
+    out = {}
+    for metric in measured(case):
+        field, pct = METRICS[metric]
+        v = perf.get(field)
+        out[metric] = v.get(pct) if isinstance(v, dict) and pct else v
+    moe = bool(j["model"].get("moe"))
+    return (out, moe), None
+
+
+def model_path(name):
+    """A catalog name as it is; a path relative to the repository root made absolute."""
+    p = os.path.join(ROOT, name)
+    return p if os.sep in name and os.path.exists(p) else name
 
 
 def cluster_path(name):
@@ -108,44 +226,83 @@ def cluster_path(name):
     return p if os.path.exists(p) else name
 
 
+def load_text(case):
+    load = case.get("load", {"rate": "inf"})
+    if "concurrency" in load:
+        return f"conc. {load['concurrency']}"
+    return "all at once" if load.get("rate", "inf") == "inf" else f"{load['rate']} req/s"
+
+
+def lengths_text(case):
+    """ISL/OSL as the table shows them: 1024/128, or 819-1024/819-1024 when drawn uniformly."""
+    if case.get("range_ratio") is None:
+        return f"{case['isl']}/{case['osl']}"
+    return "/".join(f"{d['min']}-{d['max']}" for d in (lengths(case, case["isl"]),
+                                                        lengths(case, case["osl"])))
+
+
 def table(build, jobs):
+    """The markdown table and the error bands ({engine, metric, moe, tp, cases, ...})."""
     with open(CASES) as f:
         data = json.load(f)
     plan = os.path.join(build, "tools", "tpp-plan")
     cases = data["cases"]
     with tempfile.TemporaryDirectory() as tmp, \
             concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda c: predict(plan, c, tmp), cases))
-    lines = ["| engine | version | GPU | model | quant | KV | TP | ISL/OSL | requests | measured | "
-             "predicted | error |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        results = list(pool.map(lambda ic: predict(plan, ic[1], tmp, ic[0]), enumerate(cases)))
+    lines = ["| engine | version | GPU | model | quant | KV | TP | ISL/OSL | requests | load | "
+             "metric | measured | predicted | error |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     errors = {}
     for c, (pred, why) in zip(cases, results):
-        unit = "tok/s" if c["metric"] == "output_tokens_per_s" else c["metric"]
-        if pred is None:
-            shown, err = f"not predicted: {why}", "n/a"
-        else:
-            e = (pred - c["measured"]) / c["measured"]
-            errors.setdefault((c["engine"], c["metric"], c["tp"]), []).append(e)
-            shown, err = f"{pred:,.0f}", f"{e * 100:+.1f}%"
-        lines.append(f"| {c['engine']} | {c['version']} | {c['gpu']} | {c['model']} | "
-                     f"{c.get('quantization', 'none')} | {c.get('kv_cache_dtype', 'auto')} | "
-                     f"{c['tp']} | {c['isl']}/{c['osl']} | "
-                     f"{c['requests']} | {c['measured']:,} {unit} | {shown} | {err} |")
-    lines += ["", "| engine | metric | TP | cases | median error | median \\|error\\| | worst |",
-              "|---|---|---|---|---|---|---|"]
-    by_engine = {}
-    for (engine, metric, tp), es in sorted(errors.items()):
-        by_engine.setdefault((engine, metric), []).extend(es)
-        lines.append(summary_row(engine, metric, str(tp), es))
-    for (engine, metric), es in sorted(by_engine.items()):
-        lines.append(summary_row(engine, metric, "all", es))
-    return "\n".join(lines) + "\n"
+        for metric, value in measured(c).items():
+            unit = UNITS.get(metric, "ms")
+            p = None if pred is None else pred[0].get(metric)
+            if p is None:
+                shown, err = f"not predicted: {why or 'no figure'}", "n/a"
+            else:
+                e = (p - value) / value
+                if not c.get("excluded"):
+                    errors.setdefault((c["engine"], metric, pred[1], c["tp"]), []).append(e)
+                shown, err = f"{p:,.{DIGITS[unit]}f}", f"{e * 100:+.1f}%"
+                if c.get("excluded"):
+                    err += " (excluded\\*)"
+            lines.append(f"| {c['engine']} | {c['version']} | {c['gpu']} | "
+                         f"{os.path.basename(c['model'])} | "
+                         f"{c.get('quantization', 'none')} | {c.get('kv_cache_dtype', 'auto')} | "
+                         f"{c['tp']} | {lengths_text(c)} | {c['requests']} | {load_text(c)} | "
+                         f"{metric} | {value:,} {unit} | {shown} | {err} |")
+    lines += ["", "| engine | metric | model | TP | cases | median error | median \\|error\\| | worst |",
+              "|---|---|---|---|---|---|---|---|"]
+    bands, by_engine = [], {}
+    for (engine, metric, moe, tp), es in sorted(errors.items()):
+        by_engine.setdefault((engine, metric, moe), []).extend(es)
+        bands.append(band(engine, metric, moe, tp, es))
+    for (engine, metric, moe), es in sorted(by_engine.items()):
+        bands.append(band(engine, metric, moe, 0, es))
+    bands.sort(key=lambda b: (b["engine"], b["metric"], b["moe"], b["tp"] == 0, b["tp"]))
+    for b in bands:
+        lines.append(f"| {b['engine']} | {b['metric']} | {'MoE' if b['moe'] else 'dense'} | "
+                     f"{b['tp'] or 'all'} | {b['cases']} | {b['median_error_pct']:+.1f}% | "
+                     f"{b['median_abs_error_pct']:.1f}% | {b['worst_error_pct']:+.1f}% |")
+    return "\n".join(lines) + "\n", bands
 
 
-def summary_row(engine, metric, tp, es):
+def band(engine, metric, moe, tp, es):
+    """The error band of a kind of case: its count, median signed and absolute error, worst."""
     worst = max(es, key=abs)
-    return (f"| {engine} | {metric} | {tp} | {len(es)} | {statistics.median(es) * 100:+.1f}% | "
-            f"{statistics.median(abs(e) for e in es) * 100:.1f}% | {worst * 100:+.1f}% |")
+    return {"engine": engine, "metric": metric, "moe": moe, "tp": tp, "cases": len(es),
+            "median_error_pct": round(statistics.median(es) * 100, 1),
+            "median_abs_error_pct": round(statistics.median(abs(e) for e in es) * 100, 1),
+            "worst_error_pct": round(worst * 100, 1)}
+
+
+def bands_json(bands):
+    return json.dumps({
+        "about": "Error bands of tpp's predictions against published results (docs/validation.md), "
+                 "written by scripts/validate.py --write and compiled into tpp-plan, which prints "
+                 "them beside its headline figures. tp 0: every TP size of that kind.",
+        "bands": bands}, indent=1) + "\n"
 
 
 def main():
@@ -155,7 +312,7 @@ def main():
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
-    t = table(a.build, a.jobs)
+    t, bands = table(a.build, a.jobs)
     if not (a.write or a.check):
         sys.stdout.write(t)
         return 0
@@ -167,15 +324,18 @@ def main():
     head, rest = doc.split(BEGIN, 1)
     old, tail = rest.split(END, 1)
     if a.check:
-        if old.strip() != t.strip():
-            print(f"{DOC}: the validation table is not what the cases give now: run "
+        old_bands = open(BANDS).read() if os.path.exists(BANDS) else ""
+        if old.strip() != t.strip() or old_bands != bands_json(bands):
+            print(f"{DOC}: the validation table or {BANDS} is not what the cases give now: run "
                   f"scripts/validate.py --write", file=sys.stderr)
             return 1
-        print(f"ok: {DOC}'s table is what the cases give now")
+        print(f"ok: {DOC}'s table and the error bands are what the cases give now")
         return 0
     with open(DOC, "w") as f:
         f.write(head + BEGIN + "\n" + t + END + tail)
-    print(f"wrote the table into {DOC}")
+    with open(BANDS, "w") as f:
+        f.write(bands_json(bands))
+    print(f"wrote the table into {DOC} and the error bands into {BANDS}")
     return 0
 
 

@@ -9,6 +9,25 @@
 #include "model/tensors.h"
 
 namespace tpp::sim {
+
+const char* host_overhead_name(HostOverhead h) {
+  switch (h) {
+    case HostOverhead::kVllm: return "vllm";
+    case HostOverhead::kVllmSync: return "vllm-sync";
+    case HostOverhead::kTrtllm: return "trtllm";
+    case HostOverhead::kNone: return "none";
+  }
+  return "?";
+}
+
+std::optional<HostOverhead> parse_host_overhead(const std::string& s) {
+  if (s == "vllm") return HostOverhead::kVllm;
+  if (s == "vllm-sync") return HostOverhead::kVllmSync;
+  if (s == "trtllm") return HostOverhead::kTrtllm;
+  if (s == "none") return HostOverhead::kNone;
+  return std::nullopt;
+}
+
 namespace {
 
 constexpr double kGiB = 1073741824.0;
@@ -78,6 +97,8 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   ResolvedOptions r{};
   r.engine = o.engine;
   r.prefix_caching = o.engine == Engine::kV1;
+  r.host_overhead = o.host_overhead;
+  r.reserve_whole_request = o.reserve_whole_request;
   r.enforce_eager = o.enforce_eager;
   r.count_cuda_graphs = o.count_cuda_graphs && !o.enforce_eager;
   r.swap_space_gib = o.swap_space_gib;

@@ -25,6 +25,18 @@ namespace tpp::sim {
 
 enum class Engine { kV1, kV0 };
 
+// Whose host (CPU) work each engine step carries (StepCostModel::host_s): vLLM V1's (scheduling,
+// input preparation and output processing in Python) with async scheduling, its default since
+// the Q4 2025 roadmap (vllm-project/vllm issue #27679, PR #27614: the host prepares step n+1
+// while the GPU runs step n, so only host time beyond the GPU's shows, plus a small gap), or
+// without it (`vllm-sync`: --no-async-scheduling and older V1, serial with the GPU step);
+// TensorRT-LLM's (its overlap scheduler, on by default); or none (tpp's own executor, whose host
+// time its measurements carry, and the step model alone).
+enum class HostOverhead { kVllm, kVllmSync, kTrtllm, kNone };
+const char* host_overhead_name(HostOverhead h);
+// "vllm", "vllm-sync", "trtllm", "none"; nullopt for anything else.
+std::optional<HostOverhead> parse_host_overhead(const std::string& s);
+
 // vLLM's serving options, by vLLM's names. nullopt = vLLM's default for this GPU and engine; a
 // value given is checked as vLLM checks it (a 0 or negative size is refused, never taken for
 // "default").
@@ -43,6 +55,8 @@ struct ServingOptions {
   double swap_space_gib = 4;                // V0 CPU swap space per GPU, [0, 4096] GiB
   std::optional<model::DType> dtype;        // --dtype: activations and unquantized weights;
                                             // default: the model's
+  HostOverhead host_overhead = HostOverhead::kVllm;
+  bool reserve_whole_request = false;       // see ResolvedOptions
 };
 
 // Bounds on the options tpp accepts (vLLM's own are looser or absent; these keep every product
@@ -65,6 +79,11 @@ struct ResolvedOptions {
   // Automatic prefix caching (V1's default; V0's is off): the scheduler keeps a preempted
   // request's cached blocks until they are evicted (simulator/scheduler.h).
   bool prefix_caching = false;
+  HostOverhead host_overhead = HostOverhead::kVllm;
+  // The scheduler's admission: vLLM's (admit while the first chunk's blocks are free, preempt
+  // when a running request needs a block), or TensorRT-LLM's GUARANTEED_NO_EVICT (admit when the
+  // whole request's blocks are free; never preempt). SchedulerConfig::reserve_whole_request.
+  bool reserve_whole_request = false;
 };
 
 // One PP stage; every TP rank of a stage holds the same (the vocabulary is padded so that it

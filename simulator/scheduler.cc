@@ -97,7 +97,7 @@ bool Scheduler::schedule_running(Batch& b, std::int64_t& budget) {
     Seq& s = seqs_[static_cast<std::size_t>(i)];
     if (s.in_flight) continue;
     const std::int64_t n = std::min(s.req.input_tokens + s.generated - s.computed, budget);
-    std::int64_t need = blocks_for(s.computed + n) - s.blocks;
+    std::int64_t need = std::max<std::int64_t>(0, blocks_for(s.computed + n) - s.blocks);
     bool self_preempted = false;
     while (need > free_blocks_) {
       // Preempt the last-admitted running request that is not in flight (maybe this one).
@@ -131,7 +131,10 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
         s.computed == 0 ? std::min(cached_blocks(i), (total - 1) / config_.block_size) : 0;
     const std::int64_t computed = s.computed + hit * config_.block_size;
     const std::int64_t n = std::min(total - computed, budget);
-    const std::int64_t need = blocks_for(computed + n) - s.blocks - hit;
+    const std::int64_t need =
+        (config_.reserve_whole_request ? blocks_for(s.req.input_tokens + s.req.output_tokens)
+                                       : blocks_for(computed + n)) -
+        s.blocks - hit;
     if (need > free_blocks_ - hit) break;
     if (hit > 0) {  // the cached blocks leave the free queue; the rest of the run is nobody's
       auto run = cached_.at(i);

@@ -35,6 +35,10 @@ struct SchedulerConfig {
   // queue is LRU, and a request's blocks are freed tail first, vllm/v1/core/block_pool.py and
   // kv_cache_manager.py), so when it is scheduled again only the evicted part is recomputed.
   bool prefix_caching = false;
+  // TensorRT-LLM's GUARANTEED_NO_EVICT capacity policy (its default, tensorrt_llm/_torch/pyexecutor/
+  // scheduler.py GuaranteedNoEvictScheduler): a request is admitted only when the blocks of its
+  // whole prompt and output are free, and holds them from then on, so nothing is ever preempted.
+  bool reserve_whole_request = false;
 };
 
 struct ScheduledSeq {

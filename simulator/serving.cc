@@ -41,11 +41,22 @@ struct Loop {
   // stage and the stage is free; its send to the next stage delays the arrival there.
   void launch(Replica& e, Batch b, double t) {
     double arrive = t;
+    const double host = cost.host_s(b.shape);
     for (std::size_t s = 0; s < e.stage_free.size(); ++s) {
       const StepCost c = cost.cost(s, b.shape);
-      const double start = std::max(arrive, e.stage_free[s]);
+      double start = std::max(arrive, e.stage_free[s]);
       // The send to the next stage is on the stage's stream: its next step waits for it.
-      const double busy = c.compute() + c.tp_comm + c.ep_comm + c.pp_comm;
+      double busy = c.compute() + c.tp_comm + c.ep_comm + c.pp_comm;
+      if (s == 0) {
+        // The engine's host prepares the step before the GPU runs it, or (overlapped) while the
+        // GPU runs the one before, which then waits only for what is left of it.
+        const double wait = cost.host_overlapped()
+                                ? std::max(0.0, host - busy) + cost.host_gap_s()
+                                : host;
+        e.time[s].host += wait;
+        if (cost.host_overlapped()) busy += wait;
+        else start += wait;
+      }
       e.stage_free[s] = start + busy;
       arrive = start + busy;
       e.time[s].compute += c.compute();
@@ -188,9 +199,11 @@ std::vector<StageTime> average_breakdown(const std::vector<std::vector<StageTime
       out[s].tp_comm += stages[s].tp_comm / n;
       out[s].ep_comm += stages[s].ep_comm / n;
       out[s].pp_comm += stages[s].pp_comm / n;
+      out[s].host += stages[s].host / n;
     }
   for (StageTime& o : out)  // the rest of the makespan: the parts add up to it
-    o.bubble = std::max(0.0, makespan_s - o.compute - o.tp_comm - o.ep_comm - o.pp_comm);
+    o.bubble =
+        std::max(0.0, makespan_s - o.compute - o.tp_comm - o.ep_comm - o.pp_comm - o.host);
   return out;
 }
 
@@ -229,7 +242,8 @@ nlohmann::json serving_json(const ServingResult& r) {
   for (std::size_t s = 0; s < r.breakdown.size(); ++s) {
     const auto& t = r.breakdown[s];
     b.push_back({{"stage", s}, {"compute", t.compute}, {"tp_comm", t.tp_comm},
-                 {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm}, {"bubble", t.bubble}});
+                 {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm}, {"host", t.host},
+                 {"bubble", t.bubble}});
   }
   j["breakdown"] = b;
   j["rejected_over_max_model_len"] = r.rejected_over_max_model_len;
@@ -293,7 +307,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   const ParallelConfig& p = plan.parallel;
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
-                     o.max_model_len, o.prefix_caching};
+                     o.max_model_len, o.prefix_caching, o.reserve_whole_request};
   Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0};
   for (std::int64_t d = 0; d < p.dp; ++d)
     loop.engines.push_back(Replica{Scheduler(sc), std::vector<double>(cost.num_stages(), 0.0),

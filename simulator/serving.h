@@ -32,8 +32,10 @@ struct Percentiles {
 // experts (EP), sends its activations to the next stage (NCCL's send is stream-ordered, so the
 // stage's next step waits for it), or is idle ("bubble": waiting for work, a pipeline bubble, or
 // the drain at the end).
+// `host`: the first stage waiting for the engine's host (StepCostModel::host_s): all of it where
+// the host work precedes the step, what exceeds the GPU's step (and the gap) where it overlaps.
 struct StageTime {
-  double compute = 0, tp_comm = 0, ep_comm = 0, pp_comm = 0, bubble = 0;
+  double compute = 0, tp_comm = 0, ep_comm = 0, pp_comm = 0, host = 0, bubble = 0;
 };
 
 // Whether a deployment keeps up with an open-loop load (Poisson, fixed-rate or a trace spread

@@ -33,16 +33,75 @@ constexpr std::int64_t kMaxCaptureTokens = 512;
 constexpr double kElemHidden = 10;
 constexpr double kElemInter = 3;
 
+// Paged decode attention: a fixed latency per call (a layer's, for the whole batch) and then the
+// KV cache streamed below copy bandwidth. FlashAttention-2 paged decode on an H100 SXM, 64
+// sequences, 64 query / 8 KV heads, head dim 128, page 256, bf16 (nvbench in microsoft/onnxruntime
+// PR #21414, 2024-08-29): 28.780 us at 128 tokens a sequence (33.5 MB of K and V) and 43.563 us
+// at 256 (67.1 MB): 2.27 TB/s between the two, 67.8% of the 3.35 TB/s peak, and 14.0 us at zero
+// bytes. The same kernel family at one sequence of 1024 tokens: 12.3-14.8 us
+// (vllm-project/flash-attention PR #63, H100). FlashAttention-3 with pages of 8 tokens and 16
+// sequences streamed less (1.85 TB/s at 4000 tokens; Dao-AILab/flash-attention issue #1572): the
+// GQA batch's figure is the one that matches serving batches. Other GPUs take the same share of
+// their own peak until measured.
+constexpr double kAttentionLatencyS = 28.780e-6 - 33554432.0 / (33554432.0 / 14.783e-6);
+constexpr double kDecodeAttentionShare = (33554432.0 / 14.783e-6) / 3.35e12;
+// Prefill attention's share of the bf16 peak by key tokens a sequence: FlashAttention-3 forward,
+// bf16, head dim 128, H100 SXM: 430.3, 517.1, 565.5, 590.2, 614.2, 620.7 TFLOP/s at 512 ... 16384
+// tokens (pytorch/benchmark commit ff65cb67, PR #2391), of 989. Flat beyond the ends.
+constexpr std::pair<double, double> kPrefillAttentionShare[] = {
+    {512, 430.32 / 989}, {1024, 517.10 / 989}, {2048, 565.54 / 989},
+    {4096, 590.23 / 989}, {8192, 614.23 / 989}, {16384, 620.73 / 989}};
+// The sampler's passes over the logits of each sequence on the last stage, in bytes a vocabulary
+// entry: vLLM V1 (vllm/v1/sample/sampler.py) casts the bf16 logits to fp32 (read 2, write 4) and
+// takes the greedy argmax or the softmax over them (read 4).
+constexpr double kSamplerBytesPerLogit = 10;
+// Host time of an engine step, by engine:
+// - vLLM V1: 5-6 ms between two decode steps at 256 sequences (Llama-2-7B, CUDA graphs, before
+//   async scheduling; vllm-project/vllm issue #10634, 2024-11-25): 5.5 ms / 256 = 21.5 us a
+//   sequence; and the input preparation alone about 10% of a 2.73 ms TPOT at small batch
+//   (Llama 3.2 1B, vllm-project/vllm PR #17866): 0.25 ms a step. With async scheduling the gap
+//   between GPU steps fell to 150-170 us at 256 sequences (PR #11133): 0.16 ms a step.
+// - TensorRT-LLM (PyTorch backend): 45.11 ms of host work an iteration at about 1536 requests a
+//   rank (GPT-OSS-120B on GB200, ADP2, max_batch_size 1536; NVIDIA/TensorRT-LLM PR #10273,
+//   2025-12-24): 29.4 us a request, overlapped with the GPU by its overlap scheduler.
+constexpr double kVllmHostStepS = 0.25e-3;
+constexpr double kVllmHostSeqS = 5.5e-3 / 256;
+constexpr double kVllmAsyncGapS = 0.16e-3;
+constexpr double kTrtllmHostSeqS = 45.11e-3 / 1536;
+
 double round_up(double x, double to) { return std::ceil(x / to) * to; }
 
+template <std::size_t N>
+double share_at(const std::pair<double, double> (&t)[N], double x) {
+  if (x <= t[0].first) return t[0].second;
+  for (std::size_t i = 1; i < N; ++i)
+    if (x <= t[i].first)
+      return t[i - 1].second +
+             (x - t[i - 1].first) / (t[i].first - t[i - 1].first) * (t[i].second - t[i - 1].second);
+  return t[N - 1].second;
+}
+
+// An fp8 GEMM's share of its peak relative to a bf16 GEMM's (Gpu::fp8_mamf_tflops): 1 when the
+// GPU file does not give both.
+double fp8_share(const hw::Gpu& g) {
+  if (g.fp8_mamf_tflops.value <= 0 || g.bf16_mamf_tflops.value <= 0) return 1.0;
+  return (g.fp8_mamf_tflops.value / g.fp8_dense_tflops.value) /
+         (g.bf16_mamf_tflops.value / g.bf16_dense_tflops.value);
+}
+
 double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
+  // float32 math runs on the FP32 units where the GPU file gives them (a file without the figure,
+  // such as tpp-profile's CPU files, has one compute figure: its bf16 one).
   const double bf16 = (m.dtype == model::DType::kF16 ? g.fp16_dense_tflops.value
-                                                      : g.bf16_dense_tflops.value) * 1e12;
+                       : m.dtype == model::DType::kF32 && g.fp32_tflops.value > 0
+                           ? g.fp32_tflops.value
+                           : g.bf16_dense_tflops.value) * 1e12;
   if (!quantized) return bf16;
   const auto w = m.quant.weight_dtype;
   // fp8 weights run fp8 GEMMs where the GPU has them (w8a8 with dynamic activation scales);
   // on A100 vLLM's weight-only fp8 kernels (Marlin) read 1 byte and compute in bf16.
-  if (w == model::DType::kFP8E4M3 && g.has_fp8) return g.fp8_dense_tflops.value * 1e12;
+  if (w == model::DType::kFP8E4M3 && g.has_fp8)
+    return g.fp8_dense_tflops.value * 1e12 * fp8_share(g);
   // compressed-tensors int8 w8a8 runs int8 GEMMs; AWQ/GPTQ are weight-only (bf16/fp16 math).
   if (w == model::DType::kINT8 && m.quant.method == model::QuantMethod::kCompressedTensors)
     return g.int8_dense_tops.value * 1e12;
@@ -60,6 +119,7 @@ void BatchShape::add(std::int64_t new_tokens, std::int64_t context) {
     decode_context += c + 1;
   } else {
     prefill_tokens += new_tokens;
+    prefill_seqs += 1;
     prefill_pairs += q * c + q * (q + 1) / 2;
     prefill_context += c;
   }
@@ -84,10 +144,11 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   elem_bw_ = c_.efficiency && c_.efficiency->elementwise > 0
                  ? g.hbm_bandwidth_GBps.value * 1e9 * c_.efficiency->elementwise
                  : mem_bw_;
-  attn_decode_ = c_.efficiency && c_.efficiency->attention_decode > 0
-                     ? c_.efficiency->attention_decode : 1.0;
-  attn_prefill_ = c_.efficiency && c_.efficiency->attention_prefill > 0
-                      ? c_.efficiency->attention_prefill : 1.0;
+  // Measured attention multipliers (tpp-profile) replace the published kernel curves.
+  attn_decode_ = c_.efficiency ? c_.efficiency->attention_decode : 0.0;
+  attn_prefill_ = c_.efficiency ? c_.efficiency->attention_prefill : 0.0;
+  hbm_peak_ = g.hbm_bandwidth_GBps.value * 1e9;
+  bf16_peak_ = peak_flops(g, m_, false);
   gemm_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.gemm_memory;
   kv_bytes_token_layer_ =
       static_cast<double>(kv_bytes_per_token_layer(m_, p_, o_.kv_bytes_per_element));
@@ -217,9 +278,16 @@ double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t toke
     // experts the batch touches: E_local x (1 - (1 - k/E)^T) of them on average.
     const double E = static_cast<double>(m_.moe->num_experts);
     const double k = static_cast<double>(m_.moe->experts_per_token);
-    const double routed = T * k * g.count / E;
+    double routed = T * k * g.count / E;
     const double touched = g.count * (1 - std::pow(1 - k / E, T));
     if (touched <= 0) continue;
+    // Spread over n expert-parallel ranks, the pairs do not split evenly, and the busiest rank
+    // sets the step: m pairs thrown uniformly into n bins fill the fullest with about
+    // m/n + sqrt(2 (m/n) ln n) (Raab and Steger, "Balls into Bins - A Simple and Tight
+    // Analysis", RANDOM 1998, Theorem 1, m >= n log n). Routers are less even than uniform;
+    // this is the least imbalance there is.
+    const double ranks = E / g.count;
+    if (ranks > 1) routed = std::min(T * k, routed + std::sqrt(2 * routed * std::log(ranks)));
     const double per_expert = routed / touched;
     const double flops = 2 * touched * round_up(per_expert, tile_rows()) * g.rows * g.cols;
     const double bytes = touched * g.weight_bytes / g.count + routed * (g.rows + g.cols) * act_bytes_;
@@ -228,13 +296,43 @@ double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t toke
   return t;
 }
 
+double StepCostModel::prefill_attention_fraction(double length) {
+  return share_at(kPrefillAttentionShare, length);
+}
+
 double StepCostModel::attention_time(const BatchShape& b) const {
   const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
   auto roof = [&](double flops, double bytes) {
     return std::max(flops / bf16_flops_, bytes / mem_bw_);
   };
-  return attention_decode_time(b, heads, roof) / attn_decode_ +
-         attention_prefill_time(b, heads, roof) / attn_prefill_;
+  double decode = 0, prefill = 0;
+  if (b.decode_tokens > 0) {
+    if (attn_decode_ > 0) {
+      decode = attention_decode_time(b, heads, roof) / attn_decode_;
+    } else if (m_.mla) {
+      // FlashMLA's dense decode reaches 3000 GB/s on an H800 SXM5 (3.35 TB/s, 90%;
+      // deepseek-ai/FlashMLA README): the copy bandwidth.
+      decode = attention_decode_time(b, heads, roof);
+    } else {
+      const double bw = hbm_peak_ * kDecodeAttentionShare;
+      decode = attention_decode_time(
+          b, heads, [&](double f, double by) { return std::max(f / bf16_flops_, by / bw); });
+    }
+  }
+  if (b.prefill_tokens > 0) {
+    if (attn_prefill_ > 0) {
+      prefill = attention_prefill_time(b, heads, roof) / attn_prefill_;
+    } else {
+      const double length = (b.prefill_context + static_cast<double>(b.prefill_tokens)) /
+                            static_cast<double>(std::max<std::int64_t>(1, b.prefill_seqs));
+      const double flops = bf16_peak_ * prefill_attention_fraction(length);
+      prefill = attention_prefill_time(
+          b, heads, [&](double f, double by) { return std::max(f / flops, by / mem_bw_); });
+    }
+  }
+  // A GPU kernel's latency, where the attention figures are the published GPU kernels'.
+  const bool kernels = attn_decode_ <= 0 && attn_prefill_ <= 0;
+  return decode + prefill + (kernels ? kAttentionLatencyS : 0.0);
 }
 
 template <class Roof>
@@ -307,7 +405,11 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   if (st.first)
     c.elementwise += static_cast<double>(b.tokens) * static_cast<double>(m_.hidden_size) *
                      act_bytes_ * 2 / elem_bw_;
-  if (st.last) c.gemm += gemm_time(lm_head_, static_cast<double>(b.seqs));
+  if (st.last) {
+    c.gemm += gemm_time(lm_head_, static_cast<double>(b.seqs));
+    c.elementwise += static_cast<double>(b.seqs) * static_cast<double>(padded_vocab(m_.vocab_size)) *
+                     kSamplerBytesPerLogit / elem_bw_;
+  }
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
   c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? launch_graph_s_ : launch_eager_s_);
 
@@ -432,6 +534,21 @@ double StepCostModel::send_s(double bytes, bool cross_node) const {
   if (cross_node && c_.inter_node)
     return bytes / net_bw_per_gpu() + c_.inter_node->latency_us.value * 1e-6;
   return bytes / intra_bw() + c_.intra_node.latency_us.value * 1e-6;
+}
+
+double StepCostModel::host_s(const BatchShape& b) const {
+  const double seqs = static_cast<double>(b.seqs);
+  switch (o_.host_overhead) {
+    case HostOverhead::kVllm:
+    case HostOverhead::kVllmSync: return kVllmHostStepS + kVllmHostSeqS * seqs;
+    case HostOverhead::kTrtllm: return kTrtllmHostSeqS * seqs;
+    case HostOverhead::kNone: return 0;
+  }
+  return 0;
+}
+
+double StepCostModel::host_gap_s() const {
+  return o_.host_overhead == HostOverhead::kVllm ? kVllmAsyncGapS : 0.0;
 }
 
 }  // namespace tpp::sim

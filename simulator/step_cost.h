@@ -20,6 +20,7 @@ struct BatchShape {
   std::int64_t tokens = 0;          // new tokens: prefill chunks and decodes
   std::int64_t seqs = 0;            // sequences (rows of logits on the last stage)
   std::int64_t prefill_tokens = 0;
+  std::int64_t prefill_seqs = 0;    // sequences with a prefill chunk
   std::int64_t decode_tokens = 0;
   double prefill_pairs = 0;         // causal query-key pairs of the prefill chunks
   double prefill_context = 0;       // cached tokens the prefill chunks attend to
@@ -32,6 +33,7 @@ struct BatchShape {
 // Seconds on one rank of one stage.
 struct StepCost {
   double gemm = 0, attention = 0, elementwise = 0, launch = 0;  // compute, by kind
+                                                                // (elementwise: the sampler's too)
   double tp_comm = 0;   // all-reduces (and the logits gather) inside the TP group
   double ep_comm = 0;   // expert-parallel all-to-all
   double pp_comm = 0;   // hidden states and residual to the next stage
@@ -60,6 +62,21 @@ class StepCostModel {
 
   std::size_t num_stages() const { return stages_.size(); }
   StepCost cost(std::size_t stage, const BatchShape& b) const;
+
+  // The engine's host (CPU) time for a step of `b` (ResolvedOptions::host_overhead), whether it
+  // overlaps the GPU's step (async scheduling, TensorRT-LLM's overlap scheduler: the first stage
+  // is busy for the longer of the two) or precedes it (vLLM V1 without async scheduling: the GPU
+  // waits for it), and the gap between GPU steps that remains when it overlaps.
+  double host_s(const BatchShape& b) const;
+  bool host_overlapped() const {
+    return o_.host_overhead == HostOverhead::kVllm || o_.host_overhead == HostOverhead::kTrtllm;
+  }
+  double host_gap_s() const;
+
+  // Prefill attention's share of the bf16 peak at `length` key tokens a sequence: the published
+  // kernel measurements step_cost.cc names (used where the cluster has no measured attention
+  // figures).
+  static double prefill_attention_fraction(double length);
 
   // Collective times in seconds for `bytes` per rank over `ranks` GPUs (nccl-tests terms:
   // busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for all-gather), from the cluster's
@@ -121,7 +138,8 @@ class StepCostModel {
   mutable std::vector<double> dense_cache_, moe_cache_;
   double bf16_flops_, mem_bw_, gemm_bw_, act_bytes_, kv_bytes_token_layer_;
   double launch_eager_s_ = 0, launch_graph_s_ = 0;
-  double elem_bw_ = 0, attn_decode_ = 1, attn_prefill_ = 1;  // measured multipliers
+  double elem_bw_ = 0, attn_decode_ = 0, attn_prefill_ = 0;  // measured multipliers (0: none)
+  double hbm_peak_ = 0, bf16_peak_ = 0;  // datasheet, bytes/s and FLOP/s
 };
 
 }  // namespace tpp::sim

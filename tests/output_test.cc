@@ -95,8 +95,8 @@ TEST(TableOutput, StageBreakdownAddsUpToTheMakespan) {
     int n = 0;
     for (std::sregex_iterator it(parts.begin(), parts.end(), part), end; it != end; ++it, ++n)
       sum += std::stod((*it)[1]);
-    EXPECT_EQ(n, 5) << line;                 // compute, TP, EP, PP send, idle
-    EXPECT_NEAR(sum, total, 5 * 0.005) << line;  // each part rounded to 0.01 s
+    EXPECT_EQ(n, 6) << line;                 // compute, TP, EP, PP send, host, idle
+    EXPECT_NEAR(sum, total, 6 * 0.005) << line;  // each part rounded to 0.01 s
   }
   EXPECT_EQ(stages, 2);
 }

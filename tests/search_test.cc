@@ -72,7 +72,7 @@ TEST(Search, LatencyObjectivePicksTheLowestTpot) {
 
 TEST(Search, SlosMarkAndExcludeSplits) {
   SearchOptions o;
-  o.slo = {{0, 3.0}, "test"};  // only TP >= 2 decodes Llama-3.1-8B that fast on H100
+  o.slo = {{0, 4.0}, "test"};  // only TP >= 4 decodes Llama-3.1-8B that fast on H100
   auto r = run("llama-3.1-8b.yaml", "h100x1", "chat", o);
   int missed = 0;
   for (const auto& c : r.candidates)
@@ -83,7 +83,7 @@ TEST(Search, SlosMarkAndExcludeSplits) {
     }
   EXPECT_GT(missed, 0);
   ASSERT_TRUE(r.recommended);
-  EXPECT_LE(r.candidates[*r.recommended].perf->tpot_ms.p99, 3.0);
+  EXPECT_LE(r.candidates[*r.recommended].perf->tpot_ms.p99, 4.0);
 }
 
 TEST(Search, ParetoFrontIsNotDominated) {
@@ -322,7 +322,7 @@ TEST(SearchDefaults, DataParallelFiguresAreTheDeployments) {
   EXPECT_GT(p.makespan_s, 120);
   EXPECT_LT(p.makespan_s, 135);
   for (const auto& st : p.breakdown)
-    EXPECT_NEAR(st.compute + st.tp_comm + st.ep_comm + st.pp_comm + st.bubble, p.makespan_s,
+    EXPECT_NEAR(st.compute + st.tp_comm + st.ep_comm + st.pp_comm + st.host + st.bubble, p.makespan_s,
                 1e-6 * p.makespan_s);
 }
 

@@ -102,6 +102,34 @@ TEST(Scheduler, PreemptsTheLastAdmittedWhenBlocksRunOut) {
   EXPECT_EQ(s.seqs()[1].preemptions, 1);
 }
 
+// TensorRT-LLM's GUARANTEED_NO_EVICT: the same requests as above, but each is admitted only when
+// the blocks of its whole prompt and output (42 tokens: 3 blocks) are free. The first takes 3 of
+// the 4; the second waits until the first finishes, and nothing is ever preempted.
+TEST(Scheduler, GuaranteedNoEvictAdmitsWholeRequestsAndNeverPreempts) {
+  Scheduler s(SchedulerConfig{8, 1000, 16, 4, 0, false, true});
+  s.add(req(0, 32, 10), 0);
+  s.add(req(1, 32, 10), 0);
+  sim::Batch b = s.schedule();
+  ASSERT_EQ(b.items.size(), 1u);
+  EXPECT_EQ(b.items[0].seq, 0);
+  EXPECT_EQ(s.used_blocks(), 3);  // reserved for all 42 tokens at admission
+  double t = 1;
+  std::int64_t finished = 0;
+  while (finished == 0) {
+    finished += s.complete(b, t, nullptr);
+    b = s.schedule();
+    t += 1;
+    if (finished == 0) {
+      ASSERT_EQ(b.items.size(), 1u);  // the second still waits: 1 block free, 3 needed
+      EXPECT_EQ(b.items[0].seq, 0);
+    }
+  }
+  EXPECT_EQ(s.seqs()[0].generated, 10);
+  ASSERT_EQ(b.items.size(), 1u);  // the first's blocks came back: the second is admitted
+  EXPECT_EQ(b.items[0].seq, 1);
+  EXPECT_EQ(s.preemptions(), 0);
+}
+
 TEST(Scheduler, RejectsWhatCanNeverFit) {
   Scheduler s(SchedulerConfig{8, 1000, 16, 4, 100});
   s.add(req(0, 90, 20), 0);  // 110 tokens > max_model_len 100
@@ -206,7 +234,7 @@ TEST(Serving, PipelineKeepsUpToPpBatchesInFlight) {
   for (const auto& st : r.breakdown) {
     EXPECT_GT(st.compute, 0);
     // The parts of a stage's time add up to the makespan (the send is on the stage's stream).
-    EXPECT_NEAR(st.compute + st.tp_comm + st.ep_comm + st.pp_comm + st.bubble, r.makespan_s,
+    EXPECT_NEAR(st.compute + st.tp_comm + st.ep_comm + st.pp_comm + st.host + st.bubble, r.makespan_s,
                 1e-6 * r.makespan_s + 1e-9);
   }
   EXPECT_GT(r.breakdown[0].pp_comm, 0);

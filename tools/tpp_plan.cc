@@ -19,6 +19,7 @@
 #include "planner/plan_memory.h"
 #include "planner/search.h"
 #include "planner/search_report.h"
+#include "planner/validation.h"
 #include "planner/summary.h"
 
 namespace {
@@ -169,7 +170,10 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
     j["cluster"] = tpp::planner::cluster_json(c);
     j["serving"] = tpp::planner::serving_json(result->options);
     nlohmann::json pj = tpp::planner::plan_json(plan);
-    if (perf) pj["performance"] = tpp::planner::performance_json(*perf);
+    if (perf) {
+      pj["performance"] = tpp::planner::performance_json(*perf);
+      pj["error_bands"] = tpp::planner::headline_bands_json(m.moe.has_value(), plan.parallel.tp);
+    }
     j["plans"] = nlohmann::json::array({pj});
     if (workload) {
       j["workload"] = workload_json(*workload);
@@ -191,6 +195,8 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
                 << ", seed " << workload->seed << ") on vLLM V1; SLOs "
                 << tpp::planner::slo_text(run.slo) << ":\n"
                 << tpp::planner::performance_table(plans, result->performance, true);
+    if (perf)
+      std::cout << tpp::planner::headline_bands_text(m.moe.has_value(), plan.parallel.tp) << "\n";
   }
   if (!plan.fits) {
     std::string smallest = result->smallest_fit
@@ -277,6 +283,20 @@ int run_main(int argc, char** argv) {
   app.add_option("--max-num-batched-tokens", so.max_num_batched_tokens,
                  "default: vLLM's for the GPU and engine");
   app.add_flag("--enforce-eager", so.enforce_eager, "no CUDA graphs");
+  std::string capacity_policy = "vllm";
+  app.add_option("--capacity-policy", capacity_policy,
+                 "admission: vllm (admit while the first chunk fits; preempt when full), or "
+                 "guaranteed-no-evict (TensorRT-LLM's: admit when the whole request fits; never "
+                 "preempt)")
+      ->check(CLI::IsMember({"vllm", "guaranteed-no-evict"}))
+      ->capture_default_str();
+  std::string host_overhead = "vllm";
+  app.add_option("--host-overhead", host_overhead,
+                 "whose host time a step carries: vllm (V1 with async scheduling, overlapped), "
+                 "vllm-sync (V1 without it, serial with the GPU), trtllm (its overlap "
+                 "scheduler), none (docs/performance-model.md)")
+      ->check(CLI::IsMember({"vllm", "vllm-sync", "trtllm", "none"}))
+      ->capture_default_str();
   app.add_flag("--count-cuda-graphs", so.count_cuda_graphs,
                "deduct CUDA-graph memory from the KV cache "
                "(vLLM's VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)");
@@ -315,6 +335,8 @@ int run_main(int argc, char** argv) {
   so.engine = engine == "v0" ? tpp::sim::Engine::kV0 : tpp::sim::Engine::kV1;
   if (!kv_dtype.empty()) so.kv_cache_dtype = tpp::model::parse_kv_cache_dtype(kv_dtype);
   if (dtype != "auto") so.dtype = tpp::model::parse_dtype(dtype);
+  so.host_overhead = *tpp::sim::parse_host_overhead(host_overhead);
+  so.reserve_whole_request = capacity_policy == "guaranteed-no-evict";
   if (!quant.empty())
     so.quantization = quant == "fp8"    ? tpp::model::QuantMethod::kFp8
                       : quant == "awq"  ? tpp::model::QuantMethod::kAwq

@@ -199,6 +199,8 @@ tpp::sim::ServingResult predict(const tpp::exec::Plan& plan, const tpp::sim::Wor
   // The executor recomputes a preempted request whole (its KV pool keeps no freed blocks for
   // it): predict the run it makes, without V1's prefix caching.
   opts.prefix_caching = false;
+  // Nor does it carry vLLM's host time: its own host work is in what it measures.
+  opts.host_overhead = tpp::sim::HostOverhead::kNone;
   const auto loaded = tpp::sim::as_loaded(plan.model, plan.serving);
   const auto mem = tpp::sim::simulate_memory(loaded, plan.cluster.gpu, plan.split, opts);
   tpp::sim::StepCostModel cost(loaded, plan.cluster, plan.split, opts);
