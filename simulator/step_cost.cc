@@ -130,6 +130,10 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
     : m_(loaded), c_(cluster), p_(p), o_(o), e_(e) {
   const hw::Gpu& g = c_.gpu;
   act_bytes_ = model::dtype_bytes(m_.dtype);
+  // The GPU file's measured MAMF replaces the default share of the bf16 peak a GEMM reaches
+  // (a caller's own Efficiency, and a cluster's measured GEMM table, still win).
+  if (g.bf16_mamf_tflops.value > 0 && e_.compute == Efficiency{}.compute)
+    e_.compute = g.bf16_mamf_tflops.value / g.bf16_dense_tflops.value;
   bf16_flops_ = peak_flops(g, m_, false) * e_.compute;
   // Measured memory efficiencies in the cluster file replace the defaults.
   if (c_.efficiency && c_.efficiency->memory > 0) e_.memory = c_.efficiency->memory;

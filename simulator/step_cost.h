@@ -45,7 +45,8 @@ struct StepCost {
 // replace them later).
 struct Efficiency {
   double compute = 0.80;  // dense GEMM: measured 798 of 989 TFLOP/s (H100, 8192^3 bf16) and
-                          // MAMF 80.3% (H100) / 86.9% (A100), stas00/ml-engineering
+                          // MAMF 80.3% (H100) / 86.9% (A100), stas00/ml-engineering; a GPU
+                          // file's bf16_mamf_tflops replaces it with that GPU's own share
   double memory = 0.90;   // HBM: a device-to-device copy moved 3.0 of 3.35 TB/s on an H100
   double link = 0.80;     // NCCL bus bandwidth as a fraction of the link's (assumption)
   // HBM bandwidth a GEMM achieves while it is bound by reading its weights (decode): cuBLAS bf16
