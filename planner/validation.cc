@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace tpp::planner {
@@ -14,6 +16,7 @@ std::vector<ErrorBand> parse_error_bands(std::string_view json_text) {
   for (const auto& b : j.at("bands"))
     out.push_back(ErrorBand{b.at("engine").get<std::string>(), b.at("metric").get<std::string>(),
                             b.at("moe").get<bool>(), b.at("tp").get<std::int64_t>(),
+                            b.value("tp_sizes", std::vector<std::int64_t>{}),
                             b.at("cases").get<std::int64_t>(), b.at("median_error_pct").get<double>(),
                             b.at("median_abs_error_pct").get<double>(),
                             b.at("worst_error_pct").get<double>()});
@@ -28,20 +31,28 @@ const std::vector<ErrorBand>& error_bands() {
 std::optional<ErrorBand> error_band(const std::vector<std::string_view>& metrics, bool moe,
                                     std::int64_t tp, std::string_view engine) {
   const auto& bands = error_bands();
+  // engine: 1 this engine, 0 any; moe: 1 this class, 0 any; want_tp: this size, or 0 (a band
+  // over every size).
   auto find = [&](std::string_view metric, bool same_engine, bool same_moe,
                   std::int64_t want_tp) -> const ErrorBand* {
+    const ErrorBand* found = nullptr;
     for (const auto& b : bands)
-      if (b.metric == metric && (b.engine == engine) == same_engine && (!same_moe || b.moe == moe) &&
-          b.tp == want_tp)
-        return &b;
-    return nullptr;
+      if (b.metric == metric && (!same_engine || b.engine == engine) &&
+          (!same_moe || b.moe == moe) && b.tp == want_tp &&
+          (!found || (b.engine == engine && found->engine != engine) || b.cases > found->cases))
+        found = &b;
+    return found;
   };
-  // Closest first: this engine, class and TP; any TP; then other engines likewise.
-  for (bool same_engine : {true, false})
-    for (auto [same_moe, want_tp] : {std::pair{true, tp}, std::pair{true, std::int64_t{0}},
-                                     std::pair{false, std::int64_t{0}}})
-      for (std::string_view metric : metrics)
-        if (const ErrorBand* b = find(metric, same_engine, same_moe, want_tp)) return *b;
+  // Closest first: the model class and TP size matter more than the engine (the same model at
+  // the same split on another engine says more than another model at another split).
+  struct Level {
+    bool same_engine, same_moe, same_tp;
+  };
+  for (Level l : {Level{true, true, true}, Level{false, true, true}, Level{true, true, false},
+                  Level{false, true, false}, Level{true, false, false}, Level{false, false, false}})
+    for (std::string_view metric : metrics)
+      if (const ErrorBand* b = find(metric, l.same_engine, l.same_moe, l.same_tp ? tp : 0))
+        return *b;
   return std::nullopt;
 }
 
@@ -52,16 +63,27 @@ std::optional<ErrorBand> error_band(std::string_view metric, bool moe, std::int6
 
 std::string band_text(const std::optional<ErrorBand>& b) {
   if (!b) return "no published case to check it against yet";
+  // "TP2", or for a band over every size the sizes it has: "TP1 and TP2".
+  std::string tp;
+  if (b->tp > 0) {
+    tp = fmt::format(" TP{}", b->tp);
+  } else if (!b->tp_sizes.empty()) {
+    for (std::size_t k = 0; k < b->tp_sizes.size(); ++k)
+      tp += fmt::format("{}TP{}", k == 0 ? " " : k + 1 == b->tp_sizes.size() ? " and " : ", ",
+                        b->tp_sizes[k]);
+  }
   return fmt::format("median error {:+.0f}% (worst {:+.0f}%) on {} {}{} {} case{} ({})",
                      b->median_error_pct, b->worst_error_pct, b->cases,
-                     b->moe ? "MoE" : "dense", b->tp > 0 ? fmt::format(" TP{}", b->tp) : "",
-                     b->engine, b->cases == 1 ? "" : "s", b->metric);
+                     b->moe ? "MoE" : "dense", tp, b->engine, b->cases == 1 ? "" : "s", b->metric);
 }
 
 std::string band_text(const std::optional<ErrorBand>& b, bool moe, std::int64_t tp,
                       std::string_view engine) {
   std::string s = band_text(b);
-  if (b && (b->engine != engine || b->moe != moe || (b->tp != 0 && b->tp != tp)))
+  const bool has_tp = b && (b->tp == tp || (b->tp == 0 && std::find(b->tp_sizes.begin(),
+                                                                      b->tp_sizes.end(), tp) !=
+                                                            b->tp_sizes.end()));
+  if (b && (b->engine != engine || b->moe != moe || !has_tp))
     s += fmt::format(" (none yet of a {} TP{} {} plan: the nearest kind with cases)",
                      moe ? "MoE" : "dense", tp, engine);
   return s;
@@ -82,6 +104,7 @@ const Headline kHeadlines[] = {
 
 nlohmann::json band_json(const ErrorBand& b) {
   return {{"engine", b.engine}, {"metric", b.metric}, {"moe", b.moe}, {"tp", b.tp},
+          {"tp_sizes", b.tp_sizes},
           {"cases", b.cases}, {"median_error_pct", b.median_error_pct},
           {"median_abs_error_pct", b.median_abs_error_pct}, {"worst_error_pct", b.worst_error_pct},
           {"text", band_text(b)}};

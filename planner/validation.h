@@ -18,6 +18,7 @@ struct ErrorBand {
   std::string engine, metric;
   bool moe = false;
   std::int64_t tp = 0;  // 0: every TP size of that kind
+  std::vector<std::int64_t> tp_sizes;  // the TP sizes its cases ran with
   std::int64_t cases = 0;
   double median_error_pct = 0, median_abs_error_pct = 0, worst_error_pct = 0;
 };
@@ -27,9 +28,9 @@ const std::vector<ErrorBand>& error_bands();
 
 // The band for a headline figure (`metric` as the validation cases name it:
 // output_tokens_per_s, median_ttft_ms, median_tpot_ms, ...) of a vLLM plan of this kind, the
-// closest kind that has cases: the same engine, model class and TP size; then any TP size;
-// then other engines' cases of the metric (same class, same TP, then any). nullopt when no
-// published case has the metric.
+// closest kind that has cases: the same model class and TP size on this engine, then on any
+// (this engine's first, then the one with most cases); then the class over every TP size, this
+// engine's then any; then any class. nullopt when no published case has the metric.
 std::optional<ErrorBand> error_band(std::string_view metric, bool moe, std::int64_t tp,
                                     std::string_view engine = "vllm");
 // The same over several metrics that measure one figure (median_ttft_ms, then mean_ttft_ms):

@@ -274,12 +274,13 @@ def table(build, jobs):
                          f"{metric} | {value:,} {unit} | {shown} | {err} |")
     lines += ["", "| engine | metric | model | TP | cases | median error | median \\|error\\| | worst |",
               "|---|---|---|---|---|---|---|---|"]
-    bands, by_engine = [], {}
+    bands, by_engine, tps = [], {}, {}
     for (engine, metric, moe, tp), es in sorted(errors.items()):
         by_engine.setdefault((engine, metric, moe), []).extend(es)
-        bands.append(band(engine, metric, moe, tp, es))
+        tps.setdefault((engine, metric, moe), set()).add(tp)
+        bands.append(band(engine, metric, moe, tp, es, [tp]))
     for (engine, metric, moe), es in sorted(by_engine.items()):
-        bands.append(band(engine, metric, moe, 0, es))
+        bands.append(band(engine, metric, moe, 0, es, sorted(tps[(engine, metric, moe)])))
     bands.sort(key=lambda b: (b["engine"], b["metric"], b["moe"], b["tp"] == 0, b["tp"]))
     for b in bands:
         lines.append(f"| {b['engine']} | {b['metric']} | {'MoE' if b['moe'] else 'dense'} | "
@@ -288,10 +289,12 @@ def table(build, jobs):
     return "\n".join(lines) + "\n", bands
 
 
-def band(engine, metric, moe, tp, es):
-    """The error band of a kind of case: its count, median signed and absolute error, worst."""
+def band(engine, metric, moe, tp, es, tp_sizes):
+    """The error band of a kind of case: its count, median signed and absolute error, worst, and
+    the TP sizes its cases ran with (tp 0: every size of that kind)."""
     worst = max(es, key=abs)
-    return {"engine": engine, "metric": metric, "moe": moe, "tp": tp, "cases": len(es),
+    return {"engine": engine, "metric": metric, "moe": moe, "tp": tp, "tp_sizes": tp_sizes,
+            "cases": len(es),
             "median_error_pct": round(statistics.median(es) * 100, 1),
             "median_abs_error_pct": round(statistics.median(abs(e) for e in es) * 100, 1),
             "worst_error_pct": round(worst * 100, 1)}

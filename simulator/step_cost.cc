@@ -51,6 +51,19 @@ constexpr double kDecodeAttentionShare = (33554432.0 / 14.783e-6) / 3.35e12;
 constexpr std::pair<double, double> kPrefillAttentionShare[] = {
     {512, 430.32 / 989}, {1024, 517.10 / 989}, {2048, 565.54 / 989},
     {4096, 590.23 / 989}, {8192, 614.23 / 989}, {16384, 620.73 / 989}};
+// A fused MoE layer (vLLM's Triton fused_experts: align, the two grouped GEMMs, the activation
+// and the sum, timed together by benchmarks/kernels/benchmark_moe.py) takes a fixed time beyond
+// reading the experts' weights, which is most of it at small batches. Its time at batch 1 less
+// the weights the top-k experts read at the step model's weight-read bandwidth (0.70 of peak):
+// - Hopper: Qwen3-235B-A22B fp8 TP8 on an H200 (E=128, N=192; 8 experts x 3 x 192 x 4096 bytes
+//   = 18.9 MB): 31.70 us (sgl-project/sglang PR #11730, untuned), 31.70 - 18.9 MB / 3.36 TB/s
+//   = 26.1 us; Qwen3-Next-80B fp8 TP4 on an H100 (E=512, N=128, top-10, hidden 2048: 7.9 MB):
+//   29.45 us (vllm-project/vllm PR #44830), 29.45 - 7.9 MB / 2.35 TB/s = 26.1 us;
+// - Ampere: Qwen3-30B-A3B bf16 on an A100 PCIe 40GB (E=128, N=768, top-8, hidden 2048:
+//   75.5 MB): 109.21 us (vllm-project/vllm PR #19049, default config), 109.21 - 75.5 MB /
+//   (1.555 TB/s, the 40 GB PCIe part's datasheet bandwidth, x 0.70) = 39.85 us.
+constexpr double kMoeLatencyHopperS = 31.70e-6 - 8 * 3 * 192 * 4096.0 / (4.8e12 * 0.70);
+constexpr double kMoeLatencyAmpereS = 109.21e-6 - 8 * 3 * 768 * 2048 * 2.0 / (1.555e12 * 0.70);
 // The sampler's passes over the logits of each sequence on the last stage, in bytes a vocabulary
 // entry: vLLM V1 (vllm/v1/sample/sampler.py) casts the bf16 logits to fp32 (read 2, write 4) and
 // takes the greedy argmax or the softmax over them (read 4).
@@ -414,6 +427,9 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
     c.elementwise += static_cast<double>(b.seqs) * static_cast<double>(padded_vocab(m_.vocab_size)) *
                      kSamplerBytesPerLogit / elem_bw_;
   }
+  // The fused MoE kernels' fixed time a layer, where the figures are the published GPU kernels'.
+  if (ml > 0 && attn_decode_ <= 0 && attn_prefill_ <= 0)
+    c.gemm += ml * (c_.gpu.compute_capability.value >= 9.0 ? kMoeLatencyHopperS : kMoeLatencyAmpereS);
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
   c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? launch_graph_s_ : launch_eager_s_);
 

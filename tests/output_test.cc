@@ -75,7 +75,7 @@ TEST(TableOutput, SearchTableColumnsLineUp) {
       }
     }
   }
-  EXPECT_GT(rows, 10);
+  EXPECT_GT(rows, 5);  // every ranked split and the five closest rejected ones
 }
 
 // "stage 0: compute A s (a%) + TP comm B s (b%) + ... = T s": the parts add up to T.

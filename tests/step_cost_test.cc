@@ -215,6 +215,31 @@ TEST(StepCost, ExpertParallelRanksWaitForTheBusiestOne) {
               1e-9);
 }
 
+// A fused MoE layer's fixed time beyond its weight reads (benchmark_moe.py at batch 1, less the
+// weights at the step model's bandwidth): 26.1 us on Hopper, 39.85 us on Ampere; none where the
+// cluster's attention figures are measured (tpp-profile's CPU runs, which time their own).
+TEST(StepCost, FusedMoeLayersPayTheKernelsFixedTime) {
+  model::Model m = test::load_or_die(test::example("tiny-mixtral.yaml"));
+  BatchShape b;
+  b.add(1, 10);
+  auto gemm = [&](double cc, bool measured) {
+    hw::Cluster c = round_cluster();
+    c.gpu.compute_capability = {cc, "test"};
+    if (measured) {
+      c.efficiency = hw::MeasuredEfficiency{};
+      c.efficiency->attention_decode = 1.0;
+      c.efficiency->attention_prefill = 1.0;
+    }
+    return StepCostModel(m, c, split(1), options(m, c.gpu), kIdeal).cost(0, b).gemm;
+  };
+  const double hopper = 31.70e-6 - 8 * 3 * 192 * 4096.0 / (4.8e12 * 0.70);
+  const double ampere = 109.21e-6 - 8 * 3 * 768 * 2048 * 2.0 / (1.555e12 * 0.70);
+  EXPECT_NEAR(hopper, 26.1e-6, 0.05e-6);
+  EXPECT_NEAR(ampere, 39.85e-6, 0.05e-6);
+  EXPECT_NEAR(gemm(8.0, false) - gemm(9.0, false), 4 * (ampere - hopper), 1e-12);  // 4 MoE layers
+  EXPECT_NEAR(gemm(9.0, false) - gemm(9.0, true), 4 * hopper, 1e-12);
+}
+
 // Host time per engine: vLLM without async scheduling waits for it before every step; with it
 // (and TensorRT-LLM's overlap scheduler) only what exceeds the GPU's step shows.
 TEST(StepCost, HostTimeByEngine) {

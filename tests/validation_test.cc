@@ -52,13 +52,19 @@ TEST(ValidationBands, ClosestKindFirst) {
 }
 
 TEST(ValidationBands, TextSaysWhenTheBandIsOfAnotherKind) {
-  ErrorBand b{"tensorrt-llm", "output_tokens_per_s", false, 2, 10, 7.2, 7.2, 22.2};
+  ErrorBand b{"tensorrt-llm", "output_tokens_per_s", false, 2, {2}, 10, 7.2, 7.2, 22.2};
   const std::string same = planner::band_text(b, false, 2, "tensorrt-llm");
   EXPECT_EQ(same, "median error +7% (worst +22%) on 10 dense TP2 tensorrt-llm cases "
                   "(output_tokens_per_s)");
   const std::string other = planner::band_text(b, true, 8, "vllm");
   EXPECT_NE(other.find("none yet of a MoE TP8 vllm plan"), std::string::npos) << other;
   EXPECT_EQ(planner::band_text(std::nullopt), "no published case to check it against yet");
+  // A band over every TP size names the sizes it has, and a plan of another size is told.
+  ErrorBand all{"vllm", "mean_tpot_ms", true, 0, {1, 2}, 5, -20, 20, -21};
+  EXPECT_EQ(planner::band_text(all, true, 2, "vllm"),
+            "median error -20% (worst -21%) on 5 MoE TP1 and TP2 vllm cases (mean_tpot_ms)");
+  EXPECT_NE(planner::band_text(all, true, 8, "vllm").find("none yet of a MoE TP8 vllm plan"),
+            std::string::npos);
 }
 
 TEST(ValidationBands, HeadlineJsonHasTheThreeFigures) {
