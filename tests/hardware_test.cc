@@ -1,6 +1,9 @@
 // GPU catalog and cluster files.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "common/data_path.h"
 #include "hardware_profiles/hardware.h"
 #include "test_util.h"
@@ -25,6 +28,38 @@ TEST(GpuCatalog, EveryShippedGpuLoadsWithSources) {
     EXPECT_GT(g->memory_driver_GiB.value, 0.9 * g->memory_marketed_GB.value) << n;
   }
   EXPECT_EQ(catalog_entries(Catalog::kGpus).size(), std::size(names));
+}
+
+// Every shipped GPU has its FP32 figure (--dtype float32), below its bf16 tensor-core one, and a
+// measured MAMF never exceeds the peak it is measured against.
+TEST(GpuCatalog, Fp32AndMamfFigures) {
+  for (const auto& n : catalog_entries(Catalog::kGpus)) {
+    auto g = hw::load_gpu(n);
+    ASSERT_TRUE(g) << g.error().str();
+    EXPECT_GT(g->fp32_tflops.value, 0) << n;
+    EXPECT_LT(g->fp32_tflops.value, g->bf16_dense_tflops.value) << n;
+    EXPECT_FALSE(g->fp32_tflops.source.empty()) << n;
+    if (g->bf16_mamf_tflops.value > 0) EXPECT_LE(g->bf16_mamf_tflops.value, g->bf16_dense_tflops.value) << n;
+  }
+  EXPECT_EQ(hw::load_gpu("H100-SXM5-80GB")->fp8_mamf_tflops.value, 1402.6);
+  EXPECT_EQ(hw::load_gpu("A100-SXM4-80GB")->bf16_mamf_tflops.value, 271.2);
+}
+
+// A MAMF above its peak is refused with the file, the line and the field.
+TEST(GpuCatalog, MamfAbovePeakIsRefused) {
+  std::ifstream in(std::string(TPP_EXAMPLES) + "/../../hardware_profiles/gpus/H100-SXM5-80GB.yaml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  const std::string from = "bf16_mamf_tflops:     {value: 794.5,";
+  const auto at = text.find(from);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, from.size(), "bf16_mamf_tflops:     {value: 1200,");
+  auto g = hw::load_gpu(test::write_temp("H100-bad.yaml", text));
+  ASSERT_FALSE(g);
+  const std::string e = g.error().str();
+  EXPECT_NE(e.find("bf16_mamf_tflops"), std::string::npos) << e;
+  EXPECT_NE(e.find("H100-bad.yaml"), std::string::npos) << e;
 }
 
 TEST(GpuCatalog, Fp8OnlyFromHopperAndAda) {
