@@ -221,6 +221,13 @@ def model_path(name):
     return p if os.sep in name and os.path.exists(p) else name
 
 
+def model_name(name):
+    """What the table shows: a catalog name, or a config.json's directory name."""
+    if os.path.basename(name) == "config.json":
+        return os.path.basename(os.path.dirname(name))
+    return os.path.basename(name)
+
+
 def cluster_path(name):
     p = os.path.join(ROOT, "hardware_profiles", "clusters", name + ".yaml")
     return p if os.path.exists(p) else name
@@ -268,7 +275,7 @@ def table(build, jobs):
                 if c.get("excluded"):
                     err += " (excluded\\*)"
             lines.append(f"| {c['engine']} | {c['version']} | {c['gpu']} | "
-                         f"{os.path.basename(c['model'])} | "
+                         f"{model_name(c['model'])} | "
                          f"{c.get('quantization', 'none')} | {c.get('kv_cache_dtype', 'auto')} | "
                          f"{c['tp']} | {lengths_text(c)} | {c['requests']} | {load_text(c)} | "
                          f"{metric} | {value:,} {unit} | {shown} | {err} |")
