@@ -84,16 +84,6 @@ constexpr double kTrtllmHostSeqS = 45.11e-3 / 1536;
 
 double round_up(double x, double to) { return std::ceil(x / to) * to; }
 
-template <std::size_t N>
-double share_at(const std::pair<double, double> (&t)[N], double x) {
-  if (x <= t[0].first) return t[0].second;
-  for (std::size_t i = 1; i < N; ++i)
-    if (x <= t[i].first)
-      return t[i - 1].second +
-             (x - t[i - 1].first) / (t[i].first - t[i - 1].first) * (t[i].second - t[i - 1].second);
-  return t[N - 1].second;
-}
-
 // An fp8 GEMM's share of its peak relative to a bf16 GEMM's (Gpu::fp8_mamf_tflops): 1 when the
 // GPU file does not give both.
 double fp8_share(const hw::Gpu& g) {
@@ -314,7 +304,8 @@ double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t toke
 }
 
 double StepCostModel::prefill_attention_fraction(double length) {
-  return share_at(kPrefillAttentionShare, length);
+  return interpolate(std::begin(kPrefillAttentionShare), std::end(kPrefillAttentionShare), length,
+                     [](const auto& p) { return p.first; }, [](const auto& p) { return p.second; });
 }
 
 double StepCostModel::attention_time(const BatchShape& b) const {
