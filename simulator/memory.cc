@@ -128,6 +128,14 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                                   "max_position_embeddings {}",
                                   r.max_model_len, m.max_position_embeddings));
   r.dtype = o.dtype.value_or(m.dtype);
+  // vLLM refuses bfloat16 below compute capability 8.0 (T4, V100) with this message
+  // (vllm/platforms/cuda.py, _check_if_gpu_supports_dtype in older versions).
+  if (r.dtype == model::DType::kBF16 && gpu.compute_capability.value < 8.0)
+    return make_error("", 0, 0,
+                      fmt::format("Bfloat16 is only supported on GPUs with compute capability of "
+                                  "at least 8.0. Your {} GPU has compute capability {:.1f}. You "
+                                  "can use float16 instead: --dtype half",
+                                  gpu.name, gpu.compute_capability.value));
   r.kv_cache_dtype = o.kv_cache_dtype.value_or(m.kv_cache_dtype);
   r.kv_bytes_per_element = kv_element_bytes(r.kv_cache_dtype, r.dtype);
 

@@ -42,6 +42,24 @@ void expect_within(double predicted, double logged, double tolerance, const char
 
 // ---- get_pp_indices --------------------------------------------------------------------------
 
+// vLLM refuses bfloat16 below compute capability 8.0 (a T4 is 7.5) and says to pass --dtype half;
+// float16 is accepted there.
+TEST(Options, Bf16NeedsComputeCapability8) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-8b.yaml"));
+  hw::Gpu t4 = *hw::load_gpu("L4");
+  t4.name = "Tesla T4";
+  t4.compute_capability = {7.5, "test"};
+  auto r = sim::resolve_options(m, t4, {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().str().find("Your Tesla T4 GPU has compute capability 7.5"), std::string::npos)
+      << r.error().str();
+  EXPECT_NE(r.error().str().find("--dtype half"), std::string::npos);
+  ServingOptions half;
+  half.dtype = model::DType::kF16;
+  EXPECT_TRUE(sim::resolve_options(m, t4, half));
+  EXPECT_TRUE(sim::resolve_options(m, *hw::load_gpu("A100-SXM4-80GB"), {}));
+}
+
 TEST(PpPartition, MatchesVllmGetPpIndices) {
   using V = std::vector<std::int64_t>;
   EXPECT_EQ(sim::pp_partition(61, 2, {}), (V{31, 30}));
