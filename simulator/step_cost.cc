@@ -37,14 +37,16 @@ constexpr double kElemInter = 3;
 // KV cache streamed below copy bandwidth. FlashAttention-2 paged decode on an H100 SXM, 64
 // sequences, 64 query / 8 KV heads, head dim 128, page 256, bf16 (nvbench in microsoft/onnxruntime
 // PR #21414, 2024-08-29): 28.780 us at 128 tokens a sequence (33.5 MB of K and V) and 43.563 us
-// at 256 (67.1 MB): 2.27 TB/s between the two, 67.8% of the 3.35 TB/s peak, and 14.0 us at zero
-// bytes. The same kernel family at one sequence of 1024 tokens: 12.3-14.8 us
+// at 256 (67.1 MB): the line through the two streams 2.27 TB/s, 67.8% of the datasheet's
+// 3.35 TB/s, and takes 14.0 us at zero bytes. The same kernel family at one sequence of 1024 tokens: 12.3-14.8 us
 // (vllm-project/flash-attention PR #63, H100). FlashAttention-3 with pages of 8 tokens and 16
 // sequences streamed less (1.85 TB/s at 4000 tokens; Dao-AILab/flash-attention issue #1572): the
 // GQA batch's figure is the one that matches serving batches. Other GPUs take the same share of
 // their own peak until measured.
-constexpr double kAttentionLatencyS = 28.780e-6 - 33554432.0 / (33554432.0 / 14.783e-6);
-constexpr double kDecodeAttentionShare = (33554432.0 / 14.783e-6) / 3.35e12;
+constexpr double kDecodeKvBytes128 = 33554432.0;  // 64 x 128 tokens x 8 heads x 128 x 2 x 2 B
+constexpr double kDecodeStreamBps = kDecodeKvBytes128 / (43.563e-6 - 28.780e-6);
+constexpr double kAttentionLatencyS = 28.780e-6 - kDecodeKvBytes128 / kDecodeStreamBps;
+constexpr double kDecodeAttentionShare = kDecodeStreamBps / 3.35e12;
 // Prefill attention's share of the bf16 peak by key tokens a sequence: FlashAttention-3 forward,
 // bf16, head dim 128, H100 SXM: 430.3, 517.1, 565.5, 590.2, 614.2, 620.7 TFLOP/s at 512 ... 16384
 // tokens (pytorch/benchmark commit ff65cb67, PR #2391), of 989. Flat beyond the ends.
@@ -62,8 +64,12 @@ constexpr std::pair<double, double> kPrefillAttentionShare[] = {
 // - Ampere: Qwen3-30B-A3B bf16 on an A100 PCIe 40GB (E=128, N=768, top-8, hidden 2048:
 //   75.5 MB): 109.21 us (vllm-project/vllm PR #19049, default config), 109.21 - 75.5 MB /
 //   (1.555 TB/s, the 40 GB PCIe part's datasheet bandwidth, x 0.70) = 39.85 us.
-constexpr double kMoeLatencyHopperS = 31.70e-6 - 8 * 3 * 192 * 4096.0 / (4.8e12 * 0.70);
-constexpr double kMoeLatencyAmpereS = 109.21e-6 - 8 * 3 * 768 * 2048 * 2.0 / (1.555e12 * 0.70);
+// GPUs of compute capability 9.0 and above take the Hopper figure, those below the Ampere one
+// (Ada included), until measured.
+constexpr double kMoeLatencyHopperS =
+    31.70e-6 - 8 * 3 * 192 * 4096.0 / (4.8e12 * Efficiency{}.gemm_memory);
+constexpr double kMoeLatencyAmpereS =
+    109.21e-6 - 8 * 3 * 768 * 2048 * 2.0 / (1.555e12 * Efficiency{}.gemm_memory);
 // The sampler's passes over the logits of each sequence on the last stage, in bytes a vocabulary
 // entry: vLLM V1 (vllm/v1/sample/sampler.py) casts the bf16 logits to fp32 (read 2, write 4) and
 // takes the greedy argmax or the softmax over them (read 4).
@@ -339,8 +345,7 @@ double StepCostModel::attention_time(const BatchShape& b) const {
     }
   }
   // A GPU kernel's latency, where the attention figures are the published GPU kernels'.
-  const bool kernels = attn_decode_ <= 0 && attn_prefill_ <= 0;
-  return decode + prefill + (kernels ? kAttentionLatencyS : 0.0);
+  return decode + prefill + (published_kernels() ? kAttentionLatencyS : 0.0);
 }
 
 template <class Roof>
@@ -419,7 +424,7 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
                      kSamplerBytesPerLogit / elem_bw_;
   }
   // The fused MoE kernels' fixed time a layer, where the figures are the published GPU kernels'.
-  if (ml > 0 && attn_decode_ <= 0 && attn_prefill_ <= 0)
+  if (ml > 0 && published_kernels())
     c.gemm += ml * (c_.gpu.compute_capability.value >= 9.0 ? kMoeLatencyHopperS : kMoeLatencyAmpereS);
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
   c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? launch_graph_s_ : launch_eager_s_);

@@ -121,6 +121,10 @@ class StepCostModel {
   double cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
                       std::int64_t tokens) const;
   double attention_time(const BatchShape& b) const;
+  // Whether the cluster is timed by the published GPU kernels' figures (attention curves and
+  // latencies, the fused-MoE fixed time) rather than its own measured attention multipliers
+  // (tpp-profile's CPU runs, which time their own operators).
+  bool published_kernels() const { return attn_decode_ <= 0 && attn_prefill_ <= 0; }
   template <class Roof>
   double attention_decode_time(const BatchShape& b, double heads, Roof roof) const;
   template <class Roof>
