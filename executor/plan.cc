@@ -26,11 +26,11 @@ std::optional<Error> read_serving(const Doc& doc, const Node& node, sim::Serving
   o.count_cuda_graphs = f.boolean_or("count_cuda_graphs", false);
   o.swap_space_gib = f.number_or("swap_space_gib", 4, 0, sim::kMaxSwapSpaceGiB);
   if (f.has("host_overhead"))
-    o.host_overhead = sim::parse_host_overhead(f.choice("host_overhead", {"vllm", "vllm-sync", "trtllm", "none"}))
+    o.host_overhead = sim::parse_host_overhead(f.choice("host_overhead", sim::host_overhead_names()))
                           .value_or(sim::HostOverhead::kVllm);
   if (f.has("capacity_policy"))
-    o.reserve_whole_request =
-        f.choice("capacity_policy", {"vllm", "guaranteed-no-evict"}) == "guaranteed-no-evict";
+    o.reserve_whole_request = f.choice("capacity_policy", sim::capacity_policy_names()) ==
+                              sim::capacity_policy_name(true);
   const std::string q = f.string_or("quantization", "");
   if (!q.empty()) {
     const std::vector<std::string> known = {"fp8", "awq", "gptq", "compressed-tensors"};

@@ -60,7 +60,7 @@ nlohmann::json serving_json(const sim::ResolvedOptions& o) {
           {"count_cuda_graphs", o.count_cuda_graphs},
           {"swap_space_gib", o.swap_space_gib},
           {"host_overhead", sim::host_overhead_name(o.host_overhead)},
-          {"capacity_policy", o.reserve_whole_request ? "guaranteed-no-evict" : "vllm"},
+          {"capacity_policy", sim::capacity_policy_name(o.reserve_whole_request)},
           {"quantization", o.quantization ? nlohmann::json(model::quant_method_name(*o.quantization))
                                           : nlohmann::json(nullptr)}};
 }

@@ -31,15 +31,15 @@ const std::vector<ErrorBand>& error_bands() {
 std::optional<ErrorBand> error_band(const std::vector<std::string_view>& metrics, bool moe,
                                     std::int64_t tp, std::string_view engine) {
   const auto& bands = error_bands();
-  // engine: 1 this engine, 0 any; moe: 1 this class, 0 any; want_tp: this size, or 0 (a band
-  // over every size).
+  // The band with most cases among those of `metric` and this size (want_tp, or 0: a band over
+  // every size), of this engine or any, of this class or any. A level that allows any engine
+  // comes after the same level for this engine, which would have found this engine's band.
   auto find = [&](std::string_view metric, bool same_engine, bool same_moe,
                   std::int64_t want_tp) -> const ErrorBand* {
     const ErrorBand* found = nullptr;
     for (const auto& b : bands)
       if (b.metric == metric && (!same_engine || b.engine == engine) &&
-          (!same_moe || b.moe == moe) && b.tp == want_tp &&
-          (!found || (b.engine == engine && found->engine != engine) || b.cases > found->cases))
+          (!same_moe || b.moe == moe) && b.tp == want_tp && (!found || b.cases > found->cases))
         found = &b;
     return found;
   };

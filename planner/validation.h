@@ -29,8 +29,8 @@ const std::vector<ErrorBand>& error_bands();
 // The band for a headline figure (`metric` as the validation cases name it:
 // output_tokens_per_s, median_ttft_ms, median_tpot_ms, ...) of a vLLM plan of this kind, the
 // closest kind that has cases: the same model class and TP size on this engine, then on any
-// (this engine's first, then the one with most cases); then the class over every TP size, this
-// engine's then any; then any class. nullopt when no published case has the metric.
+// engine (the one with most cases); then the class over every TP size, this engine's then any;
+// then any class. nullopt when no published case has the metric.
 std::optional<ErrorBand> error_band(std::string_view metric, bool moe, std::int64_t tp,
                                     std::string_view engine = "vllm");
 // The same over several metrics that measure one figure (median_ttft_ms, then mean_ttft_ms):

@@ -10,22 +10,29 @@
 
 namespace tpp::sim {
 
+const std::vector<std::string>& host_overhead_names() {
+  static const std::vector<std::string> names = {"vllm", "vllm-sync", "trtllm", "none"};
+  return names;
+}
+
 const char* host_overhead_name(HostOverhead h) {
-  switch (h) {
-    case HostOverhead::kVllm: return "vllm";
-    case HostOverhead::kVllmSync: return "vllm-sync";
-    case HostOverhead::kTrtllm: return "trtllm";
-    case HostOverhead::kNone: return "none";
-  }
-  return "?";
+  return host_overhead_names()[static_cast<std::size_t>(h)].c_str();
 }
 
 std::optional<HostOverhead> parse_host_overhead(const std::string& s) {
-  if (s == "vllm") return HostOverhead::kVllm;
-  if (s == "vllm-sync") return HostOverhead::kVllmSync;
-  if (s == "trtllm") return HostOverhead::kTrtllm;
-  if (s == "none") return HostOverhead::kNone;
-  return std::nullopt;
+  const auto& names = host_overhead_names();
+  const auto it = std::find(names.begin(), names.end(), s);
+  if (it == names.end()) return std::nullopt;
+  return static_cast<HostOverhead>(it - names.begin());
+}
+
+const std::vector<std::string>& capacity_policy_names() {
+  static const std::vector<std::string> names = {"vllm", "guaranteed-no-evict"};
+  return names;
+}
+
+const char* capacity_policy_name(bool reserve_whole_request) {
+  return capacity_policy_names()[reserve_whole_request ? 1 : 0].c_str();
 }
 
 namespace {

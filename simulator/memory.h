@@ -33,9 +33,16 @@ enum class Engine { kV1, kV0 };
 // TensorRT-LLM's (its overlap scheduler, on by default); or none (tpp's own executor, whose host
 // time its measurements carry, and the step model alone).
 enum class HostOverhead { kVllm, kVllmSync, kTrtllm, kNone };
+// Their names, in HostOverhead's order: "vllm", "vllm-sync", "trtllm", "none" (the CLI's and the
+// plan file's spellings).
+const std::vector<std::string>& host_overhead_names();
 const char* host_overhead_name(HostOverhead h);
-// "vllm", "vllm-sync", "trtllm", "none"; nullopt for anything else.
+// nullopt for a name not in host_overhead_names().
 std::optional<HostOverhead> parse_host_overhead(const std::string& s);
+// The scheduler's admission by name: "vllm" (reserve_whole_request false) or
+// "guaranteed-no-evict" (true).
+const std::vector<std::string>& capacity_policy_names();
+const char* capacity_policy_name(bool reserve_whole_request);
 
 // vLLM's serving options, by vLLM's names. nullopt = vLLM's default for this GPU and engine; a
 // value given is checked as vLLM checks it (a 0 or negative size is refused, never taken for

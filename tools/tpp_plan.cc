@@ -288,14 +288,14 @@ int run_main(int argc, char** argv) {
                  "admission: vllm (admit while the first chunk fits; preempt when full), or "
                  "guaranteed-no-evict (TensorRT-LLM's: admit when the whole request fits; never "
                  "preempt)")
-      ->check(CLI::IsMember({"vllm", "guaranteed-no-evict"}))
+      ->check(CLI::IsMember(tpp::sim::capacity_policy_names()))
       ->capture_default_str();
   std::string host_overhead = "vllm";
   app.add_option("--host-overhead", host_overhead,
                  "whose host time a step carries: vllm (V1 with async scheduling, overlapped), "
                  "vllm-sync (V1 without it, serial with the GPU), trtllm (its overlap "
                  "scheduler), none (docs/performance-model.md)")
-      ->check(CLI::IsMember({"vllm", "vllm-sync", "trtllm", "none"}))
+      ->check(CLI::IsMember(tpp::sim::host_overhead_names()))
       ->capture_default_str();
   app.add_flag("--count-cuda-graphs", so.count_cuda_graphs,
                "deduct CUDA-graph memory from the KV cache "
@@ -336,7 +336,7 @@ int run_main(int argc, char** argv) {
   if (!kv_dtype.empty()) so.kv_cache_dtype = tpp::model::parse_kv_cache_dtype(kv_dtype);
   if (dtype != "auto") so.dtype = tpp::model::parse_dtype(dtype);
   so.host_overhead = *tpp::sim::parse_host_overhead(host_overhead);
-  so.reserve_whole_request = capacity_policy == "guaranteed-no-evict";
+  so.reserve_whole_request = capacity_policy == tpp::sim::capacity_policy_name(true);
   if (!quant.empty())
     so.quantization = quant == "fp8"    ? tpp::model::QuantMethod::kFp8
                       : quant == "awq"  ? tpp::model::QuantMethod::kAwq
