@@ -18,6 +18,7 @@ const char* source_subdir(Catalog c) {
     case Catalog::kGpus: return "hardware_profiles/gpus";
     case Catalog::kClusters: return "hardware_profiles/clusters";
     case Catalog::kWorkloads: return "workloads";
+    case Catalog::kOperators: return "hardware_profiles/operators";
   }
   return "";
 }
@@ -35,6 +36,7 @@ std::string input_role(Catalog c) {
     case Catalog::kGpus: return "GPU file";
     case Catalog::kClusters: return "cluster file";
     case Catalog::kWorkloads: return "workload file";
+    case Catalog::kOperators: return "operator table";
   }
   return "file";
 }
@@ -47,6 +49,7 @@ const char* catalog_name(Catalog c) {
     case Catalog::kGpus: return "gpus";
     case Catalog::kClusters: return "clusters";
     case Catalog::kWorkloads: return "workloads";
+    case Catalog::kOperators: return "operators";
   }
   return "";
 }

@@ -13,9 +13,9 @@
 
 namespace tpp {
 
-enum class Catalog { kModels, kGpus, kClusters, kWorkloads };
+enum class Catalog { kModels, kGpus, kClusters, kWorkloads, kOperators };
 
-const char* catalog_name(Catalog c);  // "models", "gpus", "clusters", "workloads"
+const char* catalog_name(Catalog c);  // "models", "gpus", "clusters", "workloads", "operators"
 std::vector<std::string> catalog_dirs(Catalog c);
 // Entry names (file stems) found in the catalogs, sorted, without duplicates.
 std::vector<std::string> catalog_entries(Catalog c);

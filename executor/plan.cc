@@ -31,6 +31,8 @@ std::optional<Error> read_serving(const Doc& doc, const Node& node, sim::Serving
   if (f.has("capacity_policy"))
     o.reserve_whole_request = f.choice("capacity_policy", sim::capacity_policy_names()) ==
                               sim::capacity_policy_name(true);
+  // "off", or the "<GPU>/<engine>" table the plan was made with (looked up again by name).
+  o.operator_tables = f.string_or("operator_tables", "off") != "off";
   const std::string q = f.string_or("quantization", "");
   if (!q.empty()) {
     const std::vector<std::string> known = {"fp8", "awq", "gptq", "compressed-tensors"};

@@ -61,6 +61,8 @@ nlohmann::json serving_json(const sim::ResolvedOptions& o) {
           {"swap_space_gib", o.swap_space_gib},
           {"host_overhead", sim::host_overhead_name(o.host_overhead)},
           {"capacity_policy", sim::capacity_policy_name(o.reserve_whole_request)},
+          {"operator_tables", o.operator_tables ? o.operator_tables->gpu + "/" + o.operator_tables->engine
+                                                : std::string("off")},
           {"quantization", o.quantization ? nlohmann::json(model::quant_method_name(*o.quantization))
                                           : nlohmann::json(nullptr)}};
 }
@@ -102,6 +104,21 @@ std::string serving_text(const sim::ResolvedOptions& o) {
       o.block_size, model::kv_cache_dtype_name(o.kv_cache_dtype), o.max_num_seqs,
       o.max_num_batched_tokens,
       o.enforce_eager ? ", enforce_eager" : (o.count_cuda_graphs ? ", CUDA graphs counted" : ""));
+}
+
+std::string kernel_times_text(const sim::ResolvedOptions& o, const std::string& gpu) {
+  if (const auto& t = o.operator_tables) {
+    std::string dtypes;
+    for (const auto& [d, g] : t->gemm) dtypes += (dtypes.empty() ? "" : ", ") + d;
+    return fmt::format("kernel times: {} {}'s kernels measured on {} (hardware_profiles/operators/"
+                       "{}/{}.json, from {}) for GEMMs ({}) and GQA/MHA attention; MLA, "
+                       "routed experts and other dtypes by the step model's own curves\n",
+                       t->engine, t->engine_version, t->device, t->gpu, t->engine, t->from,
+                       dtypes.empty() ? "no dtype" : dtypes);
+  }
+  return fmt::format("kernel times: the step model's own curves (docs/performance-model.md): "
+                     "no measured operator table for {} under --host-overhead {} (or --operator-tables off)\n",
+                     gpu, sim::host_overhead_name(o.host_overhead));
 }
 
 std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages) {

@@ -23,6 +23,9 @@ nlohmann::json plan_json(const sim::MemoryPlan& p);
 // One row per plan; with `stages`, a row per PP stage under each plan.
 std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages);
 std::string serving_text(const sim::ResolvedOptions& o);
+// One line: where the step model's kernel times come from (the engine's measured operator
+// table, or the step model's own curves).
+std::string kernel_times_text(const sim::ResolvedOptions& o, const std::string& gpu);
 
 }  // namespace tpp::planner
 

@@ -82,8 +82,9 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
   if (!r.recommended) return "";
   const Candidate& best = r.candidates[*r.recommended];
   Launch l = launch_commands(m, c, best.memory);
-  return fmt::format("recommended: {}\n{}\n\ndeploy with vLLM:\n{}\n\nor with SGLang:\n{}\n",
-                     r.reasons, headline_bands_text(m.moe.has_value(), best.memory.parallel.tp),
+  return fmt::format("recommended: {}\n{}{}\n\ndeploy with vLLM:\n{}\n\nor with SGLang:\n{}\n",
+                     r.reasons, kernel_times_text(best.memory.options, c.gpu.name),
+                     headline_bands_text(m.moe.has_value(), best.memory.parallel.tp),
                      l.vllm, l.sglang);
 }
 

@@ -12,12 +12,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "hardware_profiles/hardware.h"
+#include "hardware_profiles/operator_tables.h"
 #include "model/model.h"
 #include "simulator/parallel.h"
 
@@ -64,6 +66,9 @@ struct ServingOptions {
                                             // default: the model's
   HostOverhead host_overhead = HostOverhead::kVllm;
   bool reserve_whole_request = false;       // see ResolvedOptions
+  // Time GEMMs and attention from the engine's measured operator table for this GPU where there
+  // is one (hardware_profiles/operator_tables.h; tpp-plan --operator-tables on|off).
+  bool operator_tables = true;
 };
 
 // Bounds on the options tpp accepts (vLLM's own are looser or absent; these keep every product
@@ -91,6 +96,11 @@ struct ResolvedOptions {
   // when a running request needs a block), or TensorRT-LLM's GUARANTEED_NO_EVICT (admit when the
   // whole request's blocks are free; never preempt). SchedulerConfig::reserve_whole_request.
   bool reserve_whole_request = false;
+  // The measured kernel latencies of the engine the host overhead names (vllm, trtllm) on this
+  // GPU, when ServingOptions::operator_tables is on and the catalog has them; else nullptr and
+  // the step model's own curves. Never for host overhead `none` (tpp-run's own kernels) or
+  // float32 (the tables are bf16 and fp8).
+  std::shared_ptr<const hw::OperatorTables> operator_tables;
 };
 
 // One PP stage; every TP rank of a stage holds the same (the vocabulary is padded so that it

@@ -117,6 +117,17 @@ double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
   return bf16;
 }
 
+// The operator table's GEMM dtype for a weight (OperatorTables::gemm keys), as peak_flops
+// picks the math: bf16/fp16 tensor cores ("bfloat16": fp16 runs at the same rate), fp8 with one
+// scale a tensor ("fp8") or DeepSeek's 128x128 block scales ("fp8_block").
+const char* table_dtype(const hw::Gpu& g, const model::Model& m, bool quantized) {
+  if (!quantized)
+    return m.dtype == model::DType::kBF16 || m.dtype == model::DType::kF16 ? "bfloat16" : nullptr;
+  if (m.quant.weight_dtype == model::DType::kFP8E4M3 && g.has_fp8)
+    return m.quant.block_rows > 0 ? "fp8_block" : "fp8";
+  return nullptr;
+}
+
 }  // namespace
 
 void BatchShape::add(std::int64_t new_tokens, std::int64_t context) {
@@ -165,9 +176,22 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   gemm_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.gemm_memory;
   kv_bytes_token_layer_ =
       static_cast<double>(kv_bytes_per_token_layer(m_, p_, o_.kv_bytes_per_element));
+  // The engine's measured attention kernels, where its table has this head size and KV dtype
+  // (MLA has its own kernels, not in the tables; a cluster's measured attention figures win).
+  if (const auto& t = o_.operator_tables; t && !m_.mla && attn_decode_ <= 0 && attn_prefill_ <= 0) {
+    const double tp = static_cast<double>(p_.tp);
+    table_heads_ = static_cast<double>(m_.attention.num_heads) / tp;
+    // KV heads are replicated where the TP size exceeds them (vLLM: one a rank at least).
+    table_kv_heads_ = std::max(1.0, static_cast<double>(m_.attention.num_kv_heads) / tp);
+    const char* kv = o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16";
+    const double d = static_cast<double>(m_.attention.head_dim);
+    table_decode_ = t->attention_series(true, kv, d, table_heads_, table_kv_heads_);
+    table_prefill_ = t->attention_series(false, kv, d, table_heads_, table_kv_heads_);
+  }
 
   auto gemms_of = [&](std::int64_t layer) {
     std::vector<Gemm> out;
+    std::vector<std::string> names;
     for (const auto& t : model::layer_tensors(m_, layer)) {
       if (t.cols <= 1) continue;  // norms and biases: element-wise
       Shard s = shard_of(t, m_, p_);
@@ -180,7 +204,38 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
       out.push_back(Gemm{static_cast<double>(s.rows), static_cast<double>(s.cols),
                          static_cast<double>(model::storage_bytes(sh, m_)),
                          peak_flops(g, m_, t.quantized) * e_.compute, expert,
-                         static_cast<double>(s.count)});
+                         static_cast<double>(s.count), table_dtype(g, m_, t.quantized)});
+      names.push_back(t.name);
+    }
+    // The engines the operator tables time run q, k and v as one GEMM (vLLM's
+    // QKVParallelLinear, TensorRT-LLM's fused QKV) and gate and up as one
+    // (MergedColumnParallelLinear): one measured call each, not three or two.
+    if (o_.operator_tables) {
+      auto ends = [](const std::string& n, const std::string& tail) {
+        return n.size() >= tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0;
+      };
+      auto is_q = [&](const std::string& n) { return ends(n, "self_attn.q_proj.weight"); };
+      for (std::size_t i = 0; i + 1 < out.size(); ++i) {
+        std::size_t parts = 0;
+        if (is_q(names[i]) && i + 2 < out.size() && ends(names[i + 1], "k_proj.weight") &&
+            ends(names[i + 2], "v_proj.weight"))
+          parts = 3;
+        else if (ends(names[i], "gate_proj.weight") && ends(names[i + 1], "up_proj.weight") &&
+                 names[i].substr(0, names[i].size() - 16) == names[i + 1].substr(0, names[i + 1].size() - 14))
+          parts = 2;
+        for (std::size_t j = 1; j < parts; ++j) {
+          if (out[i + j].cols != out[i].cols || out[i + j].flops_per_s != out[i].flops_per_s ||
+              out[i + j].table_dtype != out[i].table_dtype)
+            parts = 0;
+        }
+        if (parts < 2) continue;
+        for (std::size_t j = 1; j < parts; ++j) {
+          out[i].rows += out[i + 1].rows;
+          out[i].weight_bytes += out[i + 1].weight_bytes;
+          out.erase(out.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+          names.erase(names.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+        }
+      }
     }
     return out;
   };
@@ -191,7 +246,8 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   // ParallelLMHead [padded vocab / tp, hidden], unquantized.
   const double vocab_rows = static_cast<double>(padded_vocab(m_.vocab_size) / p_.tp);
   const double h = static_cast<double>(m_.hidden_size);
-  lm_head_ = Gemm{vocab_rows, h, vocab_rows * h * act_bytes_, bf16_flops_, false, 1};
+  lm_head_ = Gemm{vocab_rows, h, vocab_rows * h * act_bytes_, bf16_flops_, false, 1,
+                  table_dtype(g, m_, false)};
   const auto parts = pp_partition(m_.num_layers, p_.pp, p_.pp_layer_partition);
   std::int64_t layer = 0;
   for (std::size_t s = 0; s < parts.size(); ++s) {
@@ -259,8 +315,22 @@ double StepCostModel::tile_rows() const {
   return c_.efficiency && c_.efficiency->tile_rows > 0 ? c_.efficiency->tile_rows : kTileRows;
 }
 
+double StepCostModel::table_gemm_s(const Gemm& g, double tokens) const {
+  // The table times each shape and dtype; a cluster file's measured GEMM curve (bench/gpu_probe:
+  // one shape over M; tpp-profile's CPU sweep) applies where the table has no such dtype.
+  const auto& t = o_.operator_tables;
+  if (!t || !g.table_dtype) return -1;
+  // The shape's roofline on the datasheet peaks: the measured time is interpolated as a multiple
+  // of it between grid shapes (OperatorTables::gemm_s).
+  const double peak = g.flops_per_s / e_.compute, w = g.weight_bytes / (g.rows * g.cols);
+  return t->gemm_s(g.table_dtype, tokens, g.rows, g.cols, [&](double m, double n, double k) {
+    return std::max(2 * m * n * k / peak, (n * k * w + m * (n + k) * act_bytes_) / hbm_peak_);
+  });
+}
+
 double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   if (tokens <= 0) return 0;
+  if (const double t = table_gemm_s(g, tokens); t >= 0) return t;
   const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
   const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
   return std::max(flops / (g.flops_per_s * compute_efficiency(tokens, g.weight_bytes)),
@@ -314,12 +384,33 @@ double StepCostModel::prefill_attention_fraction(double length) {
                      [](const auto& p) { return p.first; }, [](const auto& p) { return p.second; });
 }
 
+double StepCostModel::table_attention_s(const BatchShape& b, bool decode) const {
+  if (decode) {
+    if (!table_decode_) return -1;
+    const double n = static_cast<double>(b.decode_tokens);
+    return hw::OperatorTables::attention_s(*table_decode_, true, table_heads_, table_kv_heads_, n,
+                                           b.decode_context / n);
+  }
+  if (!table_prefill_) return -1;
+  // A chunk after a cached prefix: the prompt length whose causal pairs equal the chunk's, so
+  // that the table's work matches (prefill_pairs counts q*c + q(q+1)/2 a sequence).
+  const double n = static_cast<double>(b.prefill_seqs);
+  return hw::OperatorTables::attention_s(*table_prefill_, false, table_heads_, table_kv_heads_, n,
+                                         std::sqrt(2 * b.prefill_pairs / n));
+}
+
 double StepCostModel::attention_time(const BatchShape& b) const {
   const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
   auto roof = [&](double flops, double bytes) {
     return std::max(flops / bf16_flops_, bytes / mem_bw_);
   };
   double decode = 0, prefill = 0;
+  // Measured kernel times include the kernel's own latency.
+  const double table_decode = b.decode_tokens > 0 ? table_attention_s(b, true) : -1;
+  const double table_prefill = b.prefill_tokens > 0 ? table_attention_s(b, false) : -1;
+  if (table_decode >= 0 && (b.prefill_tokens == 0 || table_prefill >= 0))
+    return table_decode + std::max(0.0, table_prefill);
+  if (table_prefill >= 0 && b.decode_tokens == 0) return table_prefill;
   if (b.decode_tokens > 0) {
     if (attn_decode_ > 0) {
       decode = attention_decode_time(b, heads, roof) / attn_decode_;

@@ -103,6 +103,9 @@ class StepCostModel {
     double flops_per_s;               // achievable for its dtype
     bool expert;                      // per routed expert (count = experts on the rank)
     double count;
+    // The operator table's dtype for it ("bfloat16", "fp8", "fp8_block"); nullptr: none applies
+    // (float32, int4/int8 weights, fp8 weight-only on a GPU without fp8 tensor cores).
+    const char* table_dtype = nullptr;
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;
@@ -121,6 +124,12 @@ class StepCostModel {
   double cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
                       std::int64_t tokens) const;
   double attention_time(const BatchShape& b) const;
+  // The engine's measured kernel time from ResolvedOptions::operator_tables, or a negative value
+  // where that table does not cover the case (then the curves above). The table's GEMMs, by
+  // shape and dtype, take precedence over a cluster file's one-shape GEMM curve; a cluster's
+  // own measured attention multipliers (tpp-profile) take precedence over the table's.
+  double table_gemm_s(const Gemm& g, double tokens) const;
+  double table_attention_s(const BatchShape& b, bool decode) const;
   // Whether the cluster is timed by the published GPU kernels' figures (attention curves and
   // latencies, the fused-MoE fixed time) rather than its own measured attention multipliers
   // (tpp-profile's CPU runs, which time their own operators).
@@ -145,6 +154,9 @@ class StepCostModel {
   double launch_eager_s_ = 0, launch_graph_s_ = 0;
   double elem_bw_ = 0, attn_decode_ = 0, attn_prefill_ = 0;  // measured multipliers (0: none)
   double hbm_peak_ = 0, bf16_peak_ = 0;  // datasheet, bytes/s and FLOP/s
+  // The operator table's attention series for this model's heads on one GPU (nullptr: none).
+  const hw::OperatorTables::AttentionSeries *table_decode_ = nullptr, *table_prefill_ = nullptr;
+  double table_heads_ = 0, table_kv_heads_ = 0;
 };
 
 }  // namespace tpp::sim

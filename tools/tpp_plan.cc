@@ -196,7 +196,8 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
                 << tpp::planner::slo_text(run.slo) << ":\n"
                 << tpp::planner::performance_table(plans, result->performance, true);
     if (perf)
-      std::cout << tpp::planner::headline_bands_text(m.moe.has_value(), plan.parallel.tp) << "\n";
+      std::cout << tpp::planner::kernel_times_text(result->options, c.gpu.name)
+                << tpp::planner::headline_bands_text(m.moe.has_value(), plan.parallel.tp) << "\n";
   }
   if (!plan.fits) {
     std::string smallest = result->smallest_fit
@@ -297,6 +298,13 @@ int run_main(int argc, char** argv) {
                  "scheduler), none (docs/performance-model.md)")
       ->check(CLI::IsMember(tpp::sim::host_overhead_names()))
       ->capture_default_str();
+  std::string operator_tables = "on";
+  app.add_option("--operator-tables", operator_tables,
+                 "time GEMMs and attention from the engine's measured kernel tables for this GPU "
+                 "where there are some (hardware_profiles/operators: vllm's or trtllm's, by "
+                 "--host-overhead), or off: the step model's own curves")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_flag("--count-cuda-graphs", so.count_cuda_graphs,
                "deduct CUDA-graph memory from the KV cache "
                "(vLLM's VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)");
@@ -337,6 +345,7 @@ int run_main(int argc, char** argv) {
   if (dtype != "auto") so.dtype = tpp::model::parse_dtype(dtype);
   so.host_overhead = *tpp::sim::parse_host_overhead(host_overhead);
   so.reserve_whole_request = capacity_policy == tpp::sim::capacity_policy_name(true);
+  so.operator_tables = operator_tables == "on";
   if (!quant.empty())
     so.quantization = quant == "fp8"    ? tpp::model::QuantMethod::kFp8
                       : quant == "awq"  ? tpp::model::QuantMethod::kAwq

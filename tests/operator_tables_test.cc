@@ -1,0 +1,218 @@
+// The measured operator tables (hardware_profiles/operators): the shipped files load and name
+// their source, lookups return the measurement on the grid and stay between neighbours off it,
+// malformed files are refused with the file and the field, and the step model uses a table only
+// for the engine and dtypes it covers.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/data_path.h"
+#include "hardware_profiles/hardware.h"
+#include "hardware_profiles/operator_tables.h"
+#include "simulator/memory.h"
+#include "simulator/step_cost.h"
+#include "cli_util.h"
+#include "test_util.h"
+
+namespace tpp {
+namespace {
+
+using hw::OperatorTables;
+
+std::shared_ptr<const OperatorTables> shipped(const std::string& gpu, const std::string& engine) {
+  auto t = hw::find_operator_tables(gpu, engine);
+  if (!t) ADD_FAILURE() << t.error().str();
+  return t ? *t : nullptr;
+}
+
+// Any consistent roofline: the lookup's ratio cancels it on grid points.
+double flops_roof(double m, double n, double k) { return 2 * m * n * k / 989e12 + 1e-9; }
+
+TEST(OperatorTables, ShippedFilesLoadAndNameTheirSource) {
+  int files = 0;
+  for (const char* gpu : {"A100-SXM4-80GB", "H100-SXM5-80GB", "H200-SXM-141GB"})
+    for (const char* engine : {"vllm", "trtllm"}) {
+      auto t = shipped(gpu, engine);
+      ASSERT_TRUE(t) << gpu << " " << engine;
+      ++files;
+      EXPECT_EQ(t->gpu, gpu);
+      EXPECT_EQ(t->engine, engine);
+      EXPECT_FALSE(t->engine_version.empty());
+      EXPECT_NE(t->source.find("Apache-2.0"), std::string::npos) << t->source;
+      EXPECT_NE(t->source.find("aiconfigurator"), std::string::npos) << t->source;
+      EXPECT_TRUE(t->gemm.count("bfloat16"));
+      EXPECT_FALSE(t->attention_decode.empty());
+      EXPECT_FALSE(t->attention_prefill.empty());
+      EXPECT_TRUE(hw::load_gpu(gpu)) << "the table's GPU is in the catalog";
+    }
+  EXPECT_EQ(files, 6);
+}
+
+TEST(OperatorTables, VllmBlockScaledFp8IsLeftOutAsHostBound) {
+  // scripts/aic_convert.py drops vLLM's fp8_block GEMMs (28-60 us at every small shape: host
+  // time, not the kernel); TensorRT-LLM's are kept.
+  EXPECT_FALSE(shipped("H100-SXM5-80GB", "vllm")->gemm.count("fp8_block"));
+  EXPECT_TRUE(shipped("H100-SXM5-80GB", "vllm")->gemm.count("fp8"));
+  EXPECT_TRUE(shipped("H100-SXM5-80GB", "trtllm")->gemm.count("fp8_block"));
+}
+
+TEST(OperatorTables, GemmOnTheGridIsTheMeasurement) {
+  auto t = shipped("H100-SXM5-80GB", "vllm");
+  const auto& g = t->gemm.at("bfloat16");
+  for (std::size_t in : {std::size_t{0}, g.n.size() / 2, g.n.size() - 1})
+    for (std::size_t ik : {std::size_t{0}, g.k.size() / 2, g.k.size() - 1})
+      for (std::size_t im : {std::size_t{0}, g.m.size() / 3, g.m.size() - 1})
+        EXPECT_NEAR(t->gemm_s("bfloat16", g.m[im], g.n[in], g.k[ik], flops_roof),
+                    g.at(in, ik, im) * 1e-6, 1e-12);
+  EXPECT_LT(t->gemm_s("int4", 1, 4096, 4096, flops_roof), 0) << "no such dtype";
+}
+
+TEST(OperatorTables, GemmBetweenGridPointsStaysBetweenItsNeighbours) {
+  auto t = shipped("H100-SXM5-80GB", "vllm");
+  const auto& g = t->gemm.at("bfloat16");
+  auto on = [&](double m, double n, double k) { return t->gemm_s("bfloat16", m, n, k, flops_roof); };
+  // Rows 3000 between the grid's 2817 and 3072, at n = k = 8192: the time lies between theirs.
+  const double lo = on(2817, 8192, 8192), hi = on(3072, 8192, 8192), mid = on(3000, 8192, 8192);
+  EXPECT_GT(mid, std::min(lo, hi) * 0.99);
+  EXPECT_LT(mid, std::max(lo, hi) * 1.01);
+  // n = 9000 between 8192 and 10240 (a TP shard of no grid size): between, within the FLOP ratio.
+  const double n_lo = on(4096, 8192, 8192), n_hi = on(4096, 10240, 8192), n_mid = on(4096, 9000, 8192);
+  EXPECT_GT(n_mid, n_lo);
+  EXPECT_LT(n_mid, n_hi);
+  // Beyond the largest m the measured share of the roofline is held: twice the rows, twice
+  // the (compute-bound) time.
+  const double top = g.m.back();
+  EXPECT_NEAR(on(2 * top, 8192, 8192) / on(top, 8192, 8192), 2.0, 0.01);
+}
+
+TEST(OperatorTables, AttentionSeriesAndLookups) {
+  auto t = shipped("H100-SXM5-80GB", "vllm");
+  // Llama-3.1-70B at TP8: 8 query heads and 1 KV head of 128 a GPU.
+  const auto* s = t->attention_series(true, "bfloat16", 128, 8, 1);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->kv_heads, 1);
+  EXPECT_EQ(s->heads, 8);
+  EXPECT_EQ(t->attention_series(true, "bfloat16", 96, 8, 1), nullptr) << "no head size 96";
+  EXPECT_EQ(t->attention_series(true, "int8", 128, 8, 1), nullptr) << "no such KV dtype";
+  // On the grid: the measurement.
+  EXPECT_NEAR(OperatorTables::attention_s(*s, true, 8, 1, s->batch[3], s->length[5]),
+              s->at(3, 5) * 1e-6, 1e-9 * s->at(3, 5));
+  // Beyond the longest context, decode time grows in proportion; prefill with the square.
+  const double L = s->length.back(), b = s->batch.front();
+  EXPECT_NEAR(OperatorTables::attention_s(*s, true, 8, 1, b, 2 * L) /
+                  OperatorTables::attention_s(*s, true, 8, 1, b, L), 2.0, 1e-9);
+  const auto* p = t->attention_series(false, "bfloat16", 128, 8, 1);
+  ASSERT_TRUE(p);
+  const double Lp = p->length.back();
+  EXPECT_NEAR(OperatorTables::attention_s(*p, false, 8, 1, 1, 2 * Lp) /
+                  OperatorTables::attention_s(*p, false, 8, 1, 1, Lp), 4.0, 1e-9);
+  // More KV heads than the series has: decode reads that many times the bytes.
+  const auto* s8 = t->attention_series(true, "bfloat16", 128, 64, 16);
+  ASSERT_TRUE(s8);
+  EXPECT_EQ(s8->kv_heads, 8) << "the largest KV head count measured";
+  EXPECT_NEAR(OperatorTables::attention_s(*s8, true, 64, 16, 4, 1024) /
+                  OperatorTables::attention_s(*s8, true, 64, 8, 4, 1024), 2.0, 1e-9);
+}
+
+TEST(OperatorTables, MalformedFilesNameTheFileAndTheField) {
+  const std::string head = R"({"gpu":"G","engine":"vllm","engine_version":"1","device":"D",)"
+                           R"("source":{"what":"w","from":"f","licence":"l"},)";
+  struct Case {
+    std::string text, want;
+  } cases[] = {
+      {"{not json", "operator table is not valid JSON"},
+      {R"({"engine":"vllm"})", "field 'gpu': must be a string"},
+      {head + R"("gemm":{"bfloat16":{"m":[2,1],"n":[1,2],"k":[1,2],"us":[]}}})",
+       "field 'gemm.bfloat16.m': must be increasing"},
+      {head + R"("gemm":{"bfloat16":{"m":[1,2],"n":[1,2],"k":[1,2],"us":[[[1,1],[1,1]]]}}})",
+       "field 'gemm.bfloat16.us': must be a list of 2 at depth 1"},
+      {head + R"("gemm":{"bfloat16":{"m":[1,2],"n":[1,2],"k":[1,2],)"
+              R"("us":[[[1,1],[1,-1]],[[1,1],[1,1]]]}}})",
+       "field 'gemm.bfloat16.us': latencies must be positive numbers of microseconds"},
+      {head + R"("attention_decode":{"bfloat16":[{"head_dim":128,"heads":8,"batch":[1,2],)"
+              R"("length":[1,2],"us":[[1,1],[1,1]]}]}})",
+       "field 'kv_heads': must be a positive integer"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = test::write_temp("bad.json", c.text);
+    auto t = hw::load_operator_tables(path);
+    ASSERT_FALSE(t) << c.text;
+    EXPECT_EQ(t.error().file, path);
+    EXPECT_NE(t.error().str().find(c.want), std::string::npos) << t.error().str();
+  }
+}
+
+TEST(OperatorTables, FoundByGpuAndEngineOnly) {
+  auto none = hw::find_operator_tables("RTX-4090", "vllm");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(*none, nullptr) << "no table shipped for it";
+  auto engine = hw::find_operator_tables("H100-SXM5-80GB", "sglang");
+  ASSERT_TRUE(engine);
+  EXPECT_EQ(*engine, nullptr);
+}
+
+TEST(OperatorTables, StepModelUsesTheEngineTableOnlyWhereItApplies) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-8b.yaml"));
+  auto c = hw::load_cluster("h100x1");
+  ASSERT_TRUE(c) << c.error().str();
+  sim::ServingOptions on, off, none, f32;
+  off.operator_tables = false;
+  none.host_overhead = sim::HostOverhead::kNone;  // tpp-run's own kernels
+  f32.dtype = model::DType::kF32;
+  auto r_on = sim::resolve_options(m, c->gpu, on);
+  ASSERT_TRUE(r_on) << r_on.error().str();
+  ASSERT_TRUE(r_on->operator_tables);
+  EXPECT_EQ(r_on->operator_tables->engine, "vllm");
+  on.host_overhead = sim::HostOverhead::kTrtllm;
+  EXPECT_EQ((*sim::resolve_options(m, c->gpu, on)).operator_tables->engine, "trtllm");
+  EXPECT_FALSE((*sim::resolve_options(m, c->gpu, off)).operator_tables);
+  EXPECT_FALSE((*sim::resolve_options(m, c->gpu, none)).operator_tables);
+  model::Model m32 = sim::as_loaded(m, f32);
+  EXPECT_FALSE((*sim::resolve_options(m32, c->gpu, f32)).operator_tables) << "tables are bf16/fp8";
+
+  const sim::ParallelConfig p = test::split(1);
+  sim::StepCostModel with(m, *c, p, *r_on), without(m, *c, p, *sim::resolve_options(m, c->gpu, off));
+  sim::BatchShape decode;
+  for (int i = 0; i < 64; ++i) decode.add(1, 2047);
+  const auto a = with.cost(0, decode), b = without.cost(0, decode);
+  EXPECT_NE(a.gemm, b.gemm);
+  EXPECT_NE(a.attention, b.attention);
+  // The table's decode attention for 64 sequences at 2048 tokens, 32 layers: the measurement.
+  const auto* s = r_on->operator_tables->attention_series(true, "bfloat16", 128, 32, 8);
+  ASSERT_TRUE(s);
+  EXPECT_NEAR(a.attention, 32 * hw::OperatorTables::attention_s(*s, true, 32, 8, 64, 2048),
+              1e-9);
+  // Both are physical: within 3x of each other.
+  EXPECT_LT(a.total() / b.total(), 3.0);
+  EXPECT_GT(a.total() / b.total(), 1 / 3.0);
+}
+
+TEST(OperatorTables, TppPlanFlagAndLine) {
+  auto on = test::tpp_plan("--model llama-3.1-8b --cluster h100x1 --tp 1 --workload single-user");
+  ASSERT_EQ(on.code, 0) << on.err;
+  EXPECT_NE(on.out.find("kernel times: vllm "), std::string::npos) << on.out;
+  EXPECT_NE(on.out.find("hardware_profiles/operators/H100-SXM5-80GB/vllm.json"), std::string::npos);
+  auto off = test::tpp_plan(
+      "--model llama-3.1-8b --cluster h100x1 --tp 1 --workload single-user --operator-tables off");
+  ASSERT_EQ(off.code, 0) << off.err;
+  EXPECT_NE(off.out.find("kernel times: the step model's own curves"), std::string::npos);
+  auto bad = test::tpp_plan("--model llama-3.1-8b --cluster h100x1 --operator-tables maybe");
+  EXPECT_EQ(bad.code, 2);
+}
+
+TEST(OperatorTables, ABrokenTableInTheCatalogIsAnErrorNotAGuess) {
+  // TPP_DATA_DIR comes first in the catalog: a malformed table there is refused with its name.
+  const std::string dir = std::filesystem::path(test::write_temp(
+                              "operators/H100-SXM5-80GB/vllm.json", "{\"gpu\": 1}")).parent_path()
+                              .parent_path().parent_path().string();
+  auto r = test::tpp_plan("--model llama-3.1-8b --cluster h100x1 --tp 1 --workload single-user",
+                          "TPP_DATA_DIR=" + dir + " ");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("operators/H100-SXM5-80GB/vllm.json"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("field 'gpu'"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace tpp
