@@ -144,9 +144,12 @@ def measured(case):
     return dict(m) if isinstance(m, dict) else {case["metric"]: m}
 
 
+EXTRA_ARGS = []  # --plan-arg: appended to every tpp-plan command (comparison runs only)
+
+
 def run_plan(cmd):
     """tpp-plan's JSON, or None and its last error line."""
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd + EXTRA_ARGS, capture_output=True, text=True)
     if out.returncode != 0:
         return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
     return json.loads(out.stdout), None
@@ -321,7 +324,15 @@ def main():
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--plan-arg", action="append", default=[],
+                    help="an argument appended to every tpp-plan run, for a comparison table "
+                         "(--plan-arg=--operator-tables --plan-arg=off); not with --write/--check")
     a = ap.parse_args()
+    if a.plan_arg and (a.write or a.check):
+        print("validate.py: error: --plan-arg makes a comparison table; it cannot be written or "
+              "checked", file=sys.stderr)
+        return 2
+    EXTRA_ARGS.extend(a.plan_arg)
     t, bands = table(a.build, a.jobs)
     if not (a.write or a.check):
         sys.stdout.write(t)
