@@ -14,45 +14,6 @@ namespace {
 constexpr float kEps = 1e-6f;       // RMSNorm epsilon (DeepSeek's and Qwen's; Llama 3's is 1e-5)
 constexpr float kRopeTheta = 1e4f;  // the models carry no rope_theta: Llama 2's base
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-std::string replace_tail(std::string s, const std::string& from, const std::string& to) {
-  s.replace(s.size() - from.size(), from.size(), to);
-  return s;
-}
-
-// Where a checkpoint tensor's shard goes among vLLM's merged parameters: q/k/v into qkv_proj,
-// gate/up into gate_up_proj, the experts' w1/w3 into w13_weight (rows [part x rows ..) of each
-// expert's block), everything else as it is, under vLLM's `model.` prefix.
-struct Placement {
-  std::string buffer;
-  std::int64_t part = 0;   // which of the merged parts (0 for unmerged)
-};
-
-// MLA's q_proj stays as it is (no k_proj or v_proj to merge with).
-Placement placement(const std::string& name, bool mla) {
-  const std::string full = name.rfind("lm_head", 0) == 0 ? name : "model." + name;
-  if (mla && ends_with(full, "self_attn.q_proj.weight")) return {full, 0};
-  for (auto [from, to, part] :
-       {std::tuple{"self_attn.q_proj.weight", "self_attn.qkv_proj.weight", 0},
-        {"self_attn.k_proj.weight", "self_attn.qkv_proj.weight", 1},
-        {"self_attn.v_proj.weight", "self_attn.qkv_proj.weight", 2},
-        {"self_attn.q_proj.bias", "self_attn.qkv_proj.bias", 0},
-        {"self_attn.k_proj.bias", "self_attn.qkv_proj.bias", 1},
-        {"self_attn.v_proj.bias", "self_attn.qkv_proj.bias", 2},
-        {"gate_proj.weight", "gate_up_proj.weight", 0},
-        {"up_proj.weight", "gate_up_proj.weight", 1},
-        {"gate_proj.bias", "gate_up_proj.bias", 0},
-        {"up_proj.bias", "gate_up_proj.bias", 1},
-        {"experts.w1.weight", "experts.w13_weight", 0},
-        {"experts.w3.weight", "experts.w13_weight", 1},
-        {"experts.w2.weight", "experts.w2_weight", 0}})
-    if (ends_with(full, from)) return {replace_tail(full, from, to), part};
-  return {full, 0};
-}
-
 }  // namespace
 
 std::int64_t Step::rows() const {
@@ -97,13 +58,13 @@ Decoder::Decoder(const model::Model& loaded, const sim::ParallelConfig& p, const
   std::vector<std::string> order;
   for (const auto& t : specs_) {
     const ShardMap sm = shard_map(t, m_, p_, at_.tp, ep_index(at_, p_));
-    const Placement pl = placement(t.name, m_.mla.has_value());
-    auto it = shapes.find(pl.buffer);
+    const model::VllmParameter pl = model::vllm_parameter(t.name, m_.mla.has_value());
+    auto it = shapes.find(pl.name);
     const bool expert = t.split == model::Split::kExpertColumn ||
                         t.split == model::Split::kExpertRow;
     if (it == shapes.end()) {
-      order.push_back(pl.buffer);
-      shapes[pl.buffer] = expert ? std::vector<std::int64_t>{sm.count, sm.rows, sm.cols}
+      order.push_back(pl.name);
+      shapes[pl.name] = expert ? std::vector<std::int64_t>{sm.count, sm.rows, sm.cols}
                                  : std::vector<std::int64_t>{sm.rows, sm.cols};
     } else {  // a further merged part: more rows
       (expert ? it->second[1] : it->second[0]) += sm.rows;
@@ -288,17 +249,17 @@ float* Decoder::weight(const std::string& name) {
 // before up; w1 before w3): the buffer's name includes its layer, so the same buffer means the
 // same merged group.
 std::optional<Decoder::Site> Decoder::locate(const std::string& name) {
-  const Placement pl = placement(name, m_.mla.has_value());
+  const model::VllmParameter pl = model::vllm_parameter(name, m_.mla.has_value());
   Site s;
-  s.buf = find(pl.buffer);
+  s.buf = find(pl.name);
   if (!s.buf) return std::nullopt;
   for (const auto& t : specs_)
     if (t.name == name) s.spec = &t;
   if (!s.spec) return std::nullopt;
   s.sm = shard_map(*s.spec, m_, p_, at_.tp, ep_index(at_, p_));
   for (const auto& t : specs_) {
-    const Placement other = placement(t.name, m_.mla.has_value());
-    if (other.buffer == pl.buffer && other.part < pl.part)
+    const model::VllmParameter other = model::vllm_parameter(t.name, m_.mla.has_value());
+    if (other.name == pl.name && other.part < pl.part)
       s.row_offset += shard_map(t, m_, p_, at_.tp, ep_index(at_, p_)).rows;
   }
   const auto& shape = s.buf->shape;

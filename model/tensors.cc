@@ -1,5 +1,8 @@
 #include "model/tensors.h"
 
+#include <string>
+#include <tuple>
+
 namespace tpp::model {
 
 std::int64_t int_pack_factor(const Quantization& q) {
@@ -214,6 +217,41 @@ Totals param_totals(const Model& m, bool include_mtp) {
 
 Totals weight_byte_totals(const Model& m, bool include_mtp) {
   return sum_tensors(m, include_mtp, [&](const TensorSpec& t) { return storage_bytes(t, m); });
+}
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+std::string replace_tail(std::string s, const std::string& from, const std::string& to) {
+  s.replace(s.size() - from.size(), from.size(), to);
+  return s;
+}
+
+}  // namespace
+
+VllmParameter vllm_parameter(const std::string& checkpoint_name, bool mla) {
+  const std::string full =
+      checkpoint_name.rfind("lm_head", 0) == 0 ? checkpoint_name : "model." + checkpoint_name;
+  if (mla && ends_with(full, "self_attn.q_proj.weight")) return {full, 0};
+  for (auto [from, to, part] :
+       {std::tuple{"self_attn.q_proj.weight", "self_attn.qkv_proj.weight", 0},
+        {"self_attn.k_proj.weight", "self_attn.qkv_proj.weight", 1},
+        {"self_attn.v_proj.weight", "self_attn.qkv_proj.weight", 2},
+        {"self_attn.q_proj.bias", "self_attn.qkv_proj.bias", 0},
+        {"self_attn.k_proj.bias", "self_attn.qkv_proj.bias", 1},
+        {"self_attn.v_proj.bias", "self_attn.qkv_proj.bias", 2},
+        {"gate_proj.weight", "gate_up_proj.weight", 0},
+        {"up_proj.weight", "gate_up_proj.weight", 1},
+        {"gate_proj.bias", "gate_up_proj.bias", 0},
+        {"up_proj.bias", "gate_up_proj.bias", 1},
+        {"experts.w1.weight", "experts.w13_weight", 0},
+        {"experts.w3.weight", "experts.w13_weight", 1},
+        {"experts.w2.weight", "experts.w2_weight", 0}})
+    if (ends_with(full, from)) return {replace_tail(full, from, to), part};
+  return {full, 0};
 }
 
 }  // namespace tpp::model

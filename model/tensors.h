@@ -57,6 +57,18 @@ std::vector<TensorSpec> layer_tensors(const Model& m, std::int64_t layer);
 // embed_tokens, the final norm, lm_head (unless tied).
 std::vector<TensorSpec> global_tensors(const Model& m);
 
+// Where a checkpoint tensor goes among vLLM's merged parameters: q/k/v into qkv_proj
+// (QKVParallelLinear), gate/up into gate_up_proj (MergedColumnParallelLinear), the experts'
+// w1/w3 into w13_weight (FusedMoE; rows [part x rows ..) of each expert's block), everything
+// else as it is, under vLLM's `model.` prefix (lm_head as it is). MLA's q_proj stays as it is
+// (no k_proj or v_proj to merge with). The executor lays its buffers out by it; the step model
+// times a merged parameter as one GEMM.
+struct VllmParameter {
+  std::string name;
+  std::int64_t part = 0;  // which of the merged parts (0 for an unmerged tensor)
+};
+VllmParameter vllm_parameter(const std::string& checkpoint_name, bool mla);
+
 // Bytes the tensor occupies in the checkpoint's format (see docs/model-schema.md, "Weight
 // storage"): unquantized at Model::dtype; fp8 at 1 byte plus fp32 block scales; int4 packed
 // 8 per int32 plus fp16 group scales, zero points and GPTQ's g_idx; int8 plus its scales.

@@ -189,9 +189,13 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
     table_prefill_ = t->attention_series(false, kv, d, table_heads_, table_kv_heads_);
   }
 
+  // The engines the operator tables time run each of vLLM's merged parameters as one GEMM
+  // (model::vllm_parameter: q, k and v in QKVParallelLinear, gate and up in
+  // MergedColumnParallelLinear): one measured call each, not three or two.
+  const bool merge = o_.operator_tables != nullptr;
   auto gemms_of = [&](std::int64_t layer) {
     std::vector<Gemm> out;
-    std::vector<std::string> names;
+    std::string last;  // the vLLM parameter the last GEMM belongs to
     for (const auto& t : model::layer_tensors(m_, layer)) {
       if (t.cols <= 1) continue;  // norms and biases: element-wise
       Shard s = shard_of(t, m_, p_);
@@ -201,41 +205,19 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
       sh.count = s.count;
       const bool expert = t.split == model::Split::kExpertColumn ||
                           t.split == model::Split::kExpertRow;
-      out.push_back(Gemm{static_cast<double>(s.rows), static_cast<double>(s.cols),
-                         static_cast<double>(model::storage_bytes(sh, m_)),
-                         peak_flops(g, m_, t.quantized) * e_.compute, expert,
-                         static_cast<double>(s.count), table_dtype(g, m_, t.quantized)});
-      names.push_back(t.name);
-    }
-    // The engines the operator tables time run q, k and v as one GEMM (vLLM's
-    // QKVParallelLinear, TensorRT-LLM's fused QKV) and gate and up as one
-    // (MergedColumnParallelLinear): one measured call each, not three or two.
-    if (o_.operator_tables) {
-      auto ends = [](const std::string& n, const std::string& tail) {
-        return n.size() >= tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0;
-      };
-      auto is_q = [&](const std::string& n) { return ends(n, "self_attn.q_proj.weight"); };
-      for (std::size_t i = 0; i + 1 < out.size(); ++i) {
-        std::size_t parts = 0;
-        if (is_q(names[i]) && i + 2 < out.size() && ends(names[i + 1], "k_proj.weight") &&
-            ends(names[i + 2], "v_proj.weight"))
-          parts = 3;
-        else if (ends(names[i], "gate_proj.weight") && ends(names[i + 1], "up_proj.weight") &&
-                 names[i].substr(0, names[i].size() - 16) == names[i + 1].substr(0, names[i + 1].size() - 14))
-          parts = 2;
-        for (std::size_t j = 1; j < parts; ++j) {
-          if (out[i + j].cols != out[i].cols || out[i + j].flops_per_s != out[i].flops_per_s ||
-              out[i + j].table_dtype != out[i].table_dtype)
-            parts = 0;
-        }
-        if (parts < 2) continue;
-        for (std::size_t j = 1; j < parts; ++j) {
-          out[i].rows += out[i + 1].rows;
-          out[i].weight_bytes += out[i + 1].weight_bytes;
-          out.erase(out.begin() + static_cast<std::ptrdiff_t>(i) + 1);
-          names.erase(names.begin() + static_cast<std::ptrdiff_t>(i) + 1);
-        }
+      Gemm gm{static_cast<double>(s.rows), static_cast<double>(s.cols),
+              static_cast<double>(model::storage_bytes(sh, m_)),
+              peak_flops(g, m_, t.quantized) * e_.compute, expert,
+              static_cast<double>(s.count), table_dtype(g, m_, t.quantized)};
+      const model::VllmParameter param = model::vllm_parameter(t.name, m_.mla.has_value());
+      if (merge && !expert && param.part > 0 && param.name == last && out.back().cols == gm.cols &&
+          out.back().table_dtype == gm.table_dtype) {
+        out.back().rows += gm.rows;
+        out.back().weight_bytes += gm.weight_bytes;
+        continue;
       }
+      out.push_back(gm);
+      last = param.name;
     }
     return out;
   };
@@ -386,12 +368,10 @@ double StepCostModel::prefill_attention_fraction(double length) {
 
 double StepCostModel::table_attention_s(const BatchShape& b, bool decode) const {
   if (decode) {
-    if (!table_decode_) return -1;
     const double n = static_cast<double>(b.decode_tokens);
     return hw::OperatorTables::attention_s(*table_decode_, true, table_heads_, table_kv_heads_, n,
                                            b.decode_context / n);
   }
-  if (!table_prefill_) return -1;
   // A chunk after a cached prefix: the prompt length whose causal pairs equal the chunk's, so
   // that the table's work matches (prefill_pairs counts q*c + q(q+1)/2 a sequence).
   const double n = static_cast<double>(b.prefill_seqs);
@@ -404,14 +384,13 @@ double StepCostModel::attention_time(const BatchShape& b) const {
   auto roof = [&](double flops, double bytes) {
     return std::max(flops / bf16_flops_, bytes / mem_bw_);
   };
+  // The engine's measured kernels where its table covers every kind of work in the batch (their
+  // times include the kernels' latency).
+  const bool decodes = b.decode_tokens > 0, prefills = b.prefill_tokens > 0;
+  if ((!decodes || table_decode_) && (!prefills || table_prefill_) && (decodes || prefills))
+    return (decodes ? table_attention_s(b, true) : 0.0) + (prefills ? table_attention_s(b, false) : 0.0);
   double decode = 0, prefill = 0;
-  // Measured kernel times include the kernel's own latency.
-  const double table_decode = b.decode_tokens > 0 ? table_attention_s(b, true) : -1;
-  const double table_prefill = b.prefill_tokens > 0 ? table_attention_s(b, false) : -1;
-  if (table_decode >= 0 && (b.prefill_tokens == 0 || table_prefill >= 0))
-    return table_decode + std::max(0.0, table_prefill);
-  if (table_prefill >= 0 && b.decode_tokens == 0) return table_prefill;
-  if (b.decode_tokens > 0) {
+  if (decodes) {
     if (attn_decode_ > 0) {
       decode = attention_decode_time(b, heads, roof) / attn_decode_;
     } else if (m_.mla) {
@@ -424,7 +403,7 @@ double StepCostModel::attention_time(const BatchShape& b) const {
           b, heads, [&](double f, double by) { return std::max(f / bf16_flops_, by / bw); });
     }
   }
-  if (b.prefill_tokens > 0) {
+  if (prefills) {
     if (attn_prefill_ > 0) {
       prefill = attention_prefill_time(b, heads, roof) / attn_prefill_;
     } else {

@@ -124,10 +124,11 @@ class StepCostModel {
   double cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
                       std::int64_t tokens) const;
   double attention_time(const BatchShape& b) const;
-  // The engine's measured kernel time from ResolvedOptions::operator_tables, or a negative value
-  // where that table does not cover the case (then the curves above). The table's GEMMs, by
-  // shape and dtype, take precedence over a cluster file's one-shape GEMM curve; a cluster's
-  // own measured attention multipliers (tpp-profile) take precedence over the table's.
+  // The engine's measured kernel time from ResolvedOptions::operator_tables. table_gemm_s is
+  // negative where the table has no such dtype (then the curves above); table_attention_s needs
+  // the series (table_decode_ / table_prefill_). The table's GEMMs, by shape and dtype, take
+  // precedence over a cluster file's one-shape GEMM curve; a cluster's own measured attention
+  // multipliers (tpp-profile) take precedence over the table's.
   double table_gemm_s(const Gemm& g, double tokens) const;
   double table_attention_s(const BatchShape& b, bool decode) const;
   // Whether the cluster is timed by the published GPU kernels' figures (attention curves and
