@@ -39,7 +39,9 @@ TEST(GpuCatalog, Fp32AndMamfFigures) {
     EXPECT_GT(g->fp32_tflops.value, 0) << n;
     EXPECT_LT(g->fp32_tflops.value, g->bf16_dense_tflops.value) << n;
     EXPECT_FALSE(g->fp32_tflops.source.empty()) << n;
-    if (g->bf16_mamf_tflops.value > 0) EXPECT_LE(g->bf16_mamf_tflops.value, g->bf16_dense_tflops.value) << n;
+    if (g->bf16_mamf_tflops.value > 0) {
+      EXPECT_LE(g->bf16_mamf_tflops.value, g->bf16_dense_tflops.value) << n;
+    }
   }
   EXPECT_EQ(hw::load_gpu("H100-SXM5-80GB")->fp8_mamf_tflops.value, 1402.6);
   EXPECT_EQ(hw::load_gpu("A100-SXM4-80GB")->bf16_mamf_tflops.value, 271.2);

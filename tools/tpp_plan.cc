@@ -284,27 +284,26 @@ int run_main(int argc, char** argv) {
   app.add_option("--max-num-batched-tokens", so.max_num_batched_tokens,
                  "default: vLLM's for the GPU and engine");
   app.add_flag("--enforce-eager", so.enforce_eager, "no CUDA graphs");
+  // A flag that takes one of `names`, its default shown in --help.
+  auto choice = [&app](const char* flag, std::string& value, const std::vector<std::string>& names,
+                       const std::string& help) {
+    app.add_option(flag, value, help)->check(CLI::IsMember(names))->capture_default_str();
+  };
   std::string capacity_policy = "vllm";
-  app.add_option("--capacity-policy", capacity_policy,
-                 "admission: vllm (admit while the first chunk fits; preempt when full), or "
-                 "guaranteed-no-evict (TensorRT-LLM's: admit when the whole request fits; never "
-                 "preempt)")
-      ->check(CLI::IsMember(tpp::sim::capacity_policy_names()))
-      ->capture_default_str();
+  choice("--capacity-policy", capacity_policy, tpp::sim::capacity_policy_names(),
+         "admission: vllm (admit while the first chunk fits; preempt when full), or "
+         "guaranteed-no-evict (TensorRT-LLM's: admit when the whole request fits; never "
+         "preempt)");
   std::string host_overhead = "vllm";
-  app.add_option("--host-overhead", host_overhead,
-                 "whose host time a step carries: vllm (V1 with async scheduling, overlapped), "
-                 "vllm-sync (V1 without it, serial with the GPU), trtllm (its overlap "
-                 "scheduler), none (docs/performance-model.md)")
-      ->check(CLI::IsMember(tpp::sim::host_overhead_names()))
-      ->capture_default_str();
+  choice("--host-overhead", host_overhead, tpp::sim::host_overhead_names(),
+         "whose host time a step carries: vllm (V1 with async scheduling, overlapped), "
+         "vllm-sync (V1 without it, serial with the GPU), trtllm (its overlap "
+         "scheduler), none (docs/performance-model.md)");
   std::string operator_tables = "on";
-  app.add_option("--operator-tables", operator_tables,
-                 "time GEMMs and attention from the engine's measured kernel tables for this GPU "
-                 "where there are some (hardware_profiles/operators: vllm's or trtllm's, by "
-                 "--host-overhead), or off: the step model's own curves")
-      ->check(CLI::IsMember({"on", "off"}))
-      ->capture_default_str();
+  choice("--operator-tables", operator_tables, {"on", "off"},
+         "time GEMMs and attention from the engine's measured kernel tables for this GPU "
+         "where there are some (hardware_profiles/operators: vllm's or trtllm's, by "
+         "--host-overhead), or off: the step model's own curves");
   app.add_flag("--count-cuda-graphs", so.count_cuda_graphs,
                "deduct CUDA-graph memory from the KV cache "
                "(vLLM's VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)");
