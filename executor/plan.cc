@@ -32,7 +32,10 @@ std::optional<Error> read_serving(const Doc& doc, const Node& node, sim::Serving
     o.reserve_whole_request = f.choice("capacity_policy", sim::capacity_policy_names()) ==
                               sim::capacity_policy_name(true);
   // "off", or the "<GPU>/<engine>" table the plan was made with (looked up again by name).
-  o.operator_tables = f.string_or("operator_tables", "off") != "off";
+  const std::string tables = f.string_or("operator_tables", "off");
+  o.operator_tables = tables != "off";
+  if (const auto slash = tables.rfind('/'); o.operator_tables && slash != std::string::npos)
+    o.operator_tables_engine = tables.substr(slash + 1);
   const std::string q = f.string_or("quantization", "");
   if (!q.empty()) {
     const std::vector<std::string> known = {"fp8", "awq", "gptq", "compressed-tensors"};

@@ -79,46 +79,112 @@ struct Reader {
     }
     return j[field].get<std::string>();
   }
-  std::int64_t count(const json& j, const std::string& field) {
+  std::int64_t count(const json& j, const std::string& field, const std::string& prefix = "") {
     if (!j.contains(field) || !j[field].is_number_integer() || j[field].get<std::int64_t>() < 1) {
-      fail(field, "must be a positive integer");
+      fail(prefix + field, "must be a positive integer");
       return 0;
     }
     return j[field].get<std::int64_t>();
   }
 };
 
-void read_attention(Reader& r, const json& j, const std::string& name,
-                    std::map<std::string, std::vector<OperatorTables::AttentionSeries>>& out) {
+// A map from a dtype key to a list of series objects at j[name]: `one` reads each series (its
+// json, the field name to report, the key), returning false when the reader has failed. Errors
+// name the field as `prefix` + name (the object j sits in: "mla_module.").
+template <class One>
+void for_each_series(Reader& r, const json& j, const std::string& name, const std::string& what,
+                     One one, const std::string& prefix = "") {
   if (!j.contains(name)) return;
   if (!j[name].is_object()) {
-    r.fail(name, "must be a map from KV dtype to a list of series");
+    r.fail(prefix + name, "must be a map from " + what + " to a list of series");
     return;
   }
-  for (const auto& [kv, list] : j[name].items()) {
-    const std::string f = name + "." + kv;
+  for (const auto& [key, list] : j[name].items()) {
+    const std::string f = prefix + name + "." + key;
     if (!list.is_array()) {
       r.fail(f, "must be a list of series");
       return;
     }
     for (std::size_t i = 0; i < list.size(); ++i) {
       const std::string fi = fmt::format("{}[{}]", f, i);
-      const json& s = list[i];
-      if (!s.is_object()) {
+      if (!list[i].is_object()) {
         r.fail(fi, "must be a map");
         return;
       }
-      OperatorTables::AttentionSeries a;
-      a.head_dim = r.count(s, "head_dim");
-      a.heads = r.count(s, "heads");
-      a.kv_heads = r.count(s, "kv_heads");
-      if (r.error) return;
-      if (!r.axis(s.value("batch", json()), fi + ".batch", a.batch) ||
-          !r.axis(s.value("length", json()), fi + ".length", a.length) ||
-          !r.grid(s.value("us", json()), fi + ".us", {a.batch.size(), a.length.size()}, 0, a.us))
-        return;
-      out[kv].push_back(std::move(a));
+      if (!one(list[i], fi, key)) return;
     }
+  }
+}
+
+void read_attention(Reader& r, const json& j, const std::string& name,
+                    std::map<std::string, std::vector<OperatorTables::AttentionSeries>>& out,
+                    const std::string& prefix = "") {
+  for_each_series(r, j, name, "KV dtype", [&](const json& s, const std::string& fi,
+                                              const std::string& kv) {
+    OperatorTables::AttentionSeries a;
+    a.head_dim = r.count(s, "head_dim");
+    a.heads = r.count(s, "heads");
+    a.kv_heads = r.count(s, "kv_heads");
+    if (r.error) return false;
+    if (!r.axis(s.value("batch", json()), fi + ".batch", a.batch) ||
+        !r.axis(s.value("length", json()), fi + ".length", a.length) ||
+        !r.grid(s.value("us", json()), fi + ".us", {a.batch.size(), a.length.size()}, 0, a.us))
+      return false;
+    out[kv].push_back(std::move(a));
+    return true;
+  }, prefix);
+}
+
+void read_moe(Reader& r, const json& j, std::map<std::string, std::vector<OperatorTables::MoeSeries>>& out) {
+  for_each_series(r, j, "moe", "expert dtype", [&](const json& s, const std::string& fi,
+                                                  const std::string& dtype) {
+    OperatorTables::MoeSeries m;
+    m.hidden = r.count(s, "hidden");
+    m.inter = r.count(s, "inter");
+    m.topk = r.count(s, "topk");
+    m.experts = r.count(s, "experts");
+    m.tp = r.count(s, "tp");
+    m.ep = r.count(s, "ep");
+    m.distribution = r.text(s, "distribution");
+    if (r.error) return false;
+    if (!r.axis(s.value("tokens", json()), fi + ".tokens", m.tokens) ||
+        !r.grid(s.value("us", json()), fi + ".us", {m.tokens.size()}, 0, m.us))
+      return false;
+    out[dtype].push_back(std::move(m));
+    return true;
+  });
+}
+
+void read_all_reduce(Reader& r, const json& j, std::vector<OperatorTables::AllReduceSeries>& out) {
+  if (!j.contains("all_reduce")) return;
+  const json& list = j["all_reduce"];
+  if (!list.is_array()) {
+    r.fail("all_reduce", "must be a list of series");
+    return;
+  }
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string fi = fmt::format("all_reduce[{}]", i);
+    const json& s = list[i];
+    if (!s.is_object()) {
+      r.fail(fi, "must be a map");
+      return;
+    }
+    OperatorTables::AllReduceSeries a;
+    a.ranks = r.count(s, "ranks");
+    a.mode = r.text(s, "mode");
+    if (r.error) return;
+    if (a.ranks < 2) {
+      r.fail(fi + ".ranks", "must be at least 2");
+      return;
+    }
+    if (s.contains("own_max_bytes")) {
+      a.own_max_bytes = static_cast<double>(r.count(s, "own_max_bytes"));
+      if (r.error) return;
+    }
+    if (!r.axis(s.value("bytes", json()), fi + ".bytes", a.bytes) ||
+        !r.grid(s.value("us", json()), fi + ".us", {a.bytes.size()}, 0, a.us))
+      return;
+    out.push_back(std::move(a));
   }
 }
 
@@ -179,6 +245,41 @@ double OperatorTables::attention_s(const AttentionSeries& s, bool decode, double
   return t * scale * 1e-6;
 }
 
+const OperatorTables::MoeSeries* OperatorTables::moe_series(
+    const std::string& dtype, std::int64_t hidden, std::int64_t inter, std::int64_t topk,
+    std::int64_t experts, std::int64_t tp, std::int64_t ep, const std::string& distribution) const {
+  auto it = moe.find(dtype);
+  if (it == moe.end()) return nullptr;
+  const MoeSeries* any = nullptr;
+  for (const auto& s : it->second) {
+    if (s.hidden != hidden || s.inter != inter || s.topk != topk || s.experts != experts ||
+        s.tp != tp || s.ep != ep)
+      continue;
+    if (s.distribution == distribution) return &s;
+    if (!any) any = &s;
+  }
+  return any;
+}
+
+const OperatorTables::AllReduceSeries* OperatorTables::all_reduce_series(
+    std::int64_t ranks, const std::string& mode) const {
+  const AllReduceSeries* other = nullptr;
+  for (const auto& s : all_reduce) {
+    if (s.ranks != ranks) continue;
+    if (s.mode == mode) return &s;
+    if (s.mode == "kernel") other = &s;
+  }
+  return other;
+}
+
+double OperatorTables::series_s(const std::vector<double>& xs, const std::vector<double>& us,
+                                double x) {
+  if (x <= 0) return 0;
+  if (x >= xs.back()) return us.back() * x / xs.back() * 1e-6;
+  const Bracket b = bracket(xs, x);
+  return std::exp((1 - b.w) * std::log(us[b.lo]) + b.w * std::log(us[b.hi])) * 1e-6;
+}
+
 // Read with nlohmann-json directly rather than through common/doc.h's position-keeping tree:
 // for the 1.3 MB H100 TensorRT-LLM table the tree alone takes 110-140 ms, this whole load
 // 43-49 ms (-O2, this VM, 3 runs each), and every search on an H100 or H200 pays it once. The
@@ -228,6 +329,25 @@ Expected<std::shared_ptr<const OperatorTables>> load_operator_tables(const std::
   }
   read_attention(r, j, "attention_decode", t->attention_decode);
   read_attention(r, j, "attention_prefill", t->attention_prefill);
+  read_moe(r, j, t->moe);
+  read_attention(r, j, "mla_decode", t->mla_decode);
+  read_attention(r, j, "mla_prefill", t->mla_prefill);
+  if (j.contains("mla_module")) {
+    const json& m = j["mla_module"];
+    if (!m.is_object()) return make_error(path, 1, 0, "operator table field 'mla_module': must be a map");
+    OperatorTables::MlaModule mla;
+    mla.hidden = r.count(m, "hidden", "mla_module.");
+    mla.q_lora_rank = r.count(m, "q_lora_rank", "mla_module.");
+    mla.kv_lora_rank = r.count(m, "kv_lora_rank", "mla_module.");
+    mla.qk_nope_head_dim = r.count(m, "qk_nope_head_dim", "mla_module.");
+    mla.qk_rope_head_dim = r.count(m, "qk_rope_head_dim", "mla_module.");
+    mla.v_head_dim = r.count(m, "v_head_dim", "mla_module.");
+    read_attention(r, m, "decode", mla.decode, "mla_module.");
+    read_attention(r, m, "prefill", mla.prefill, "mla_module.");
+    if (r.error) return *r.error;
+    t->mla_module = std::move(mla);
+  }
+  read_all_reduce(r, j, t->all_reduce);
   if (r.error) return *r.error;
   return std::shared_ptr<const OperatorTables>(std::move(t));
 }

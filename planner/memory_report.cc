@@ -110,11 +110,16 @@ std::string kernel_times_text(const sim::ResolvedOptions& o, const std::string& 
   if (const auto& t = o.operator_tables) {
     std::string dtypes;
     for (const auto& [d, g] : t->gemm) dtypes += (dtypes.empty() ? "" : ", ") + d;
+    std::string more;
+    if (!t->moe.empty()) more += ", fused MoE layers of the shapes it measured";
+    if (t->mla_module) more += ", DeepSeek-V3-shaped MLA modules";
+    else if (!t->mla_decode.empty()) more += ", MLA attention";
+    if (!t->all_reduce.empty()) more += ", its TP all-reduce inside a node";
     return fmt::format("kernel times: {} {}'s kernels measured on {} (hardware_profiles/operators/"
-                       "{}/{}.json, from {}) for GEMMs ({}) and GQA/MHA attention; MLA, "
-                       "routed experts and other dtypes by the step model's own curves\n",
+                       "{}/{}.json, from {}) for GEMMs ({}), GQA/MHA attention{}; other shapes "
+                       "and dtypes by the step model's own curves\n",
                        t->engine, t->engine_version, t->device, t->gpu, t->engine, t->from,
-                       dtypes.empty() ? "no dtype" : dtypes);
+                       dtypes.empty() ? "no dtype" : dtypes, more);
   }
   return fmt::format("kernel times: the step model's own curves (docs/performance-model.md): "
                      "no measured operator table for {} under --host-overhead {} (or --operator-tables off)\n",

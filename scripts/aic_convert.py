@@ -11,6 +11,16 @@ shape the step model interpolates in (simulator/operator_tables.h):
   attention_decode[kv]     paged decode attention per (heads, kv_heads, head_dim): batch x context
   attention_prefill[kv]    prefill attention (no cached prefix), per (heads, kv_heads, head_dim):
                            batch x prompt length
+  moe[dtype]               one fused MoE layer (routing, both grouped GEMMs, activation, sum) per
+                           (hidden, inter, topk, experts, moe TP, moe EP, token distribution):
+                           microseconds by tokens
+  mla_decode[kv]           the bare MLA attention kernel (latent cache), per query heads on one GPU:
+  mla_prefill[kv]          batch x context / prompt length
+  mla_module               DeepSeek-V3's whole MLA attention module (its projections, the attention and
+                           o_proj), decode by batch x context and prefill by batch x prompt
+                           length, per heads on one GPU, KV dtype and GEMM dtype
+  all_reduce               the engine's own TP all-reduce (vLLM's custom all-reduce under a CUDA
+                           graph and eagerly; TensorRT-LLM's) per GPU count: microseconds by bytes
 
 Usage (the wheel is on PyPI; `pip download aiconfigurator-core==0.12.0 --no-deps`):
   python3 scripts/aic_convert.py --source aiconfigurator_core-0.12.0-....whl
@@ -43,7 +53,7 @@ SYSTEMS = {
     "h100_sxm": ("H100-SXM5-80GB", "H100 80GB HBM3"),
     "h200_sxm": ("H200-SXM-141GB", "H200"),
 }
-ENGINES = ("vllm", "trtllm")  # sglang's tables convert the same way (--engines sglang)
+ENGINES = ("vllm", "trtllm", "sglang")
 GEMM_DTYPES = ("bfloat16", "float16", "fp8", "fp8_block")
 
 
@@ -83,13 +93,14 @@ class Source:
         with open(self.prefix + name, "rb") as f:
             return f.read()
 
-    def newest(self, system, kind, engine, table):
-        """The newest engine version that carries `table` itself (reuse.yaml only points back)."""
+    def newest(self, system, kind, engine, table, prefer=None):
+        """The engine version `prefer` where it carries `table` itself, else the newest that does
+        (reuse.yaml only points back)."""
         pat = re.compile(rf"^{system}/{kind}/{engine}/([^/]+)/{table}\.parquet$")
         versions = [m.group(1) for n in self.names if (m := pat.match(n))]
         if not versions:
             return None
-        v = max(versions, key=version_key)
+        v = prefer if prefer in versions else max(versions, key=version_key)
         return v, f"{system}/{kind}/{engine}/{v}/{table}.parquet"
 
     def rows(self, name):
@@ -222,6 +233,155 @@ def convert_attention(rows, decode):
     return out, holes
 
 
+# The fused-MoE kernels tpp's step model stands for: gated (SwiGLU) experts. TensorRT-LLM's
+# non-gated flow (Nemotron-H's squared-ReLU experts) is another layer and is left out.
+MOE_SKIP_KERNELS = ("nongated",)
+# The token distributions kept: the two power laws aiconfigurator's own models pick (alpha 1.01
+# for the DeepSeek family, sdk/models/deepseek.py; 1.2 for other MoE models, sdk/models/moe.py).
+# "balanced" (every expert the same load) is the ideal no router reaches.
+MOE_DISTRIBUTIONS = ("power_law_1.01", "power_law_1.2")
+
+
+def convert_moe(rows):
+    """Series per (dtype, hidden, inter, topk, experts, moe_tp, moe_ep, distribution): tokens ->
+    microseconds. `inter` is the model's whole expert intermediate size; moe_tp shards it, moe_ep
+    the experts. Where two kernels were timed for a point, the faster (keep_min)."""
+    series, holes = {}, 0
+    for r in rows:
+        if (any(k in r["kernel_source"] for k in MOE_SKIP_KERNELS)
+                or r["distribution"] not in MOE_DISTRIBUTIONS or r["moe_dtype"] not in GEMM_DTYPES):
+            continue
+        key = (r["moe_dtype"], r["hidden_size"], r["inter_size"], r["topk"], r["num_experts"],
+               r["moe_tp_size"], r["moe_ep_size"], r["distribution"])
+        keep_min(series.setdefault(key, {}), r["num_tokens"], r["latency"])
+    out = {}
+    for (dt, h, i, k, e, tp, ep, dist), pts in sorted(series.items()):
+        ts = sorted(pts)
+        if len(ts) < 2:
+            continue
+        out.setdefault(dt, []).append({"hidden": h, "inter": i, "topk": k, "experts": e, "tp": tp,
+                                       "ep": ep, "distribution": dist, "tokens": ts,
+                                       "us": [us(pts[t]) for t in ts]})
+    return out, holes
+
+
+def moe_host_bound(moe):
+    """As host_bound for GEMMs: a quantised MoE dtype whose one-token times are over 2.5x the
+    bf16 layer's of the same shape (median over shapes) times host dispatch, not kernels
+    (vLLM 0.24's per-tensor fp8 FlashInfer-CUTLASS MoE on Hopper: 114 us at one token where
+    bf16 takes 41 us and block-scaled fp8 35 us). {dtype: median ratio}."""
+    def first(s):
+        return s["us"][0] if s["tokens"][0] == 1 else None
+    bf = {tuple(s[f] for f in ("hidden", "inter", "topk", "experts", "tp", "ep", "distribution")):
+          first(s) for s in moe.get("bfloat16", [])}
+    out = {}
+    for dt, ss in moe.items():
+        if dt == "bfloat16":
+            continue
+        ratios = sorted(first(s) / b for s in ss
+                        if first(s) and (b := bf.get(tuple(s[f] for f in (
+                            "hidden", "inter", "topk", "experts", "tp", "ep", "distribution")))))
+        if ratios and ratios[len(ratios) // 2] > 2.5:
+            out[dt] = round(ratios[len(ratios) // 2], 2)
+    return out
+
+
+# The largest message each engine all-reduces with its own kernels; larger ones go to NCCL
+# (or, in newer vLLM on Hopper, torch symmetric memory), whose speed is the cluster's, not the
+# engine's: the step model times them with the cluster's NCCL figures.
+# - vLLM: CustomAllreduce(max_size=8192 * 1024), should_custom_ar: inp_size < max_size
+#   (vllm/distributed/device_communicators/custom_all_reduce.py).
+# - TensorRT-LLM: getMaxRequiredWorkspaceSize: 16 * 1000 * 1000 bytes at 2 GPUs, 8 * 1000 * 1000
+#   beyond; SelectImplementation picks NCCL above it (cpp/tensorrt_llm/common/customAllReduceUtils.h).
+def engine_max_bytes(engine, ranks):
+    if engine == "vllm":
+        return 8192 * 1024
+    if engine == "trtllm":
+        return 16 * 1000 * 1000 if ranks <= 2 else 8 * 1000 * 1000
+    return None
+
+
+def convert_all_reduce(rows, engine):
+    """Series per GPU count and mode: bytes -> microseconds (bf16 messages). vLLM's collector
+    times its custom all-reduce inside a CUDA graph ("graph") and eagerly ("eager");
+    TensorRT-LLM's one mode ("kernel"). `own_max_bytes`: engine_max_bytes."""
+    series = {}
+    for r in rows:
+        if r["allreduce_dtype"] != "bfloat16":
+            continue
+        b = r.get("backend") or r.get("implementation") or ""
+        mode = "graph" if b.endswith("graph") else "eager" if b.endswith("eager") else "kernel"
+        keep_min(series.setdefault((r["num_gpus"], mode), {}), r["message_size"], r["latency"])
+    out = []
+    for (n, mode), pts in sorted(series.items()):
+        if len(pts) < 2:
+            continue
+        s = {"ranks": n, "mode": mode}
+        if (top := engine_max_bytes(engine, n)) is not None:
+            s["own_max_bytes"] = top
+        out.append(dict(s, bytes=sorted(pts), us=[us(pts[b]) for b in sorted(pts)]))
+    return out, 0
+
+
+# The model aiconfigurator's MLA module collectors build (collector/vllm/collect_mla_module.py,
+# collector/trtllm/collect_mla_module.py: one DeepseekV2MLAAttention from DeepSeek-V3's
+# config.json, heads reduced to the per-GPU count): its shape, which a model must match.
+MLA_MODEL = {"model": "deepseek-ai/DeepSeek-V3", "hidden": 7168, "q_lora_rank": 1536,
+             "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+             "v_head_dim": 128}
+
+
+def mla_grids(series, decode, head_dim):
+    """{(key, heads): {(batch, length): latency}} -> {key: [series]}, each a whole batch x length
+    grid of microseconds (holes filled by fill_line), kv_heads 1 (MLA's one latent head)."""
+    out, holes = {}, 0
+    for (key, heads), pts in sorted(series.items()):
+        bs = sorted({p[0] for p in pts})
+        ls = sorted({p[1] for p in pts})
+        grid = []
+        for b in bs:
+            line = [pts.get((b, l)) for l in ls]
+            holes += sum(v is None for v in line)
+            line = fill_line(ls, line, 1 if decode else 2)
+            if line is None:
+                break
+            grid.append([us(v) for v in line])
+        if len(grid) != len(bs) or len(bs) < 2 or len(ls) < 2:
+            continue
+        out.setdefault(key, []).append({"head_dim": head_dim, "heads": heads, "kv_heads": 1,
+                                        "batch": bs, "length": ls, "us": grid})
+    return out, holes
+
+
+def convert_mla_module(rows, decode):
+    """Series per "KV dtype/GEMM dtype" and heads on one GPU: a batch x length grid of
+    microseconds (decode: the context each sequence reads, isl + step; prefill: the prompt).
+    head_dim: the query/key head size (nope + rope)."""
+    series = {}
+    for r in rows:
+        if (r["model"] != MLA_MODEL["model"] or r["mla_dtype"] != "bfloat16" or r["tp_size"] != 1
+                or (decode and r["isl"] != 1) or (not decode and r["step"] != 0)):
+            continue
+        length = r["isl"] + r["step"] if decode else r["isl"]
+        key = (r["kv_cache_dtype"] + "/" + r["gemm_type"], r["num_heads"])
+        keep_min(series.setdefault(key, {}), (r["batch_size"], length), r["latency"])
+    return mla_grids(series, decode, MLA_MODEL["qk_nope_head_dim"] + MLA_MODEL["qk_rope_head_dim"])
+
+
+def convert_mla_kernel(rows, decode):
+    """The bare MLA attention kernel (SGLang's and TensorRT-LLM's collectors), series per KV
+    dtype and query heads on one GPU (`num_heads`; tp_size only names how the collector got
+    there): batch x length. head_dim: the latent cache's width (kv_lora_rank + rope)."""
+    series = {}
+    for r in rows:
+        if r["mla_dtype"] != "bfloat16" or (decode and r["isl"] != 1) or (not decode and r["step"] != 0):
+            continue
+        length = r["isl"] + r["step"] if decode else r["isl"]
+        keep_min(series.setdefault((r["kv_cache_dtype"], r["num_heads"]), {}),
+                 (r["batch_size"], length), r["latency"])
+    return mla_grids(series, decode, MLA_MODEL["kv_lora_rank"] + MLA_MODEL["qk_rope_head_dim"])
+
+
 def convert(src, system, engine):
     gpu, device_hint = SYSTEMS[system]
     doc = {"gpu": gpu, "engine": engine, "engine_version": "", "device": ""}
@@ -230,20 +390,39 @@ def convert(src, system, engine):
     devices = set()
     dropped = {}
     holes = {}
+    prefer = None  # the GEMM table's engine version: every other table of it where there is one
     for kind, table, name in (("gemm", "gemm_perf", "gemm"),
                               ("attention", "generation_attention_perf", "attention_decode"),
-                              ("attention", "context_attention_perf", "attention_prefill")):
-        found = src.newest(system, kind, engine, table)
+                              ("attention", "context_attention_perf", "attention_prefill"),
+                              ("moe", "moe_perf", "moe"),
+                              ("mla", "generation_mla_perf", "mla_decode"),
+                              ("mla", "context_mla_perf", "mla_prefill"),
+                              ("mla", "mla_generation_module_perf", "mla_module_decode"),
+                              ("mla", "mla_context_module_perf", "mla_module_prefill"),
+                              ("comm", "custom_allreduce_perf", "all_reduce")):
+        found = src.newest(system, kind, engine, table, prefer)
         if not found:
             continue
         version, path = found
+        prefer = prefer or version
         rows = src.rows(path)
         devices |= {r["device"] for r in rows}
         if name == "gemm":
             tables[name], holes[name] = convert_gemm(rows)
-            dropped = host_bound(tables[name])
-            for dtype in dropped:
+            for dtype, r in host_bound(tables[name]).items():
                 del tables[name][dtype]
+                dropped[dtype] = f"one-row time {r}x the bf16 GEMM's (median over shapes)"
+        elif name == "moe":
+            tables[name], holes[name] = convert_moe(rows)
+            for dtype, r in moe_host_bound(tables[name]).items():
+                del tables[name][dtype]
+                dropped["moe " + dtype] = f"one-token time {r}x the bf16 MoE layer's (median over shapes)"
+        elif name in ("mla_decode", "mla_prefill"):
+            tables[name], holes[name] = convert_mla_kernel(rows, name == "mla_decode")
+        elif name.startswith("mla_module"):
+            tables[name], holes[name] = convert_mla_module(rows, name == "mla_module_decode")
+        elif name == "all_reduce":
+            tables[name], holes[name] = convert_all_reduce(rows, engine)
         else:
             tables[name], holes[name] = convert_attention(rows, name == "attention_decode")
         versions[name] = {"engine_version": version, "file": "systems/data/" + path,
@@ -265,9 +444,11 @@ def convert(src, system, engine):
         "converted_by": "scripts/aic_convert.py",
         "tables": versions,
         "holes_filled": {k: v for k, v in holes.items() if v},
-        "dropped_host_bound": {d: f"one-row time {r}x the bf16 GEMM's (median over shapes)"
-                               for d, r in dropped.items()},
+        "dropped_host_bound": dropped,
     }
+    if "mla_module_decode" in tables or "mla_module_prefill" in tables:
+        doc["mla_module"] = dict(MLA_MODEL, decode=tables.pop("mla_module_decode", {}),
+                                 prefill=tables.pop("mla_module_prefill", {}))
     doc.update(tables)
     return doc
 

@@ -50,6 +50,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = os.path.join(ROOT, "bench", "validation", "published.json")
 DOC = os.path.join(ROOT, "docs", "validation.md")
+AIC = os.path.join(ROOT, "bench", "validation", "aiconfigurator.json")
 BANDS = os.path.join(ROOT, "bench", "validation", "bands.json")
 BEGIN = "<!-- validation table: scripts/validate.py --write -->"
 END = "<!-- end of the validation table -->"
@@ -191,6 +192,8 @@ def predict(plan, case, tmp, index):
            "--format", "json", "--host-overhead", host_overhead(case),
            "--capacity-policy", capacity_policy(case),
            "--max-model-len", str(case["isl"] + case["osl"])]
+    if case["engine"] == "sglang" and "--operator-tables" not in EXTRA_ARGS:
+        cmd += ["--operator-tables", "sglang"]  # SGLang's own measured kernels
     if case.get("quantization"):
         cmd += ["--quantization", case["quantization"]]
     if case.get("kv_cache_dtype"):
@@ -264,7 +267,9 @@ def table(build, jobs):
              "metric | measured | predicted | error |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     errors = {}
-    for c, (pred, why) in zip(cases, results):
+    pairs = {}  # (engine, metric) -> [(tpp's error, aiconfigurator's error)] on the same cases
+    aic = aic_predictions()
+    for i, (c, (pred, why)) in enumerate(zip(cases, results)):
         for metric, value in measured(c).items():
             unit = UNITS.get(metric, "ms")
             p = None if pred is None else pred[0].get(metric)
@@ -274,6 +279,9 @@ def table(build, jobs):
                 e = (p - value) / value
                 if not c.get("excluded"):
                     errors.setdefault((c["engine"], metric, pred[1], c["tp"]), []).append(e)
+                    if aic.get((i, metric)) is not None:
+                        pairs.setdefault((c["engine"], metric), []).append(
+                            (e, (aic[(i, metric)] - value) / value))
                 shown, err = f"{p:,.{DIGITS[unit]}f}", f"{e * 100:+.1f}%"
                 if c.get("excluded"):
                     err += " (excluded\\*)"
@@ -296,7 +304,34 @@ def table(build, jobs):
         lines.append(f"| {b['engine']} | {b['metric']} | {'MoE' if b['moe'] else 'dense'} | "
                      f"{b['tp'] or 'all'} | {b['cases']} | {b['median_error_pct']:+.1f}% | "
                      f"{b['median_abs_error_pct']:.1f}% | {b['worst_error_pct']:+.1f}% |")
+    lines += ["", "Side by side with NVIDIA aiconfigurator's own estimates of the same cases "
+              "(bench/validation/aiconfigurator.json, scripts/aic_estimate.py):", "",
+              "| engine | metric | cases | tpp median error | tpp median \\|error\\| | "
+              "aiconfigurator median error | aiconfigurator median \\|error\\| |",
+              "|---|---|---|---|---|---|---|"]
+    by_engine_pairs = {}
+    for (engine, metric), ps in sorted(pairs.items()):
+        by_engine_pairs.setdefault(engine, []).extend(ps)
+        lines.append(side_by_side(engine, metric, ps))
+    for engine, ps in sorted(by_engine_pairs.items()):
+        lines.append(side_by_side(engine, "all metrics", ps))
     return "\n".join(lines) + "\n", bands
+
+
+def aic_predictions():
+    """aiconfigurator's prediction of each (case index, metric), where it gave one."""
+    if not os.path.exists(AIC):
+        return {}
+    with open(AIC) as f:
+        return {(e["index"], e["metric"]): e.get("predicted") for e in json.load(f)["cases"]}
+
+
+def side_by_side(engine, metric, ps):
+    def med(xs):
+        return statistics.median(xs) * 100
+    t, a = [p[0] for p in ps], [p[1] for p in ps]
+    return (f"| {engine} | {metric} | {len(ps)} | {med(t):+.1f}% | {med([abs(x) for x in t]):.1f}% | "
+            f"{med(a):+.1f}% | {med([abs(x) for x in a]):.1f}% |")
 
 
 def band(engine, metric, moe, tp, es, tp_sizes):

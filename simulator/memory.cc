@@ -185,9 +185,10 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                                   "only fp8 can be applied to an unquantized checkpoint",
                                   model::quant_method_name(*o.quantization),
                                   model::quant_method_name(m.quant.method)));
-  const char* engine = o.host_overhead == HostOverhead::kTrtllm ? "trtllm"
-                       : o.host_overhead == HostOverhead::kNone  ? nullptr
-                                                                 : "vllm";
+  const char* engine = !o.operator_tables_engine.empty()         ? o.operator_tables_engine.c_str()
+                       : o.host_overhead == HostOverhead::kTrtllm ? "trtllm"
+                       : o.host_overhead == HostOverhead::kNone   ? nullptr
+                                                                  : "vllm";
   if (o.operator_tables && engine && r.dtype != model::DType::kF32) {
     auto t = hw::find_operator_tables(gpu.name, engine);
     if (!t) return t.error();

@@ -67,8 +67,11 @@ struct ServingOptions {
   HostOverhead host_overhead = HostOverhead::kVllm;
   bool reserve_whole_request = false;       // see ResolvedOptions
   // Time GEMMs and attention from the engine's measured operator table for this GPU where there
-  // is one (hardware_profiles/operator_tables.h; tpp-plan --operator-tables on|off).
+  // is one (hardware_profiles/operator_tables.h; tpp-plan --operator-tables on|off|ENGINE).
   bool operator_tables = true;
+  // Whose tables: empty for the host model's engine (vllm, vllm-sync: vLLM's; trtllm:
+  // TensorRT-LLM's), or an engine's name ("sglang") whose kernels the deployment runs.
+  std::string operator_tables_engine;
 };
 
 // Bounds on the options tpp accepts (vLLM's own are looser or absent; these keep every product

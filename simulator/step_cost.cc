@@ -121,10 +121,26 @@ double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
 // picks the math: bf16/fp16 tensor cores ("bfloat16": fp16 runs at the same rate), fp8 with one
 // scale a tensor ("fp8") or DeepSeek's 128x128 block scales ("fp8_block").
 const char* table_dtype(const hw::Gpu& g, const model::Model& m, bool quantized) {
-  if (!quantized)
+  // `quantized`: a weight the checkpoint's quantization applies to; without one it is the
+  // model's dtype like any other.
+  if (!quantized || m.quant.method == model::QuantMethod::kNone)
     return m.dtype == model::DType::kBF16 || m.dtype == model::DType::kF16 ? "bfloat16" : nullptr;
   if (m.quant.weight_dtype == model::DType::kFP8E4M3 && g.has_fp8)
     return m.quant.block_rows > 0 ? "fp8_block" : "fp8";
+  return nullptr;
+}
+
+// The series of `key` measured at exactly `heads` query heads on a GPU (and `head_dim`, where
+// it is not 0): MLA's tables are taken only at the shape they were measured for.
+const hw::OperatorTables::AttentionSeries* exact_series(
+    const std::map<std::string, std::vector<hw::OperatorTables::AttentionSeries>>& m,
+    const std::string& key, double heads, double head_dim) {
+  auto it = m.find(key);
+  if (it == m.end()) return nullptr;
+  for (const auto& s : it->second)
+    if (static_cast<double>(s.heads) == heads &&
+        (head_dim == 0 || static_cast<double>(s.head_dim) == head_dim))
+      return &s;
   return nullptr;
 }
 
@@ -188,6 +204,52 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
     table_decode_ = t->attention_series(true, kv, d, table_heads_, table_kv_heads_);
     table_prefill_ = t->attention_series(false, kv, d, table_heads_, table_kv_heads_);
   }
+  // MLA: the engine's whole attention module measured for DeepSeek-V3's shape (projections,
+  // attention, o_proj), where the model has that shape and the table this GPU's head count, KV
+  // dtype and the projections' GEMM dtype; it then stands for the attention GEMMs too.
+  if (const auto& t = o_.operator_tables; t && m_.mla && t->mla_module &&
+                                          attn_decode_ <= 0 && attn_prefill_ <= 0) {
+    const auto& x = *m_.mla;
+    const auto& mm = *t->mla_module;
+    const model::TensorSpec* q = nullptr;
+    for (const auto& ts : model::layer_tensors(m_, 0))
+      if (ts.component == model::Component::kAttention && ts.cols > 1) q = q ? q : &ts;
+    const char* gemm = q ? table_dtype(g, m_, q->quantized) : nullptr;
+    if (gemm && mm.hidden == m_.hidden_size && mm.q_lora_rank == x.q_lora_rank &&
+        mm.kv_lora_rank == x.kv_lora_rank && mm.qk_nope_head_dim == x.qk_nope_head_dim &&
+        mm.qk_rope_head_dim == x.qk_rope_head_dim && mm.v_head_dim == x.v_head_dim &&
+        m_.attention.num_heads % p_.tp == 0) {
+      const std::string key = std::string(o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16") + "/" + gemm;
+      const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
+      const auto* dec = exact_series(mm.decode, key, heads, 0);
+      const auto* pre = exact_series(mm.prefill, key, heads, 0);
+      if (dec && pre) {
+        table_decode_ = dec;
+        table_prefill_ = pre;
+        table_heads_ = heads;
+        table_kv_heads_ = 1;
+        table_mla_module_ = true;
+      }
+    }
+  }
+  // Else the engine's bare MLA kernel over the latent cache (SGLang's, TensorRT-LLM's tables),
+  // for this GPU's query heads and KV dtype; the projections stay GEMMs.
+  if (const auto& t = o_.operator_tables; t && m_.mla && !table_mla_module_ &&
+                                          attn_decode_ <= 0 && attn_prefill_ <= 0 &&
+                                          m_.attention.num_heads % p_.tp == 0) {
+    const auto& x = *m_.mla;
+    const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
+    const double latent = static_cast<double>(x.kv_lora_rank + x.qk_rope_head_dim);
+    const char* kv = o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16";
+    const auto* dec = exact_series(t->mla_decode, kv, heads, latent);
+    const auto* pre = exact_series(t->mla_prefill, kv, heads, latent);
+    if (dec && pre) {
+      table_decode_ = dec;
+      table_prefill_ = pre;
+      table_heads_ = heads;
+      table_kv_heads_ = 1;
+    }
+  }
 
   // The engines the operator tables time run each of vLLM's merged parameters as one GEMM
   // (model::vllm_parameter: q, k and v in QKVParallelLinear, gate and up in
@@ -208,7 +270,8 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
       Gemm gm{static_cast<double>(s.rows), static_cast<double>(s.cols),
               static_cast<double>(model::storage_bytes(sh, m_)),
               peak_flops(g, m_, t.quantized) * e_.compute, expert,
-              static_cast<double>(s.count), table_dtype(g, m_, t.quantized)};
+              static_cast<double>(s.count), table_dtype(g, m_, t.quantized),
+              t.component == model::Component::kAttention};
       const model::VllmParameter param = model::vllm_parameter(t.name, m_.mla.has_value());
       if (merge && !expert && param.part > 0 && param.name == last && out.back().cols == gm.cols &&
           out.back().table_dtype == gm.table_dtype) {
@@ -224,6 +287,21 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   for (std::int64_t l = 0; l < m_.num_layers && (dense_.empty() || moe_.empty()); ++l) {
     auto& slot = m_.is_moe_layer(l) ? moe_ : dense_;
     if (slot.empty()) slot = gemms_of(l);
+  }
+  // The engine's measured fused MoE layer for exactly this model shape, expert dtype and
+  // sharding. Its tokens are routed by a power law, not uniformly: the busiest expert sets the
+  // time (alpha as aiconfigurator's own models pick it: 1.01 for the DeepSeek family,
+  // sdk/models/deepseek.py; 1.2 for other MoE models, sdk/models/moe.py).
+  if (const auto& t = o_.operator_tables; t && m_.moe) {
+    const auto expert = std::find_if(moe_.begin(), moe_.end(), [](const Gemm& x) { return x.expert; });
+    if (expert != moe_.end() && expert->table_dtype) {
+      const auto& moe = *m_.moe;
+      const std::int64_t tp = p_.expert_parallel ? 1 : p_.tp, ep = p_.ep();
+      table_moe_ = t->moe_series(expert->table_dtype, m_.hidden_size, moe.expert_intermediate_size,
+                                 moe.experts_per_token, moe.num_experts, tp, ep,
+                                 m_.mla ? "power_law_1.01" : "power_law_1.2");
+      table_moe_tokens_ = p_.expert_parallel ? static_cast<double>(p_.dp) : 1.0;
+    }
   }
   // ParallelLMHead [padded vocab / tp, hidden], unquantized.
   const double vocab_rows = static_cast<double>(padded_vocab(m_.vocab_size) / p_.tp);
@@ -333,9 +411,17 @@ double StepCostModel::cached_gemms(const std::vector<Gemm>& gs, std::vector<doub
 double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t tokens) const {
   const double T = static_cast<double>(tokens);
   double t = 0;
+  bool moe_layer_timed = false;
   for (const Gemm& g : gs) {
+    if (g.attention && table_mla_module_) continue;  // in the measured MLA module
     if (!g.expert) {
       t += gemm_time(g, T);
+      continue;
+    }
+    if (table_moe_) {  // one measured call for the whole routed-expert layer
+      if (!moe_layer_timed)
+        t += hw::OperatorTables::series_s(table_moe_->tokens, table_moe_->us, T * table_moe_tokens_);
+      moe_layer_timed = true;
       continue;
     }
     // Routed experts: T x k token-expert pairs spread uniformly over the E experts; a rank
@@ -457,7 +543,8 @@ double StepCostModel::elementwise_time(const BatchShape& b, bool moe) const {
   if (moe) {
     const auto& e = *m_.moe;
     const double w = static_cast<double>(e.expert_intermediate_size) / (p_.expert_parallel ? 1 : p_.tp);
-    inter = static_cast<double>(e.experts_per_token) * w +
+    // The table's fused MoE layer includes its activation.
+    inter = (table_moe_ ? 0.0 : static_cast<double>(e.experts_per_token) * w) +
             static_cast<double>(e.shared_intermediate_size) / p_.tp;
   } else {
     inter = static_cast<double>(m_.intermediate_size) / p_.tp;
@@ -494,7 +581,7 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
                      kSamplerBytesPerLogit / elem_bw_;
   }
   // The fused MoE kernels' fixed time a layer, where the figures are the published GPU kernels'.
-  if (ml > 0 && published_kernels())
+  if (ml > 0 && published_kernels() && !table_moe_)
     c.gemm += ml * (c_.gpu.compute_capability.value >= 9.0 ? kMoeLatencyHopperS : kMoeLatencyAmpereS);
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
   c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? launch_graph_s_ : launch_eager_s_);
@@ -505,8 +592,8 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
     // Two all-reduces of [tokens, hidden] per layer (after o_proj and after the MLP or MoE),
     // the vocab-parallel embedding's all-reduce on the first stage, and the logits gather on
     // the last (one row per sequence, the vocabulary split over TP).
-    c.tp_comm = 2 * layers * all_reduce_s(hidden_bytes, p_.tp);
-    if (st.first) c.tp_comm += all_reduce_s(hidden_bytes, p_.tp);
+    c.tp_comm = 2 * layers * all_reduce_s(hidden_bytes, p_.tp, graph);
+    if (st.first) c.tp_comm += all_reduce_s(hidden_bytes, p_.tp, graph);
     if (st.last)
       c.tp_comm += all_gather_s(static_cast<double>(b.seqs) *
                                     static_cast<double>(padded_vocab(m_.vocab_size)) * act_bytes_,
@@ -565,12 +652,33 @@ double StepCostModel::intra_bw() const {
   return c_.intra_node.bandwidth_GBps.value * 1e9 * e_.link;
 }
 
-double StepCostModel::all_reduce_s(double bytes, std::int64_t n) const {
-  // A TP group inside a node runs vLLM's own all-reduce (custom all-reduce or symmetric memory,
-  // as its dispatch picks by size) up to the largest size measured for it; vLLM hands larger
-  // messages, and groups that span nodes, to NCCL (vllm/distributed/device_communicators/
-  // cuda_communicator.py, all_reduce).
+double StepCostModel::all_reduce_s(double bytes, std::int64_t n, bool graph) const {
+  // A TP group inside a node runs the engine's own all-reduce: vLLM's custom all-reduce or
+  // symmetric memory, as its dispatch picks by size, handing larger messages to NCCL
+  // (vllm/distributed/device_communicators/cuda_communicator.py, all_reduce); TensorRT-LLM's
+  // own kernels (Lamport one-shot/two-shot below its 64 MiB workspace, the strategy its AUTO
+  // table measured fastest, else NCCL: cpp/tensorrt_llm/common/customAllReduceUtils.h). The
+  // operator table times that whole dispatch on NVIDIA's collection machines
+  // (aiconfigurator's collector/network/collect_all_reduce.py calls each engine's
+  // tensor_model_parallel_all_reduce / AllReduce op), 128 B-512 MiB. At large messages both
+  // engines hand over to NCCL (the table's `own_max_bytes`: 8 MiB for vLLM's custom
+  // all-reduce, 16 MB / 8 MB for TensorRT-LLM's at 2 / more GPUs), which on those machines ran
+  // at 215 GB/s bus bandwidth at 8 GPUs (aiconfigurator's own NCCL table: 1088 us at 128 MiB)
+  // where a DGX's NCCL runs far faster (NVLS: h100x1's nccl-tests table gives 573 us): above
+  // that size the cluster's NCCL figures time it. Below it, the engine's measured kernels, or
+  // this cluster's measured NCCL table where that is faster (never the alpha-beta model, no
+  // measurement and far too fast for small messages). Without a table, a cluster's
+  // `library: vllm` table covers vLLM's dispatch up to its largest size. Groups that span nodes
+  // use NCCL.
   if (n > 1 && n <= c_.gpus_per_node) {
+    if (const auto& ot = o_.operator_tables) {
+      const auto* s = ot->all_reduce_series(n, graph ? "graph" : "eager");
+      if (s && (s->own_max_bytes <= 0 || bytes <= s->own_max_bytes)) {
+        const double engine = hw::OperatorTables::series_s(s->bytes, s->us, bytes);
+        const hw::CollectiveTable* nccl = find_table(c_, "all_reduce", n, true);
+        return nccl ? std::min(engine, table_s(*nccl, bytes)) : engine;
+      }
+    }
     const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, true, "vllm");
     if (t && bytes <= static_cast<double>(t->points.back().bytes)) return table_s(*t, bytes);
   }

@@ -82,9 +82,10 @@ class StepCostModel {
   // Collective times in seconds for `bytes` per rank over `ranks` GPUs (nccl-tests terms:
   // busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for all-gather), from the cluster's
   // measured table when it has one for the op and size, else alpha-beta on the link the group
-  // spans (hierarchical when it spans nodes). all_reduce_s is what a vLLM TP group pays: its
-  // own all-reduce inside a node where the cluster has a `library: vllm` table, else NCCL's.
-  double all_reduce_s(double bytes, std::int64_t ranks) const;
+  // spans (hierarchical when it spans nodes). all_reduce_s is what the engine's TP group pays
+  // inside a node: its own all-reduce from the operator table (measured under a CUDA graph, or
+  // eagerly where `graph` is false), else a cluster's `library: vllm` table, else NCCL's.
+  double all_reduce_s(double bytes, std::int64_t ranks, bool graph = true) const;
   double nccl_all_reduce_s(double bytes, std::int64_t ranks) const;
   double all_gather_s(double bytes, std::int64_t ranks) const;
   double send_s(double bytes, bool cross_node) const;
@@ -106,6 +107,7 @@ class StepCostModel {
     // The operator table's dtype for it ("bfloat16", "fp8", "fp8_block"); nullptr: none applies
     // (float32, int4/int8 weights, fp8 weight-only on a GPU without fp8 tensor cores).
     const char* table_dtype = nullptr;
+    bool attention = false;  // an attention projection (q/k/v/o, MLA's)
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;
@@ -157,6 +159,13 @@ class StepCostModel {
   double hbm_peak_ = 0, bf16_peak_ = 0;  // datasheet, bytes/s and FLOP/s
   // The operator table's attention series for this model's heads on one GPU (nullptr: none).
   const hw::OperatorTables::AttentionSeries *table_decode_ = nullptr, *table_prefill_ = nullptr;
+  // The table's fused MoE layer for this model's shape, expert dtype and sharding (nullptr:
+  // none; the routed experts' GEMMs then use the curves), and how many tokens one rank's layer
+  // receives per token of a DP rank's batch (expert parallel over DP: all DP ranks' tokens).
+  const hw::OperatorTables::MoeSeries* table_moe_ = nullptr;
+  // table_decode_ / table_prefill_ are the MLA module's: they time the attention projections too.
+  bool table_mla_module_ = false;
+  double table_moe_tokens_ = 1;
   double table_heads_ = 0, table_kv_heads_ = 0;
 };
 

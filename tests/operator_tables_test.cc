@@ -1,7 +1,8 @@
 // The measured operator tables (hardware_profiles/operators): the shipped files load and name
 // their source, lookups return the measurement on the grid and stay between neighbours off it,
 // malformed files are refused with the file and the field, and the step model uses a table only
-// for the engine and dtypes it covers.
+// for the engine, dtypes and shapes it covers (GEMMs, attention, fused MoE layers, MLA modules
+// or kernels, the TP all-reduce below the engine's own limit).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,7 +34,7 @@ double flops_roof(double m, double n, double k) { return 2 * m * n * k / 989e12 
 TEST(OperatorTables, ShippedFilesLoadAndNameTheirSource) {
   int files = 0;
   for (const char* gpu : {"A100-SXM4-80GB", "H100-SXM5-80GB", "H200-SXM-141GB"})
-    for (const char* engine : {"vllm", "trtllm"}) {
+    for (const char* engine : {"vllm", "trtllm", "sglang"}) {
       auto t = shipped(gpu, engine);
       ASSERT_TRUE(t) << gpu << " " << engine;
       ++files;
@@ -46,8 +47,117 @@ TEST(OperatorTables, ShippedFilesLoadAndNameTheirSource) {
       EXPECT_FALSE(t->attention_decode.empty());
       EXPECT_FALSE(t->attention_prefill.empty());
       EXPECT_TRUE(hw::load_gpu(gpu)) << "the table's GPU is in the catalog";
+      EXPECT_TRUE(t->moe.count("bfloat16")) << gpu << " " << engine;
+      for (std::int64_t n : {2, 4, 8}) EXPECT_TRUE(t->all_reduce_series(n, "graph")) << n;
     }
-  EXPECT_EQ(files, 6);
+  EXPECT_EQ(files, 9);
+  // Hopper: vLLM and TensorRT-LLM measured DeepSeek-V3's whole MLA module; SGLang and
+  // TensorRT-LLM the bare MLA kernel.
+  EXPECT_TRUE(shipped("H200-SXM-141GB", "vllm")->mla_module);
+  EXPECT_TRUE(shipped("H200-SXM-141GB", "trtllm")->mla_module);
+  EXPECT_FALSE(shipped("H200-SXM-141GB", "sglang")->mla_module);
+  EXPECT_TRUE(shipped("H200-SXM-141GB", "sglang")->mla_decode.count("bfloat16"));
+  EXPECT_FALSE(shipped("A100-SXM4-80GB", "vllm")->mla_module);
+}
+
+TEST(OperatorTables, SeriesLookup) {
+  const std::vector<double> xs = {1, 4, 16}, us = {10, 20, 80};
+  EXPECT_DOUBLE_EQ(OperatorTables::series_s(xs, us, 4), 20e-6) << "a point is its measurement";
+  EXPECT_DOUBLE_EQ(OperatorTables::series_s(xs, us, 0.5), 10e-6) << "below: the kernel's latency";
+  EXPECT_NEAR(OperatorTables::series_s(xs, us, 2), std::sqrt(10.0 * 20) * 1e-6, 1e-12)
+      << "linear in log x and log time";
+  EXPECT_DOUBLE_EQ(OperatorTables::series_s(xs, us, 32), 160e-6) << "beyond: in proportion";
+  EXPECT_EQ(OperatorTables::series_s(xs, us, 0), 0);
+}
+
+TEST(OperatorTables, EngineAllReduceBelowItsOwnLimitThenNccl) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-70b.yaml"));
+  auto c = hw::load_cluster("h100x1");
+  ASSERT_TRUE(c) << c.error().str();
+  sim::ServingOptions o;
+  auto r = sim::resolve_options(m, c->gpu, o);
+  ASSERT_TRUE(r && r->operator_tables) << (r ? "" : r.error().str());
+  sim::StepCostModel with(m, *c, test::split(8), *r);
+  o.operator_tables = false;
+  sim::StepCostModel without(m, *c, test::split(8), *sim::resolve_options(m, c->gpu, o));
+  const auto* graph = r->operator_tables->all_reduce_series(8, "graph");
+  const auto* eager = r->operator_tables->all_reduce_series(8, "eager");
+  ASSERT_TRUE(graph && eager);
+  EXPECT_EQ(graph->own_max_bytes, 8 * 1024 * 1024) << "vLLM's CustomAllreduce max_size";
+  // A decode step's message (16 tokens of 8192 bf16): vLLM's custom all-reduce under a graph,
+  // where it beats the cluster's measured NCCL table (h100x1's nccl-tests, 8 GPUs).
+  const double small = 16 * 8192 * 2;
+  const double own = OperatorTables::series_s(graph->bytes, graph->us, small);
+  EXPECT_LT(own, without.all_reduce_s(small, 8));
+  EXPECT_DOUBLE_EQ(with.all_reduce_s(small, 8), own);
+  EXPECT_DOUBLE_EQ(with.all_reduce_s(small, 8, false),
+                   std::min(OperatorTables::series_s(eager->bytes, eager->us, small),
+                            without.nccl_all_reduce_s(small, 8)));
+  // Above the custom all-reduce's limit vLLM hands over to NCCL: the cluster's figures.
+  const double big = 64.0 * 1024 * 1024;
+  EXPECT_DOUBLE_EQ(with.all_reduce_s(big, 8), without.nccl_all_reduce_s(big, 8));
+}
+
+TEST(OperatorTables, FusedMoeLayerFromTheTable) {
+  model::Model m = test::load_or_die(test::example("qwen3-30b-a3b.yaml"));
+  auto c = hw::load_cluster("a100x1");
+  ASSERT_TRUE(c) << c.error().str();
+  auto r = sim::resolve_options(m, c->gpu, sim::ServingOptions{});
+  ASSERT_TRUE(r && r->operator_tables) << (r ? "" : r.error().str());
+  const auto* s = r->operator_tables->moe_series("bfloat16", 2048, 768, 8, 128, 1, 1, "power_law_1.2");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->distribution, "power_law_1.2");
+  // The same table with that layer's times doubled: the step's GEMM time grows by exactly the
+  // measured layer time x 48 layers (the routed experts are that one call, nothing else).
+  auto doubled = std::make_shared<OperatorTables>(*r->operator_tables);
+  for (auto& x : doubled->moe["bfloat16"])
+    if (x.hidden == 2048 && x.inter == 768 && x.tp == 1 && x.ep == 1)
+      for (double& v : x.us) v *= 2;
+  sim::ResolvedOptions r2 = *r;
+  r2.operator_tables = doubled;
+  sim::StepCostModel a(m, *c, test::split(1), *r), b(m, *c, test::split(1), r2);
+  sim::BatchShape batch;
+  for (int i = 0; i < 24; ++i) batch.add(1, 1000);
+  EXPECT_NEAR(b.cost(0, batch).gemm - a.cost(0, batch).gemm,
+              48 * OperatorTables::series_s(s->tokens, s->us, 24), 1e-9);
+}
+
+TEST(OperatorTables, MlaModuleOrKernelFromTheEngineTable) {
+  model::Model m = test::load_or_die(test::example("r1.yaml"));
+  auto c = hw::load_cluster("h200x1");
+  ASSERT_TRUE(c) << c.error().str();
+  sim::BatchShape decode;
+  for (int i = 0; i < 32; ++i) decode.add(1, 1023);
+  const double layers = static_cast<double>(m.num_layers);
+  // vLLM: the whole module (projections included) for 128 / 8 = 16 heads, bf16 KV, fp8 blocks.
+  sim::ServingOptions o;
+  auto r = sim::resolve_options(m, c->gpu, o);
+  ASSERT_TRUE(r && r->operator_tables) << (r ? "" : r.error().str());
+  const auto& mm = *r->operator_tables->mla_module;
+  const hw::OperatorTables::AttentionSeries* s = nullptr;
+  for (const auto& x : mm.decode.at("bfloat16/fp8_block"))
+    if (x.heads == 16) s = &x;
+  ASSERT_TRUE(s);
+  sim::StepCostModel vllm(m, *c, test::split(8), *r);
+  const auto a = vllm.cost(0, decode);
+  EXPECT_NEAR(a.attention, layers * OperatorTables::attention_s(*s, true, 16, 1, 32, 1024), 1e-9);
+  o.operator_tables = false;
+  const auto curves = sim::StepCostModel(m, *c, test::split(8), *sim::resolve_options(m, c->gpu, o))
+                          .cost(0, decode);
+  EXPECT_LT(a.gemm, curves.gemm) << "the module stands for the attention projections";
+  // SGLang: the bare kernel over the latent cache; the projections stay GEMMs.
+  o.operator_tables = true;
+  o.operator_tables_engine = "sglang";
+  auto rs = sim::resolve_options(m, c->gpu, o);
+  ASSERT_TRUE(rs && rs->operator_tables);
+  EXPECT_EQ(rs->operator_tables->engine, "sglang");
+  const hw::OperatorTables::AttentionSeries* k = nullptr;
+  for (const auto& x : rs->operator_tables->mla_decode.at("bfloat16"))
+    if (x.heads == 16 && x.head_dim == 512 + 64) k = &x;
+  ASSERT_TRUE(k);
+  const auto b = sim::StepCostModel(m, *c, test::split(8), *rs).cost(0, decode);
+  EXPECT_NEAR(b.attention, layers * OperatorTables::attention_s(*k, true, 16, 1, 32, 1024), 1e-9);
+  EXPECT_GT(b.gemm, a.gemm) << "SGLang's projections are GEMMs outside the kernel's time";
 }
 
 TEST(OperatorTables, VllmBlockScaledFp8IsLeftOutAsHostBound) {
@@ -134,6 +244,19 @@ TEST(OperatorTables, MalformedFilesNameTheFileAndTheField) {
       {head + R"("attention_decode":{"bfloat16":[{"head_dim":128,"heads":8,"batch":[1,2],)"
               R"("length":[1,2],"us":[[1,1],[1,1]]}]}})",
        "field 'kv_heads': must be a positive integer"},
+      {head + R"("moe":{"bfloat16":[{"hidden":8,"inter":8,"topk":2,"experts":8,"tp":1,"ep":1,)"
+              R"("tokens":[1,2],"us":[1,2]}]}})",
+       "field 'distribution': must be a string"},
+      {head + R"("all_reduce":[{"ranks":1,"mode":"graph","bytes":[1,2],"us":[1,2]}]})",
+       "field 'all_reduce[0].ranks': must be at least 2"},
+      {head + R"("all_reduce":[{"ranks":2,"mode":"graph","bytes":[1,2],"us":[1]}]})",
+       "field 'all_reduce[0].us': must be a list of 2 at depth 1"},
+      {head + R"("mla_module":{"hidden":7168,"q_lora_rank":1536,"qk_nope_head_dim":128,)"
+              R"("qk_rope_head_dim":64,"v_head_dim":128}})",
+       "field 'mla_module.kv_lora_rank': must be a positive integer"},
+      {head + R"("mla_module":{"hidden":7168,"q_lora_rank":1536,"kv_lora_rank":512,)"
+              R"("qk_nope_head_dim":128,"qk_rope_head_dim":64,"v_head_dim":128,"decode":[]}})",
+       "field 'mla_module.decode': must be a map"},
   };
   for (const auto& c : cases) {
     const std::string path = test::write_temp("bad.json", c.text);
@@ -148,7 +271,7 @@ TEST(OperatorTables, FoundByGpuAndEngineOnly) {
   auto none = hw::find_operator_tables("RTX-4090", "vllm");
   ASSERT_TRUE(none);
   EXPECT_EQ(*none, nullptr) << "no table shipped for it";
-  auto engine = hw::find_operator_tables("H100-SXM5-80GB", "sglang");
+  auto engine = hw::find_operator_tables("H100-SXM5-80GB", "lmdeploy");
   ASSERT_TRUE(engine);
   EXPECT_EQ(*engine, nullptr);
 }
@@ -200,6 +323,10 @@ TEST(OperatorTables, TppPlanFlagAndLine) {
   EXPECT_NE(off.out.find("kernel times: the step model's own curves"), std::string::npos);
   auto bad = test::tpp_plan("--model llama-3.1-8b --cluster h100x1 --operator-tables maybe");
   EXPECT_EQ(bad.code, 2);
+  auto sglang = test::tpp_plan(
+      "--model llama-3.1-8b --cluster h100x1 --tp 1 --workload single-user --operator-tables sglang");
+  ASSERT_EQ(sglang.code, 0) << sglang.err;
+  EXPECT_NE(sglang.out.find("kernel times: sglang "), std::string::npos) << sglang.out;
 }
 
 TEST(OperatorTables, ABrokenTableInTheCatalogIsAnErrorNotAGuess) {

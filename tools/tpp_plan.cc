@@ -300,10 +300,11 @@ int run_main(int argc, char** argv) {
          "vllm-sync (V1 without it, serial with the GPU), trtllm (its overlap "
          "scheduler), none (docs/performance-model.md)");
   std::string operator_tables = "on";
-  choice("--operator-tables", operator_tables, {"on", "off"},
-         "time GEMMs and attention from the engine's measured kernel tables for this GPU "
-         "where there are some (hardware_profiles/operators: vllm's or trtllm's, by "
-         "--host-overhead), or off: the step model's own curves");
+  choice("--operator-tables", operator_tables, {"on", "off", "vllm", "trtllm", "sglang"},
+         "time GEMMs, attention, fused MoE layers and the TP all-reduce from the engine's "
+         "measured kernel tables for this GPU where there are some (hardware_profiles/operators): "
+         "on: vllm's or trtllm's, by --host-overhead; an engine's name: that engine's kernels; "
+         "off: the step model's own curves");
   app.add_flag("--count-cuda-graphs", so.count_cuda_graphs,
                "deduct CUDA-graph memory from the KV cache "
                "(vLLM's VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)");
@@ -344,7 +345,8 @@ int run_main(int argc, char** argv) {
   if (dtype != "auto") so.dtype = tpp::model::parse_dtype(dtype);
   so.host_overhead = *tpp::sim::parse_host_overhead(host_overhead);
   so.reserve_whole_request = capacity_policy == tpp::sim::capacity_policy_name(true);
-  so.operator_tables = operator_tables == "on";
+  so.operator_tables = operator_tables != "off";
+  if (operator_tables != "on" && operator_tables != "off") so.operator_tables_engine = operator_tables;
   if (!quant.empty())
     so.quantization = quant == "fp8"    ? tpp::model::QuantMethod::kFp8
                       : quant == "awq"  ? tpp::model::QuantMethod::kAwq
