@@ -178,8 +178,12 @@ void read_all_reduce(Reader& r, const json& j, std::vector<OperatorTables::AllRe
       return;
     }
     if (s.contains("own_max_bytes")) {
-      a.own_max_bytes = static_cast<double>(r.count(s, "own_max_bytes"));
-      if (r.error) return;
+      const json& v = s["own_max_bytes"];
+      if (!v.is_number_integer() || v.get<std::int64_t>() < 0) {
+        r.fail(fi + ".own_max_bytes", "must be a non-negative integer");
+        return;
+      }
+      a.own_max_bytes = static_cast<double>(v.get<std::int64_t>());
     }
     if (!r.axis(s.value("bytes", json()), fi + ".bytes", a.bytes) ||
         !r.grid(s.value("us", json()), fi + ".us", {a.bytes.size()}, 0, a.us))

@@ -55,9 +55,10 @@ struct OperatorTables {
   struct AllReduceSeries {
     std::int64_t ranks = 0;
     std::string mode;
-    // The largest message the engine reduces with its own kernels (0: every size measured);
-    // above it the engine hands over to NCCL.
-    double own_max_bytes = 0;
+    // The largest message the engine reduces with its own kernels (negative: every size
+    // measured; 0: none, NCCL at every size); above it the engine hands over to NCCL, which the
+    // series then measured on the collection machine.
+    double own_max_bytes = -1;
     std::vector<double> bytes, us;
   };
 

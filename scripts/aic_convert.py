@@ -52,7 +52,11 @@ SYSTEMS = {
     "a100_sxm": ("A100-SXM4-80GB", "A100-SXM4-80GB"),
     "h100_sxm": ("H100-SXM5-80GB", "H100 80GB HBM3"),
     "h200_sxm": ("H200-SXM-141GB", "H200"),
+    # PCIe, no NVLink, 350 W: its measured GEMMs run at the clocks it sustains, not its boost.
+    # (a100_pcie, h100_pcie and l4 are estimate-only in 0.12.0: no measured data.)
+    "l40s": ("L40S", "L40S"),
 }
+PCIE = ("l40s",)  # systems without NVLink
 ENGINES = ("vllm", "trtllm", "sglang")
 GEMM_DTYPES = ("bfloat16", "float16", "fp8", "fp8_block")
 
@@ -293,32 +297,42 @@ def moe_host_bound(moe):
 #   (vllm/distributed/device_communicators/custom_all_reduce.py).
 # - TensorRT-LLM: getMaxRequiredWorkspaceSize: 16 * 1000 * 1000 bytes at 2 GPUs, 8 * 1000 * 1000
 #   beyond; SelectImplementation picks NCCL above it (cpp/tensorrt_llm/common/customAllReduceUtils.h).
+# - SGLang: its copy of vLLM's CustomAllreduce (max_size=8192 * 1024) also caps at TensorRT-LLM's
+#   workspace (should_custom_ar: inp_size < max_size and < 16e6 at 2 GPUs, 8e6 beyond;
+#   python/sglang/srt/distributed/device_communicators/custom_all_reduce.py).
+# On PCIe-only GPUs (no NVLink) vLLM and SGLang disable their custom all-reduce beyond 2 GPUs
+# ("not supported on more than two PCIe-only GPUs"): every size is NCCL's (own_max_bytes 0).
 def engine_max_bytes(engine, ranks):
     if engine == "vllm":
         return 8192 * 1024
     if engine == "trtllm":
         return 16 * 1000 * 1000 if ranks <= 2 else 8 * 1000 * 1000
+    if engine == "sglang":
+        return min(8192 * 1024, 16 * 1000 * 1000 if ranks <= 2 else 8 * 1000 * 1000)
     return None
 
 
-def convert_all_reduce(rows, engine):
+def convert_all_reduce(rows, engine, pcie):
     """Series per GPU count and mode: bytes -> microseconds (bf16 messages). vLLM's collector
     times its custom all-reduce inside a CUDA graph ("graph") and eagerly ("eager");
-    TensorRT-LLM's one mode ("kernel"). `own_max_bytes`: engine_max_bytes."""
+    TensorRT-LLM's one mode ("kernel"). `own_max_bytes`: engine_max_bytes. The collectors'
+    `message_size` is an element count, not bytes (collector/network/collect_all_reduce.py
+    builds a [size / 4096, 4096] tensor; aiconfigurator's query multiplies tokens by hidden,
+    operators/communication.rs): bf16 elements are 2 bytes each."""
     series = {}
     for r in rows:
         if r["allreduce_dtype"] != "bfloat16":
             continue
         b = r.get("backend") or r.get("implementation") or ""
         mode = "graph" if b.endswith("graph") else "eager" if b.endswith("eager") else "kernel"
-        keep_min(series.setdefault((r["num_gpus"], mode), {}), r["message_size"], r["latency"])
+        keep_min(series.setdefault((r["num_gpus"], mode), {}), 2 * r["message_size"], r["latency"])
     out = []
     for (n, mode), pts in sorted(series.items()):
         if len(pts) < 2:
             continue
         s = {"ranks": n, "mode": mode}
         if (top := engine_max_bytes(engine, n)) is not None:
-            s["own_max_bytes"] = top
+            s["own_max_bytes"] = 0 if pcie and n > 2 and engine in ("vllm", "sglang") else top
         out.append(dict(s, bytes=sorted(pts), us=[us(pts[b]) for b in sorted(pts)]))
     return out, 0
 
@@ -422,7 +436,7 @@ def convert(src, system, engine):
         elif name.startswith("mla_module"):
             tables[name], holes[name] = convert_mla_module(rows, name == "mla_module_decode")
         elif name == "all_reduce":
-            tables[name], holes[name] = convert_all_reduce(rows, engine)
+            tables[name], holes[name] = convert_all_reduce(rows, engine, system in PCIE)
         else:
             tables[name], holes[name] = convert_attention(rows, name == "attention_decode")
         versions[name] = {"engine_version": version, "file": "systems/data/" + path,

@@ -662,21 +662,22 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n, bool graph) con
   // (aiconfigurator's collector/network/collect_all_reduce.py calls each engine's
   // tensor_model_parallel_all_reduce / AllReduce op), 128 B-512 MiB. At large messages both
   // engines hand over to NCCL (the table's `own_max_bytes`: 8 MiB for vLLM's custom
-  // all-reduce, 16 MB / 8 MB for TensorRT-LLM's at 2 / more GPUs), which on those machines ran
-  // at 215 GB/s bus bandwidth at 8 GPUs (aiconfigurator's own NCCL table: 1088 us at 128 MiB)
-  // where a DGX's NCCL runs far faster (NVLS: h100x1's nccl-tests table gives 573 us): above
-  // that size the cluster's NCCL figures time it. Below it, the engine's measured kernels, or
-  // this cluster's measured NCCL table where that is faster (never the alpha-beta model, no
-  // measurement and far too fast for small messages). Without a table, a cluster's
-  // `library: vllm` table covers vLLM's dispatch up to its largest size. Groups that span nodes
-  // use NCCL.
+  // all-reduce, 16 MB / 8 MB for TensorRT-LLM's at 2 / more GPUs, none for vLLM and SGLang on
+  // more than 2 PCIe-only GPUs). Up to that size: the engine's measured kernels, or this
+  // cluster's measured NCCL table where that is faster (never the alpha-beta model, no
+  // measurement and far too fast for small messages). Above it NCCL: this cluster's measured
+  // table where it has one (its own interconnect), else the table's, NCCL as measured on a
+  // standard node of this GPU (8 H100s at 128 MiB: 577 us, where h100x1's nccl-tests table gives
+  // 573 us). Without a table, a cluster's `library: vllm` table covers vLLM's dispatch up to its
+  // largest size. Groups that span nodes use NCCL.
   if (n > 1 && n <= c_.gpus_per_node) {
     if (const auto& ot = o_.operator_tables) {
-      const auto* s = ot->all_reduce_series(n, graph ? "graph" : "eager");
-      if (s && (s->own_max_bytes <= 0 || bytes <= s->own_max_bytes)) {
+      if (const auto* s = ot->all_reduce_series(n, graph ? "graph" : "eager")) {
         const double engine = hw::OperatorTables::series_s(s->bytes, s->us, bytes);
         const hw::CollectiveTable* nccl = find_table(c_, "all_reduce", n, true);
-        return nccl ? std::min(engine, table_s(*nccl, bytes)) : engine;
+        if (s->own_max_bytes < 0 || bytes <= s->own_max_bytes)
+          return nccl ? std::min(engine, table_s(*nccl, bytes)) : engine;
+        return nccl ? table_s(*nccl, bytes) : engine;
       }
     }
     const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, true, "vllm");

@@ -58,6 +58,16 @@ TEST(OperatorTables, ShippedFilesLoadAndNameTheirSource) {
   EXPECT_FALSE(shipped("H200-SXM-141GB", "sglang")->mla_module);
   EXPECT_TRUE(shipped("H200-SXM-141GB", "sglang")->mla_decode.count("bfloat16"));
   EXPECT_FALSE(shipped("A100-SXM4-80GB", "vllm")->mla_module);
+  // L40S (PCIe, no NVLink): vLLM and SGLang turn their custom all-reduce off beyond 2 GPUs, so
+  // there every size is NCCL's (own_max_bytes 0).
+  for (const char* engine : {"vllm", "sglang"}) {
+    auto t = shipped("L40S", engine);
+    ASSERT_TRUE(t) << engine;
+    EXPECT_GT(t->all_reduce_series(2, "graph")->own_max_bytes, 0) << engine;
+    EXPECT_EQ(t->all_reduce_series(4, "graph")->own_max_bytes, 0) << engine;
+    EXPECT_EQ(t->all_reduce_series(8, "graph")->own_max_bytes, 0) << engine;
+  }
+  EXPECT_GT(shipped("L40S", "trtllm")->all_reduce_series(8, "graph")->own_max_bytes, 0);
 }
 
 TEST(OperatorTables, SeriesLookup) {
@@ -93,9 +103,24 @@ TEST(OperatorTables, EngineAllReduceBelowItsOwnLimitThenNccl) {
   EXPECT_DOUBLE_EQ(with.all_reduce_s(small, 8, false),
                    std::min(OperatorTables::series_s(eager->bytes, eager->us, small),
                             without.nccl_all_reduce_s(small, 8)));
-  // Above the custom all-reduce's limit vLLM hands over to NCCL: the cluster's figures.
+  // Above the custom all-reduce's limit vLLM hands over to NCCL: the cluster's measured table.
   const double big = 64.0 * 1024 * 1024;
   EXPECT_DOUBLE_EQ(with.all_reduce_s(big, 8), without.nccl_all_reduce_s(big, 8));
+  // A cluster without a measured NCCL table (h200x1): NCCL as the operator table measured it on
+  // an 8-GPU H200 node, not the alpha-beta model.
+  auto h200 = hw::load_cluster("h200x1");
+  ASSERT_TRUE(h200) << h200.error().str();
+  auto r200 = sim::resolve_options(m, h200->gpu, sim::ServingOptions{});
+  ASSERT_TRUE(r200 && r200->operator_tables);
+  const auto* g200 = r200->operator_tables->all_reduce_series(8, "graph");
+  ASSERT_TRUE(g200);
+  sim::StepCostModel on200(m, *h200, test::split(8), *r200);
+  EXPECT_DOUBLE_EQ(on200.all_reduce_s(big, 8), OperatorTables::series_s(g200->bytes, g200->us, big));
+  // The converter's units: a message size in elements, 2 bytes each; at 128 MiB the measured
+  // dispatch (NCCL there) is within 10% of h100x1's nccl-tests figure.
+  const double huge = 128.0 * 1024 * 1024;
+  EXPECT_NEAR(OperatorTables::series_s(graph->bytes, graph->us, huge) /
+                  without.nccl_all_reduce_s(huge, 8), 1.0, 0.1);
 }
 
 TEST(OperatorTables, FusedMoeLayerFromTheTable) {
@@ -251,6 +276,8 @@ TEST(OperatorTables, MalformedFilesNameTheFileAndTheField) {
        "field 'all_reduce[0].ranks': must be at least 2"},
       {head + R"("all_reduce":[{"ranks":2,"mode":"graph","bytes":[1,2],"us":[1]}]})",
        "field 'all_reduce[0].us': must be a list of 2 at depth 1"},
+      {head + R"("all_reduce":[{"ranks":2,"mode":"graph","own_max_bytes":-1,"bytes":[1,2],"us":[1,2]}]})",
+       "field 'all_reduce[0].own_max_bytes': must be a non-negative integer"},
       {head + R"("mla_module":{"hidden":7168,"q_lora_rank":1536,"qk_nope_head_dim":128,)"
               R"("qk_rope_head_dim":64,"v_head_dim":128}})",
        "field 'mla_module.kv_lora_rank': must be a positive integer"},
