@@ -211,10 +211,13 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
                                           attn_decode_ <= 0 && attn_prefill_ <= 0) {
     const auto& x = *m_.mla;
     const auto& mm = *t->mla_module;
-    const model::TensorSpec* q = nullptr;
+    // The projections' GEMM dtype: that of the layer's first attention weight.
+    const char* gemm = nullptr;
     for (const auto& ts : model::layer_tensors(m_, 0))
-      if (ts.component == model::Component::kAttention && ts.cols > 1) q = q ? q : &ts;
-    const char* gemm = q ? table_dtype(g, m_, q->quantized) : nullptr;
+      if (ts.component == model::Component::kAttention && ts.cols > 1) {
+        gemm = table_dtype(g, m_, ts.quantized);
+        break;
+      }
     if (gemm && mm.hidden == m_.hidden_size && mm.q_lora_rank == x.q_lora_rank &&
         mm.kv_lora_rank == x.kv_lora_rank && mm.qk_nope_head_dim == x.qk_nope_head_dim &&
         mm.qk_rope_head_dim == x.qk_rope_head_dim && mm.v_head_dim == x.v_head_dim &&
