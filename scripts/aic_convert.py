@@ -207,9 +207,32 @@ def host_bound(gemm):
     return out
 
 
+def grids(series, decode):
+    """{(key, head_dim, heads, kv_heads): {(batch, length): latency}} -> {key: [series]}, each a
+    whole batch x length grid of microseconds (holes filled by fill_line: in proportion to the
+    context beyond the last point in decode, with its square in prefill); a series with a
+    batch line that has no point at all, or fewer than 2 batches or lengths, is left out."""
+    out, holes = {}, 0
+    for (key, hd, h, kvh), pts in sorted(series.items()):
+        bs = sorted({p[0] for p in pts})
+        ls = sorted({p[1] for p in pts})
+        grid = []
+        for b in bs:
+            line = [pts.get((b, l)) for l in ls]
+            holes += sum(v is None for v in line)
+            line = fill_line(ls, line, 1 if decode else 2)
+            if line is None:
+                break
+            grid.append([us(v) for v in line])
+        if len(grid) != len(bs) or len(bs) < 2 or len(ls) < 2:
+            continue
+        out.setdefault(key, []).append({"head_dim": hd, "heads": h, "kv_heads": kvh, "batch": bs,
+                                        "length": ls, "us": grid})
+    return out, holes
+
+
 def convert_attention(rows, decode):
     """Series per (kv dtype, head_dim, heads, kv_heads): a batch x length grid of microseconds."""
-    out, holes = {}, 0
     series = {}
     for r in rows:
         if r.get("window_size", 0) != 0 or r.get("beam_width", 1) != 1:
@@ -217,24 +240,7 @@ def convert_attention(rows, decode):
         length = r["isl"] + r["step"] if decode else r["isl"]
         key = (r["kv_cache_dtype"], r["head_dim"], r["num_heads"], r["num_key_value_heads"])
         keep_min(series.setdefault(key, {}), (r["batch_size"], length), r["latency"])
-    for (kv, hd, h, kvh), pts in sorted(series.items()):
-        bs = sorted({p[0] for p in pts})
-        ls = sorted({p[1] for p in pts})
-        grid = []
-        ok = True
-        for b in bs:
-            line = [pts.get((b, l)) for l in ls]
-            holes += sum(v is None for v in line)
-            line = fill_line(ls, line, 1 if decode else 2)
-            if line is None:
-                ok = False
-                break
-            grid.append([us(v) for v in line])
-        if not ok or len(bs) < 2 or len(ls) < 2:
-            continue
-        out.setdefault(kv, []).append({"head_dim": hd, "heads": h, "kv_heads": kvh, "batch": bs,
-                                       "length": ls, "us": grid})
-    return out, holes
+    return grids(series, decode)
 
 
 # The fused-MoE kernels tpp's step model stands for: gated (SwiGLU) experts. TensorRT-LLM's
@@ -345,28 +351,6 @@ MLA_MODEL = {"model": "deepseek-ai/DeepSeek-V3", "hidden": 7168, "q_lora_rank": 
              "v_head_dim": 128}
 
 
-def mla_grids(series, decode, head_dim):
-    """{(key, heads): {(batch, length): latency}} -> {key: [series]}, each a whole batch x length
-    grid of microseconds (holes filled by fill_line), kv_heads 1 (MLA's one latent head)."""
-    out, holes = {}, 0
-    for (key, heads), pts in sorted(series.items()):
-        bs = sorted({p[0] for p in pts})
-        ls = sorted({p[1] for p in pts})
-        grid = []
-        for b in bs:
-            line = [pts.get((b, l)) for l in ls]
-            holes += sum(v is None for v in line)
-            line = fill_line(ls, line, 1 if decode else 2)
-            if line is None:
-                break
-            grid.append([us(v) for v in line])
-        if len(grid) != len(bs) or len(bs) < 2 or len(ls) < 2:
-            continue
-        out.setdefault(key, []).append({"head_dim": head_dim, "heads": heads, "kv_heads": 1,
-                                        "batch": bs, "length": ls, "us": grid})
-    return out, holes
-
-
 def convert_mla_module(rows, decode):
     """Series per "KV dtype/GEMM dtype" and heads on one GPU: a batch x length grid of
     microseconds (decode: the context each sequence reads, isl + step; prefill: the prompt).
@@ -377,9 +361,10 @@ def convert_mla_module(rows, decode):
                 or (decode and r["isl"] != 1) or (not decode and r["step"] != 0)):
             continue
         length = r["isl"] + r["step"] if decode else r["isl"]
-        key = (r["kv_cache_dtype"] + "/" + r["gemm_type"], r["num_heads"])
+        key = (r["kv_cache_dtype"] + "/" + r["gemm_type"],
+               MLA_MODEL["qk_nope_head_dim"] + MLA_MODEL["qk_rope_head_dim"], r["num_heads"], 1)
         keep_min(series.setdefault(key, {}), (r["batch_size"], length), r["latency"])
-    return mla_grids(series, decode, MLA_MODEL["qk_nope_head_dim"] + MLA_MODEL["qk_rope_head_dim"])
+    return grids(series, decode)
 
 
 def convert_mla_kernel(rows, decode):
@@ -391,9 +376,10 @@ def convert_mla_kernel(rows, decode):
         if r["mla_dtype"] != "bfloat16" or (decode and r["isl"] != 1) or (not decode and r["step"] != 0):
             continue
         length = r["isl"] + r["step"] if decode else r["isl"]
-        keep_min(series.setdefault((r["kv_cache_dtype"], r["num_heads"]), {}),
-                 (r["batch_size"], length), r["latency"])
-    return mla_grids(series, decode, MLA_MODEL["kv_lora_rank"] + MLA_MODEL["qk_rope_head_dim"])
+        key = (r["kv_cache_dtype"], MLA_MODEL["kv_lora_rank"] + MLA_MODEL["qk_rope_head_dim"],
+               r["num_heads"], 1)
+        keep_min(series.setdefault(key, {}), (r["batch_size"], length), r["latency"])
+    return grids(series, decode)
 
 
 def convert(src, system, engine):

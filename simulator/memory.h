@@ -99,10 +99,11 @@ struct ResolvedOptions {
   // when a running request needs a block), or TensorRT-LLM's GUARANTEED_NO_EVICT (admit when the
   // whole request's blocks are free; never preempt). SchedulerConfig::reserve_whole_request.
   bool reserve_whole_request = false;
-  // The measured kernel latencies of the engine the host overhead names (vllm, trtllm) on this
-  // GPU, when ServingOptions::operator_tables is on and the catalog has them; else nullptr and
-  // the step model's own curves. Never for host overhead `none` (tpp-run's own kernels) or
-  // float32 (the tables are bf16 and fp8).
+  // The measured kernel latencies on this GPU of ServingOptions::operator_tables_engine, else of
+  // the engine the host overhead names (vllm, trtllm), when ServingOptions::operator_tables is
+  // on and the catalog has them; else nullptr and the step model's own curves. Never for host
+  // overhead `none` without an engine named (tpp-run's own kernels) or float32 (the tables are
+  // bf16 and fp8).
   std::shared_ptr<const hw::OperatorTables> operator_tables;
 };
 

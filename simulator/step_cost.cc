@@ -192,68 +192,6 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   gemm_bw_ = g.hbm_bandwidth_GBps.value * 1e9 * e_.gemm_memory;
   kv_bytes_token_layer_ =
       static_cast<double>(kv_bytes_per_token_layer(m_, p_, o_.kv_bytes_per_element));
-  // The engine's measured attention kernels, where its table has this head size and KV dtype
-  // (MLA has its own kernels, not in the tables; a cluster's measured attention figures win).
-  if (const auto& t = o_.operator_tables; t && !m_.mla && attn_decode_ <= 0 && attn_prefill_ <= 0) {
-    const double tp = static_cast<double>(p_.tp);
-    table_heads_ = static_cast<double>(m_.attention.num_heads) / tp;
-    // KV heads are replicated where the TP size exceeds them (vLLM: one a rank at least).
-    table_kv_heads_ = std::max(1.0, static_cast<double>(m_.attention.num_kv_heads) / tp);
-    const char* kv = o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16";
-    const double d = static_cast<double>(m_.attention.head_dim);
-    table_decode_ = t->attention_series(true, kv, d, table_heads_, table_kv_heads_);
-    table_prefill_ = t->attention_series(false, kv, d, table_heads_, table_kv_heads_);
-  }
-  // MLA: the engine's whole attention module measured for DeepSeek-V3's shape (projections,
-  // attention, o_proj), where the model has that shape and the table this GPU's head count, KV
-  // dtype and the projections' GEMM dtype; it then stands for the attention GEMMs too.
-  if (const auto& t = o_.operator_tables; t && m_.mla && t->mla_module &&
-                                          attn_decode_ <= 0 && attn_prefill_ <= 0) {
-    const auto& x = *m_.mla;
-    const auto& mm = *t->mla_module;
-    // The projections' GEMM dtype: that of the layer's first attention weight.
-    const char* gemm = nullptr;
-    for (const auto& ts : model::layer_tensors(m_, 0))
-      if (ts.component == model::Component::kAttention && ts.cols > 1) {
-        gemm = table_dtype(g, m_, ts.quantized);
-        break;
-      }
-    if (gemm && mm.hidden == m_.hidden_size && mm.q_lora_rank == x.q_lora_rank &&
-        mm.kv_lora_rank == x.kv_lora_rank && mm.qk_nope_head_dim == x.qk_nope_head_dim &&
-        mm.qk_rope_head_dim == x.qk_rope_head_dim && mm.v_head_dim == x.v_head_dim &&
-        m_.attention.num_heads % p_.tp == 0) {
-      const std::string key = std::string(o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16") + "/" + gemm;
-      const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
-      const auto* dec = exact_series(mm.decode, key, heads, 0);
-      const auto* pre = exact_series(mm.prefill, key, heads, 0);
-      if (dec && pre) {
-        table_decode_ = dec;
-        table_prefill_ = pre;
-        table_heads_ = heads;
-        table_kv_heads_ = 1;
-        table_mla_module_ = true;
-      }
-    }
-  }
-  // Else the engine's bare MLA kernel over the latent cache (SGLang's, TensorRT-LLM's tables),
-  // for this GPU's query heads and KV dtype; the projections stay GEMMs.
-  if (const auto& t = o_.operator_tables; t && m_.mla && !table_mla_module_ &&
-                                          attn_decode_ <= 0 && attn_prefill_ <= 0 &&
-                                          m_.attention.num_heads % p_.tp == 0) {
-    const auto& x = *m_.mla;
-    const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
-    const double latent = static_cast<double>(x.kv_lora_rank + x.qk_rope_head_dim);
-    const char* kv = o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16";
-    const auto* dec = exact_series(t->mla_decode, kv, heads, latent);
-    const auto* pre = exact_series(t->mla_prefill, kv, heads, latent);
-    if (dec && pre) {
-      table_decode_ = dec;
-      table_prefill_ = pre;
-      table_heads_ = heads;
-      table_kv_heads_ = 1;
-    }
-  }
-
   // The engines the operator tables time run each of vLLM's merged parameters as one GEMM
   // (model::vllm_parameter: q, k and v in QKVParallelLinear, gate and up in
   // MergedColumnParallelLinear): one measured call each, not three or two.
@@ -290,6 +228,52 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   for (std::int64_t l = 0; l < m_.num_layers && (dense_.empty() || moe_.empty()); ++l) {
     auto& slot = m_.is_moe_layer(l) ? moe_ : dense_;
     if (slot.empty()) slot = gemms_of(l);
+  }
+  // The engine's measured attention kernels (a cluster's measured attention figures win): for
+  // GQA/MHA the series with this head size and KV dtype; for MLA the whole attention module
+  // measured for DeepSeek-V3's shape (projections, attention, o_proj), where the model has that
+  // shape and the table this GPU's head count, KV dtype and the projections' GEMM dtype (it then
+  // stands for the attention GEMMs too), else the bare MLA kernel over the latent cache (SGLang's,
+  // TensorRT-LLM's tables; the projections stay GEMMs).
+  if (const auto& t = o_.operator_tables; t && published_kernels()) {
+    const double tp = static_cast<double>(p_.tp);
+    const char* kv = o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16";
+    if (!m_.mla) {
+      table_heads_ = static_cast<double>(m_.attention.num_heads) / tp;
+      // KV heads are replicated where the TP size exceeds them (vLLM: one a rank at least).
+      table_kv_heads_ = std::max(1.0, static_cast<double>(m_.attention.num_kv_heads) / tp);
+      const double d = static_cast<double>(m_.attention.head_dim);
+      table_decode_ = t->attention_series(true, kv, d, table_heads_, table_kv_heads_);
+      table_prefill_ = t->attention_series(false, kv, d, table_heads_, table_kv_heads_);
+    } else if (m_.attention.num_heads % p_.tp == 0) {
+      const auto& x = *m_.mla;
+      const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
+      const hw::OperatorTables::AttentionSeries *dec = nullptr, *pre = nullptr;
+      // The projections' GEMM dtype: that of the layer's first attention GEMM.
+      const auto& layer = dense_.empty() ? moe_ : dense_;
+      const auto proj = std::find_if(layer.begin(), layer.end(), [](const Gemm& y) { return y.attention; });
+      if (const auto& mm = t->mla_module;
+          mm && proj != layer.end() && proj->table_dtype && mm->hidden == m_.hidden_size &&
+          mm->q_lora_rank == x.q_lora_rank && mm->kv_lora_rank == x.kv_lora_rank &&
+          mm->qk_nope_head_dim == x.qk_nope_head_dim &&
+          mm->qk_rope_head_dim == x.qk_rope_head_dim && mm->v_head_dim == x.v_head_dim) {
+        const std::string key = std::string(kv) + "/" + proj->table_dtype;
+        dec = exact_series(mm->decode, key, heads, 0);
+        pre = exact_series(mm->prefill, key, heads, 0);
+        table_mla_module_ = dec && pre;
+      }
+      if (!table_mla_module_) {
+        const double latent = static_cast<double>(x.kv_lora_rank + x.qk_rope_head_dim);
+        dec = exact_series(t->mla_decode, kv, heads, latent);
+        pre = exact_series(t->mla_prefill, kv, heads, latent);
+      }
+      if (dec && pre) {
+        table_decode_ = dec;
+        table_prefill_ = pre;
+        table_heads_ = heads;
+        table_kv_heads_ = 1;
+      }
+    }
   }
   // The engine's measured fused MoE layer for exactly this model shape, expert dtype and
   // sharding. Its tokens are routed by a power law, not uniformly: the busiest expert sets the
@@ -659,11 +643,11 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n, bool graph) con
   // A TP group inside a node runs the engine's own all-reduce: vLLM's custom all-reduce or
   // symmetric memory, as its dispatch picks by size, handing larger messages to NCCL
   // (vllm/distributed/device_communicators/cuda_communicator.py, all_reduce); TensorRT-LLM's
-  // own kernels (Lamport one-shot/two-shot below its 64 MiB workspace, the strategy its AUTO
-  // table measured fastest, else NCCL: cpp/tensorrt_llm/common/customAllReduceUtils.h). The
-  // operator table times that whole dispatch on NVIDIA's collection machines
-  // (aiconfigurator's collector/network/collect_all_reduce.py calls each engine's
-  // tensor_model_parallel_all_reduce / AllReduce op), 128 B-512 MiB. At large messages both
+  // own one-shot/two-shot kernels below its workspace, else NCCL
+  // (cpp/tensorrt_llm/common/customAllReduceUtils.h). The operator table times that whole
+  // dispatch on NVIDIA's collection machines (aiconfigurator's
+  // collector/network/collect_all_reduce.py calls each engine's tensor_model_parallel_all_reduce
+  // / AllReduce op), 256 B-1 GiB of bf16. At large messages both
   // engines hand over to NCCL (the table's `own_max_bytes`: 8 MiB for vLLM's custom
   // all-reduce, 16 MB / 8 MB for TensorRT-LLM's at 2 / more GPUs, none for vLLM and SGLang on
   // more than 2 PCIe-only GPUs). Up to that size: the engine's measured kernels, or this
