@@ -27,8 +27,8 @@ A case's fields (published.json):
   max_num_seqs, max_num_batched_tokens   optional, passed as flags
   batch_limits                   "trtllm-bench": max_num_seqs and max_num_batched_tokens as
                                  trtllm-bench computes them
-  host_overhead                  optional: tpp-plan's --host-overhead; default by engine
-                                 (host_overhead())
+  host_overhead                  optional: tpp-plan's --host-overhead; default by engine, version
+                                 and the source's date (host_overhead())
   capacity_policy                optional: tpp-plan's --capacity-policy; default by engine:
                                  guaranteed-no-evict for tensorrt-llm (its default policy), vllm
   excluded                       optional: why the case is shown but left out of the medians and
@@ -42,6 +42,7 @@ import concurrent.futures
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -156,11 +157,26 @@ def run_plan(cmd):
     return json.loads(out.stdout), None
 
 
-def host_overhead(case):
+# vLLM turned async scheduling on by default in vllm-project/vllm PR #27614 ("[Core] Enable async
+# scheduling by default", opened 2025-10-27); before it the flag was experimental and off (PR
+# #19970, 2025-06-23). A run published before that date ran without it, whatever its version.
+ASYNC_SCHEDULING_DEFAULT_SINCE = "2025-10-27"
+
+
+def source_date(data, case):
+    """The date its source names (the first YYYY-MM-DD of published.json's sources entry), or
+    None."""
+    m = re.search(r"\d{4}-\d{2}-\d{2}", data.get("sources", {}).get(case.get("source", ""), ""))
+    return m.group(0) if m else None
+
+
+def host_overhead(case, date=None):
     """The engine's host model (tpp-plan --host-overhead): TensorRT-LLM's overlap scheduler;
     vLLM V1 with async scheduling (its default from the Q4 2025 roadmap on, so for any version
-    from 0.13 on or unstated) or without it (older versions); SGLang's overlap scheduler, taken
-    as vLLM's async one (tpp has no SGLang figures; both prepare step n+1 while the GPU runs n)."""
+    from 0.13 on, or unstated and published since ASYNC_SCHEDULING_DEFAULT_SINCE or undated) or
+    without it (older versions, and unstated ones published before that date); SGLang's overlap
+    scheduler, taken as vLLM's async one (tpp has no SGLang figures; both prepare step n+1 while
+    the GPU runs n)."""
     if case.get("host_overhead"):
         return case["host_overhead"]
     if case["engine"] == "tensorrt-llm":
@@ -168,8 +184,10 @@ def host_overhead(case):
     if case["engine"] == "vllm":
         v = case.get("version", "unknown")
         parts = v.split(".")
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() and \
-                (int(parts[0]), int(parts[1])) < (0, 13):
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            if (int(parts[0]), int(parts[1])) < (0, 13):
+                return "vllm-sync"
+        elif date and date < ASYNC_SCHEDULING_DEFAULT_SINCE:
             return "vllm-sync"
     return "vllm"
 
@@ -182,14 +200,14 @@ def capacity_policy(case):
     return "guaranteed-no-evict" if case["engine"] == "tensorrt-llm" else "vllm"
 
 
-def predict(plan, case, tmp, index):
+def predict(plan, case, tmp, index, date=None):
     """tpp-plan's prediction for one case, {metric: value}: the case's load, fixed lengths,
     the case's split."""
     name = f"{index}-{os.path.basename(case['model'])}-{case['gpu']}-tp{case['tp']}-{case['isl']}-{case['osl']}"
     cmd = [plan, "--model", model_path(case["model"]), "--cluster", cluster_path(case["cluster"]),
            "--tp", str(case["tp"]), "--pp", str(case.get("pp", 1)), "--dp", "1",
            "--gpu-memory-utilization", str(case.get("gpu_memory_utilization", 0.95)),
-           "--format", "json", "--host-overhead", host_overhead(case),
+           "--format", "json", "--host-overhead", host_overhead(case, date),
            "--capacity-policy", capacity_policy(case),
            "--max-model-len", str(case["isl"] + case["osl"])]
     if case["engine"] == "sglang" and "--operator-tables" not in EXTRA_ARGS:
@@ -262,7 +280,8 @@ def table(build, jobs):
     cases = data["cases"]
     with tempfile.TemporaryDirectory() as tmp, \
             concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda ic: predict(plan, ic[1], tmp, ic[0]), enumerate(cases)))
+        results = list(pool.map(lambda ic: predict(plan, ic[1], tmp, ic[0], source_date(data, ic[1])),
+                                enumerate(cases)))
     lines = ["| engine | version | GPU | model | quant | KV | TP | ISL/OSL | requests | load | "
              "metric | measured | predicted | error |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
