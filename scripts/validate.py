@@ -323,6 +323,16 @@ def table(build, jobs):
         lines.append(f"| {b['engine']} | {b['metric']} | {'MoE' if b['moe'] else 'dense'} | "
                      f"{b['tp'] or 'all'} | {b['cases']} | {b['median_error_pct']:+.1f}% | "
                      f"{b['median_abs_error_pct']:.1f}% | {b['worst_error_pct']:+.1f}% |")
+    # Per engine, every figure of every kind (the "median and worst error per engine").
+    lines += ["", "| engine | figures (all metrics, models, TP sizes) | median error | "
+              "median \\|error\\| | worst |", "|---|---|---|---|---|"]
+    per_engine = {}
+    for (engine, _, _, _), es in errors.items():
+        per_engine.setdefault(engine, []).extend(es)
+    for engine, es in sorted(per_engine.items()):
+        worst = max(es, key=abs)
+        lines.append(f"| {engine} | {len(es)} | {statistics.median(es) * 100:+.1f}% | "
+                     f"{statistics.median([abs(e) for e in es]) * 100:.1f}% | {worst * 100:+.1f}% |")
     lines += ["", "Side by side with NVIDIA aiconfigurator's own estimates of the same cases "
               "(bench/validation/aiconfigurator.json, scripts/aic_estimate.py):", "",
               "| engine | metric | cases | tpp median error | tpp median \\|error\\| | "
