@@ -1,0 +1,458 @@
+#include "reports/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace tpp::reports {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// A number at `path` (keys separated by '.') in `j`, or an error naming the file and the field.
+Expected<double> number(const json& j, const std::string& path, const std::string& file) {
+  const json* at = &j;
+  std::size_t from = 0;
+  while (from <= path.size()) {
+    const std::size_t dot = path.find('.', from);
+    const std::string key = path.substr(from, dot == std::string::npos ? std::string::npos
+                                                                       : dot - from);
+    if (!at->is_object() || !at->contains(key))
+      return make_error(file, 0, 0, fmt::format("missing field '{}'", path));
+    at = &(*at)[key];
+    if (dot == std::string::npos) break;
+    from = dot + 1;
+  }
+  if (!at->is_number()) return make_error(file, 0, 0, fmt::format("field '{}' is not a number", path));
+  const double v = at->get<double>();
+  if (!std::isfinite(v)) return make_error(file, 0, 0, fmt::format("field '{}' is not finite", path));
+  return v;
+}
+
+double error_pct(double predicted, double measured) {
+  return measured != 0 ? 100 * (predicted - measured) / measured : 0;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string gib(double bytes) { return fmt::format("{:.2f}", bytes / (1024.0 * 1024 * 1024)); }
+
+bool write_file(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::binary);
+  f << text;
+  return static_cast<bool>(f);
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Whether `program` is on PATH (or is a path that exists and is executable).
+bool have_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  if (!path) return false;
+  std::stringstream ss(path);
+  std::string dir;
+  while (std::getline(ss, dir, ':'))
+    if (!dir.empty() && ::access((fs::path(dir) / program).c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string o = "'";
+  for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return o + "'";
+}
+
+// An SVG a drawing program wrote: non-empty, an <svg> element closed at the end.
+bool looks_like_svg(const std::string& s) {
+  return s.find("<svg") != std::string::npos && s.rfind("</svg>") != std::string::npos;
+}
+
+// Runs `cmd` (stdout and stderr to `log`); true when it exits 0 and `out` is an SVG.
+bool draw(const std::string& cmd, const fs::path& out, const fs::path& log) {
+  const std::string full = cmd + " >" + shell_quote(log.string()) + " 2>&1";
+  const int rc = std::system(full.c_str());
+  return rc == 0 && fs::exists(out) && looks_like_svg(read_file(out));
+}
+
+const char* kStageColours[] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759",
+                               "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"};
+
+}  // namespace
+
+Expected<RunComparison> compare_run(const json& measured, const std::string& file, double dp) {
+  RunComparison rc;
+  rc.name = file;
+  if (!measured.is_object()) return make_error(file, 0, 0, "not a JSON object (a tpp-run -o measured.json)");
+  if (!measured.contains("tpp_measured_version"))
+    return make_error(file, 0, 0, "missing field 'tpp_measured_version' (not a tpp-run -o measured.json)");
+  for (const char* part : {"predicted", "performance"})
+    if (!measured.contains(part) || !measured[part].is_object())
+      return make_error(file, 0, 0, fmt::format("missing field '{}'", part));
+  if (!measured["predicted"].contains("performance") || !measured["predicted"]["performance"].is_object())
+    return make_error(file, 0, 0, "missing field 'predicted.performance'");
+  const json& p = measured["predicted"]["performance"];
+  const json& m = measured["performance"];
+  struct Metric {
+    const char* name;
+    const char* path;
+    const char* unit;
+  };
+  const Metric metrics[] = {
+      {"decode step p50", "decode_step_ms.p50", "ms"}, {"step p50", "step_ms.p50", "ms"},
+      {"TTFT p50", "ttft_ms.p50", "ms"},               {"TTFT p99", "ttft_ms.p99", "ms"},
+      {"TPOT p50", "tpot_ms.p50", "ms"},               {"TPOT p99", "tpot_ms.p99", "ms"},
+      {"ITL p50", "itl_ms.p50", "ms"},                 {"E2E p50", "e2e_ms.p50", "ms"},
+      {"output tokens/s", "output_tokens_per_s", "tok/s"}, {"makespan", "makespan_s", "s"}};
+  for (const Metric& x : metrics) {
+    auto a = number(p, x.path, file), b = number(m, x.path, file);
+    if (!a) return make_error(file, 0, 0, "predicted.performance: " + a.error().message);
+    if (!b) return make_error(file, 0, 0, "performance: " + b.error().message);
+    rc.rows.push_back({x.name, x.unit, *a, *b, error_pct(*a, *b), true});
+  }
+  // Per stage: compute, TP collectives and the PP send per step (the breakdown is one replica's
+  // seconds; the steps are every replica's), and the stage's idle time.
+  dp = std::max(1.0, dp);
+  auto ps = number(p, "steps", file), ms = number(m, "steps", file);
+  if (!ps || !ms) return make_error(file, 0, 0, "missing field 'steps'");
+  const json& pb = p.contains("breakdown") ? p["breakdown"] : json::array();
+  const json& mb = m.contains("breakdown") ? m["breakdown"] : json::array();
+  const double psteps = std::max(1.0, *ps / dp), msteps = std::max(1.0, *ms / dp);
+  for (std::size_t s = 0; s < pb.size() && s < mb.size(); ++s) {
+    auto get = [&](const json& j, const char* k) { return j.value(k, 0.0); };
+    const double pstep = (get(pb[s], "compute") + get(pb[s], "tp_comm") + get(pb[s], "ep_comm") +
+                          get(pb[s], "pp_comm")) / psteps * 1e3;
+    const double mstep = (get(mb[s], "compute") + get(mb[s], "tp_comm") + get(mb[s], "ep_comm") +
+                          get(mb[s], "pp_comm")) / msteps * 1e3;
+    const std::pair<const char*, const char*> parts[] = {
+        {"compute / step", "compute"}, {"TP comm / step", "tp_comm"}, {"PP send / step", "pp_comm"}};
+    for (const auto& [name, key] : parts) {
+      const double a = get(pb[s], key) / psteps * 1e3, b = get(mb[s], key) / msteps * 1e3;
+      // A component under 2% of its stage's step is shown but is not a finding.
+      const bool counts = std::max(a / std::max(pstep, 1e-12), b / std::max(mstep, 1e-12)) >= 0.02;
+      rc.rows.push_back({fmt::format("stage {} {}", s, name), "ms", a, b, error_pct(a, b), counts});
+    }
+  }
+  for (const Row& r : rc.rows)
+    if (r.counts && std::fabs(r.error_pct) > std::fabs(rc.worst_error_pct)) {
+      rc.worst_error_pct = r.error_pct;
+      rc.worst_component = r.component;
+    }
+  return rc;
+}
+
+std::string verdict(const std::vector<RunComparison>& runs, double limit_pct) {
+  if (runs.empty()) return "no measured run given: prediction only";
+  std::vector<std::string> missed;
+  double worst = 0;
+  std::string worst_what;
+  for (const RunComparison& r : runs)
+    for (const Row& row : r.rows) {
+      if (!row.counts) continue;
+      if (std::fabs(row.error_pct) > std::fabs(worst)) {
+        worst = row.error_pct;
+        worst_what = (runs.size() > 1 ? r.name + ": " : "") + row.component;
+      }
+      if (limit_pct >= 0 && std::fabs(row.error_pct) > limit_pct)
+        missed.push_back(fmt::format("{}{} {:+.1f}%", runs.size() > 1 ? r.name + ": " : "",
+                                     row.component, row.error_pct));
+    }
+  if (limit_pct < 0)
+    return fmt::format("within {:.1f}% on every component (worst: {} {:+.1f}%)", std::fabs(worst),
+                       worst_what.empty() ? "none" : worst_what, worst);
+  if (missed.empty())
+    return fmt::format("within {:.1f}% on every component (limit {:.1f}%)", std::fabs(worst), limit_pct);
+  std::string s = fmt::format("{} component{} missed the {:.1f}% limit: ", missed.size(),
+                              missed.size() == 1 ? "" : "s", limit_pct);
+  for (std::size_t k = 0; k < missed.size(); ++k) s += (k ? ", " : "") + missed[k];
+  return s;
+}
+
+Expected<std::string> placement_dot(const json& plan, const std::string& file) {
+  auto tp = number(plan, "split.tp", file), pp = number(plan, "split.pp", file),
+       dp = number(plan, "split.dp", file), per_node = number(plan, "cluster.gpus_per_node", file),
+       hidden = number(plan, "model.hidden_size", file);
+  for (auto* e : {&tp, &pp, &dp, &per_node, &hidden})
+    if (!*e) return e->error();
+  const auto T = static_cast<long>(*tp), P = static_cast<long>(*pp), D = static_cast<long>(*dp),
+             G = static_cast<long>(*per_node);
+  if (T < 1 || P < 1 || D < 1 || G < 1 || T * P * D > 4096)
+    return make_error(file, 0, 0, "field 'split' gives no placement to draw (tp, pp, dp >= 1, at most 4096 GPUs)");
+  const std::string dtype = plan.contains("serving") ? plan["serving"].value("dtype", "bf16") : "bf16";
+  const double act = dtype == "float32" || dtype == "fp32" || dtype == "float" ? 4 : 2;
+  // Bytes a token moves: each layer's two TP all-reduces carry its hidden state (vLLM's row-
+  // parallel o_proj and down_proj); a PP stage sends the hidden state and the residual.
+  const double ar_bytes = 2 * *hidden * act, pp_bytes = 2 * *hidden * act;
+  std::string s = "digraph placement {\n  graph [rankdir=LR, fontname=\"Helvetica\", fontsize=11, "
+                  "compound=true, nodesep=0.15, ranksep=0.6];\n"
+                  "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=10, "
+                  "fontcolor=white];\n  edge [fontname=\"Helvetica\", fontsize=9];\n";
+  const long gpus = T * P * D;
+  auto gpu_of = [&](long d, long p, long t) { return d * T * P + p * T + t; };
+  for (long node = 0; node * G < gpus; ++node) {
+    s += fmt::format("  subgraph cluster_node{} {{\n    label=\"node {}\"; style=\"rounded\"; "
+                     "color=\"#555555\"; fontcolor=\"#222222\";\n", node, node);
+    for (long d = 0; d < D; ++d)
+      for (long p = 0; p < P; ++p) {
+        const long first = gpu_of(d, p, 0);
+        if (first / G != node) continue;
+        // A TP group whole inside this node is boxed; one spanning nodes is drawn per node.
+        s += fmt::format("    subgraph cluster_tp_d{}_p{}_n{} {{\n      label=\"DP {} stage {} TP{}\"; "
+                         "style=\"dashed\"; color=\"{}\"; fontcolor=\"#222222\";\n",
+                         d, p, node, d, p, T, kStageColours[p % 8]);
+        for (long t = 0; t < T; ++t) {
+          const long g = gpu_of(d, p, t);
+          if (g / G != node) continue;
+          s += fmt::format("      g{} [label=\"GPU {}\\nrank {}\", fillcolor=\"{}\"];\n", g, g % G, g,
+                           kStageColours[p % 8]);
+        }
+        s += "    }\n";
+      }
+    s += "  }\n";
+  }
+  // TP all-reduce: one edge per group (first to last rank), labelled; PP sends between stages.
+  for (long d = 0; d < D; ++d)
+    for (long p = 0; p < P; ++p) {
+      if (T > 1)
+        s += fmt::format("  g{} -> g{} [dir=both, color=\"#888888\", label=\"all-reduce x2/layer\\n{:.0f} B/token each\"];\n",
+                         gpu_of(d, p, 0), gpu_of(d, p, T - 1), ar_bytes / 2);
+      if (p + 1 < P) {
+        const long a = gpu_of(d, p, T - 1), b = gpu_of(d, p + 1, 0);
+        const bool cross = a / G != b / G;
+        s += fmt::format("  g{} -> g{} [color=\"#222222\", penwidth=2, label=\"PP send{}\\n{:.0f} B/token\"];\n",
+                         a, b, cross ? " (across nodes)" : "", pp_bytes);
+      }
+    }
+  s += "}\n";
+  return s;
+}
+
+Expected<ReportResult> write_report(const json& plan, const std::string& plan_file,
+                                    const std::vector<json>& measured,
+                                    const std::vector<std::string>& measured_files,
+                                    const ReportOptions& o) {
+  ReportResult r;
+  if (!plan.is_object() || !plan.contains("tpp_plan_version"))
+    return make_error(plan_file, 0, 0, "missing field 'tpp_plan_version' (not a tpp-plan -o plan.json)");
+  for (const char* k : {"model", "cluster", "split", "serving", "predicted"})
+    if (!plan.contains(k) || !plan[k].is_object())
+      return make_error(plan_file, 0, 0, fmt::format("missing field '{}'", k));
+  for (std::size_t k = 0; k < measured.size(); ++k) {
+    auto c = compare_run(measured[k], k < measured_files.size() ? measured_files[k] : "measured",
+                         plan["split"].value("dp", 1.0));
+    if (!c) return c.error();
+    r.runs.push_back(*c);
+  }
+  r.verdict = verdict(r.runs, o.fail_above_pct);
+  if (o.fail_above_pct >= 0)
+    for (const auto& run : r.runs)
+      for (const Row& row : run.rows)
+        if (row.counts && std::fabs(row.error_pct) > o.fail_above_pct) r.within = false;
+
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (ec || !fs::is_directory(o.out_dir))
+    return make_error(o.out_dir, 0, 0, "cannot create the output directory: " + ec.message());
+  const fs::path dir(o.out_dir);
+
+  // What the plan says.
+  const json& model = plan["model"];
+  const json& cluster = plan["cluster"];
+  const json& split = plan["split"];
+  const json& pred = plan["predicted"];
+  const std::string model_name = model.value("name", model.value("hf_repo", std::string("model")));
+  const std::string cluster_name = cluster.value("name", std::string("cluster"));
+  const std::string gpu_name = cluster.contains("gpu") ? cluster["gpu"].value("name", std::string("GPU")) : "GPU";
+  const long tp = split.value("tp", 1L), pp = split.value("pp", 1L), dp = split.value("dp", 1L);
+  const std::string title = fmt::format("{} on {}: TP{} x PP{} x DP{}", model_name, cluster_name, tp, pp, dp);
+
+  // Memory per GPU by stage: a gnuplot stacked bar chart, and the same numbers as a table.
+  struct StageMem {
+    long stage;
+    double weights, activations, non_torch, graphs, kv, total;
+  };
+  std::vector<StageMem> stages;
+  if (pred.contains("memory") && pred["memory"].contains("stages"))
+    for (const json& st : pred["memory"]["stages"])
+      stages.push_back({st.value("pp_rank", 0L), st.value("weights_bytes", 0.0),
+                        st.value("activation_peak_bytes", 0.0), st.value("non_torch_bytes", 0.0),
+                        st.value("cuda_graph_bytes", 0.0),
+                        std::max(0.0, st.value("kv_cache_bytes", 0.0)), st.value("total_bytes", 0.0)});
+  const double budget = pred.contains("memory") ? pred["memory"].value("budget_bytes", 0.0) : 0.0;
+
+  std::vector<std::string> figures;  // SVG files, in the order the HTML shows them
+  const bool gnuplot = have_program(o.gnuplot), dot = have_program(o.dot);
+  if (!stages.empty()) {
+    std::string dat = "# stage weights activations non_torch cuda_graphs kv_cache (GiB)\n";
+    for (const auto& s : stages)
+      dat += fmt::format("\"stage {}\" {} {} {} {} {}\n", s.stage, gib(s.weights), gib(s.activations),
+                         gib(s.non_torch), gib(s.graphs), gib(s.kv));
+    write_file(dir / "memory.dat", dat);
+    r.files.push_back("memory.dat");
+    const double cap = stages.front().total / (1024.0 * 1024 * 1024);
+    const std::string gp = fmt::format(
+        "set terminal svg size 640,400 dynamic font 'Helvetica,11' background rgb 'white'\n"
+        "set output 'memory.svg'\nset title 'Memory per GPU by PP stage (GiB)'\n"
+        "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n"
+        "set boxwidth 0.6\nset key outside right top\nset ylabel 'GiB'\nset yrange [0:{:.1f}]\n"
+        "set grid ytics\nset arrow from graph 0, first {:.3f} to graph 1, first {:.3f} nohead dt 2 lw 2 lc rgb '#d62728'\n"
+        "set label 'GPU total {:.1f} GiB' at graph 0.02, first {:.3f} offset 0,0.7 textcolor rgb '#d62728'\n"
+        "{}"
+        "plot 'memory.dat' using 2:xtic(1) title 'weights' lc rgb '#4e79a7', '' using 3 title 'activations' lc rgb '#f28e2b', "
+        "'' using 4 title 'non-torch' lc rgb '#bab0ac', '' using 5 title 'CUDA graphs' lc rgb '#b07aa1', "
+        "'' using 6 title 'KV cache' lc rgb '#59a14f'\n",
+        cap * 1.15, cap, cap, cap, cap,
+        budget > 0 ? fmt::format("set arrow from graph 0, first {0:.3f} to graph 1, first {0:.3f} nohead dt 3 lw 1 lc rgb '#555555'\n",
+                                 budget / (1024.0 * 1024 * 1024))
+                   : std::string());
+    write_file(dir / "memory.gp", gp);
+    r.files.push_back("memory.gp");
+    if (!gnuplot) {
+      r.left_out.push_back("memory.svg: gnuplot not found (apt-get install gnuplot-nox, or scripts/setup.sh); "
+                           "the memory table has the same numbers, memory.gp draws it");
+    } else if (draw("cd " + shell_quote(dir.string()) + " && " + shell_quote(o.gnuplot) + " memory.gp",
+                    dir / "memory.svg", dir / "memory.log")) {
+      figures.push_back("memory.svg");
+      r.files.push_back("memory.svg");
+    } else {
+      r.left_out.push_back("memory.svg: gnuplot failed (memory.log says why)");
+    }
+  }
+
+  auto placement = placement_dot(plan, plan_file);
+  if (!placement) return placement.error();
+  write_file(dir / "placement.dot", *placement);
+  r.files.push_back("placement.dot");
+  if (!dot) {
+    r.left_out.push_back("placement.svg: Graphviz not found (apt-get install graphviz, or scripts/setup.sh); "
+                         "placement.dot holds the diagram");
+  } else if (draw(shell_quote(o.dot) + " -Tsvg -o " + shell_quote((dir / "placement.svg").string()) + " " +
+                      shell_quote((dir / "placement.dot").string()),
+                  dir / "placement.svg", dir / "placement.log")) {
+    figures.push_back("placement.svg");
+    r.files.push_back("placement.svg");
+  } else {
+    r.left_out.push_back("placement.svg: dot failed (placement.log says why)");
+  }
+
+  // report.md
+  std::string md = "# " + title + "\n\n";
+  md += fmt::format("Plan: `{}`. Model {} ({} layers, hidden {}), cluster {} ({} nodes x {} {}).\n\n",
+                    plan_file, model_name, model.value("num_layers", model.value("num_hidden_layers", 0L)),
+                    model.value("hidden_size", 0L), cluster_name, cluster.value("nodes", 0L),
+                    cluster.value("gpus_per_node", 0L), gpu_name);
+  if (pred.contains("performance")) {
+    const json& perf = pred["performance"];
+    auto p50 = [&](const char* k) { return perf.contains(k) ? perf[k].value("p50", 0.0) : 0.0; };
+    md += fmt::format("Predicted: TTFT p50 {:.1f} ms, TPOT p50 {:.2f} ms, {:.0f} output tokens/s "
+                      "({:.1f} per GPU).\n\n", p50("ttft_ms"), p50("tpot_ms"),
+                      perf.value("output_tokens_per_s", 0.0), perf.value("output_tokens_per_s_per_gpu", 0.0));
+  }
+  if (plan.contains("launch") && plan["launch"].contains("vllm"))
+    md += "Launch (vLLM):\n\n```sh\n" + plan["launch"]["vllm"].get<std::string>() + "\n```\n\n";
+  md += "## Memory per GPU (GiB)\n\n| stage | weights | activations | non-torch | CUDA graphs | KV cache | GPU total |\n"
+        "|---|---|---|---|---|---|---|\n";
+  for (const auto& s : stages)
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", s.stage, gib(s.weights), gib(s.activations),
+                      gib(s.non_torch), gib(s.graphs), gib(s.kv), gib(s.total));
+  for (const auto& run : r.runs) {
+    md += "\n## Predicted beside measured: `" + run.name + "`\n\n| component | predicted | measured | error |\n|---|---|---|---|\n";
+    for (const Row& row : run.rows)
+      md += fmt::format("| {} | {:.3f} {} | {:.3f} {} | {:+.1f}%{} |\n", row.component, row.predicted, row.unit,
+                        row.measured, row.unit, row.error_pct, row.counts ? "" : " (under 2% of the step)");
+  }
+  md += "\n**Verdict:** " + r.verdict + "\n";
+  if (!figures.empty()) {
+    md += "\n## Figures\n\n";
+    for (const auto& f : figures) md += "![" + f + "](" + f + ")\n";
+  }
+  if (!r.left_out.empty()) {
+    md += "\n## Left out\n\n";
+    for (const auto& l : r.left_out) md += "- " + l + "\n";
+  }
+  write_file(dir / "report.md", md);
+  r.files.push_back("report.md");
+
+  // report.html: self-contained (the SVGs inline, no script, no network).
+  std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
+                  "</title>\n<style>body{font-family:Helvetica,Arial,sans-serif;max-width:980px;margin:2em auto;"
+                  "color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px "
+                  "solid #ddd}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 9px;"
+                  "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+                  "pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}.bad{color:#b00}"
+                  ".verdict{font-weight:bold;padding:.4em;background:#eef5ee}.figure svg{max-width:100%;height:auto}"
+                  "</style></head><body>\n<h1>" + html_escape(title) + "</h1>\n";
+  // The markdown's prose lines, as paragraphs, up to the first table.
+  h += "<p>Plan: <code>" + html_escape(plan_file) + "</code>. " + html_escape(model_name) + " on " +
+       html_escape(cluster_name) + " (" + html_escape(gpu_name) + ").</p>\n";
+  if (pred.contains("performance")) {
+    const json& perf = pred["performance"];
+    auto p50 = [&](const char* k) { return perf.contains(k) ? perf[k].value("p50", 0.0) : 0.0; };
+    h += fmt::format("<p>Predicted: TTFT p50 {:.1f} ms, TPOT p50 {:.2f} ms, {:.0f} output tokens/s ({:.1f} per GPU).</p>\n",
+                     p50("ttft_ms"), p50("tpot_ms"), perf.value("output_tokens_per_s", 0.0),
+                     perf.value("output_tokens_per_s_per_gpu", 0.0));
+  }
+  if (plan.contains("launch") && plan["launch"].contains("vllm"))
+    h += "<h2>Launch (vLLM)</h2><pre>" + html_escape(plan["launch"]["vllm"].get<std::string>()) + "</pre>\n";
+  h += "<h2>Memory per GPU (GiB)</h2>\n<table><tr><th>stage</th><th>weights</th><th>activations</th><th>non-torch</th>"
+       "<th>CUDA graphs</th><th>KV cache</th><th>GPU total</th></tr>\n";
+  for (const auto& s : stages)
+    h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                     s.stage, gib(s.weights), gib(s.activations), gib(s.non_torch), gib(s.graphs), gib(s.kv), gib(s.total));
+  h += "</table>\n";
+  for (const auto& run : r.runs) {
+    h += "<h2>Predicted beside measured: <code>" + html_escape(run.name) + "</code></h2>\n<table><tr><th>component</th>"
+         "<th>predicted</th><th>measured</th><th>error</th></tr>\n";
+    for (const Row& row : run.rows) {
+      const bool bad = o.fail_above_pct >= 0 && row.counts && std::fabs(row.error_pct) > o.fail_above_pct;
+      h += fmt::format("<tr><td>{}</td><td>{:.3f} {}</td><td>{:.3f} {}</td><td{}>{:+.1f}%{}</td></tr>\n",
+                       html_escape(row.component), row.predicted, row.unit, row.measured, row.unit,
+                       bad ? " class=\"bad\"" : "", row.error_pct, row.counts ? "" : " *");
+    }
+    h += "</table>\n<p>* under 2% of the stage's step: shown, not counted in the verdict.</p>\n";
+  }
+  h += "<p class=\"verdict\">Verdict: " + html_escape(r.verdict) + "</p>\n";
+  for (const auto& f : figures) {
+    std::string svg = read_file(dir / f);
+    const std::size_t at = svg.find("<svg");
+    h += "<h2>" + std::string(f == "memory.svg" ? "Memory per GPU" : "Placement") +
+         "</h2>\n<div class=\"figure\" data-source=\"" + f + "\">" + svg.substr(at) + "</div>\n";
+  }
+  if (!r.left_out.empty()) {
+    h += "<h2>Left out</h2><ul>\n";
+    for (const auto& l : r.left_out) h += "<li>" + html_escape(l) + "</li>\n";
+    h += "</ul>\n";
+  }
+  h += "</body></html>\n";
+  write_file(dir / "report.html", h);
+  r.files.push_back("report.html");
+  return r;
+}
+
+}  // namespace tpp::reports
