@@ -114,6 +114,32 @@ nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
   return plans;
 }
 
+nlohmann::json candidates_summary_json(const SearchResult& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& cand : r.candidates) {
+    if (!cand.perf || !cand.memory.fits) continue;
+    const auto& m = cand.memory;
+    const auto& st = m.stages[m.binding_stage];
+    const auto& p = *cand.perf;
+    out.push_back({{"tp", m.parallel.tp}, {"pp", m.parallel.pp}, {"dp", m.parallel.dp},
+                   {"gpus", cand.gpus}, {"rank", cand.rank}, {"recommended", cand.recommended},
+                   {"pareto", cand.pareto}, {"meets_slo", cand.meets_slo},
+                   {"sustains_load", cand.sustains}, {"rejected_reason", cand.rejected_reason},
+                   {"memory", {{"weights_bytes", st.weights_bytes},
+                               {"activation_peak_bytes", st.activation_peak_bytes},
+                               {"non_torch_bytes", st.non_torch_bytes},
+                               {"cuda_graph_bytes", st.cuda_graph_bytes},
+                               {"kv_cache_bytes", std::max<std::int64_t>(0, st.kv_cache_bytes)},
+                               {"budget_bytes", m.budget_bytes}, {"total_bytes", m.total_bytes},
+                               {"gpu_blocks", m.gpu_blocks}}},
+                   {"ttft_ms_p50", p.ttft_ms.p50}, {"ttft_ms_p99", p.ttft_ms.p99},
+                   {"tpot_ms_p50", p.tpot_ms.p50}, {"tpot_ms_p99", p.tpot_ms.p99},
+                   {"output_tokens_per_s", p.output_tokens_per_s},
+                   {"output_tokens_per_s_per_gpu", p.output_tokens_per_s_per_gpu}});
+  }
+  return out;
+}
+
 nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
                               const sim::Workload& w, const sim::MemoryPlan& plan,
                               const std::optional<sim::ServingResult>& perf,

@@ -18,6 +18,12 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
 // launch.vllm, launch.sglang.
 nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
                                const SearchResult& r);
+// The search as the report draws it, one small entry a candidate that was simulated: split,
+// rank, recommended, pareto, meets_slo, sustains_load, rejected_reason, the binding stage's
+// memory by component (bytes) with the budget and the GPU's total, and the headline figures
+// (ttft_ms_p50/p99, tpot_ms_p50/p99, output_tokens_per_s, output_tokens_per_s_per_gpu).
+nlohmann::json candidates_summary_json(const SearchResult& r);
+
 // The plan file's schema version; tpp-run refuses any other. 2: the model, cluster, serving
 // options, split and workload requests written out (1 named them by path).
 inline constexpr int kPlanVersion = 2;

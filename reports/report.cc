@@ -101,6 +101,27 @@ bool draw(const std::string& cmd, const fs::path& out, const fs::path& log) {
   return rc == 0 && fs::exists(out) && looks_like_svg(read_file(out));
 }
 
+// A value as its unit reads best: whole tokens and blocks, two decimals for GiB, rates and
+// ratios, three for times.
+std::string value_text(double v, const std::string& unit) {
+  if (unit == "tokens" || unit == "blocks") return fmt::format("{:.0f} {}", v, unit);
+  if (unit == "ms" || unit == "s") return fmt::format("{:.3f} {}", v, unit);
+  if (unit == "x") return fmt::format("{:.2f}x", v);
+  return fmt::format("{:.2f} {}", v, unit);
+}
+
+// The heading a figure gets in the report.
+std::string caption(const std::string& svg) {
+  if (svg == "memory.svg") return "Memory per GPU, by stage";
+  if (svg == "memory_candidates.svg") return "Memory per GPU of each candidate";
+  if (svg == "latency_throughput.svg") return "Throughput against latency";
+  if (svg == "timeline.svg") return "The pipeline, a few steps";
+  if (svg == "kv_usage.svg") return "KV-cache use over the run";
+  if (svg == "placement.svg") return "Placement";
+  if (svg.rfind("comparison", 0) == 0) return "Predicted beside measured";
+  return svg;
+}
+
 const char* kStageColours[] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759",
                                "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"};
 
@@ -184,7 +205,7 @@ std::string verdict(const std::vector<RunComparison>& runs, double limit_pct) {
                                      row.component, row.error_pct));
     }
   if (limit_pct < 0)
-    return fmt::format("within {:.1f}% on every component (worst: {} {:+.1f}%)", std::fabs(worst),
+    return fmt::format("largest error {} {:+.1f}% (no --fail-above limit given)",
                        worst_what.empty() ? "none" : worst_what, worst);
   if (missed.empty())
     return fmt::format("within {:.1f}% on every component (limit {:.1f}%)", std::fabs(worst), limit_pct);
@@ -256,7 +277,9 @@ Expected<std::string> placement_dot(const json& plan, const std::string& file) {
 Expected<ReportResult> write_report(const json& plan, const std::string& plan_file,
                                     const std::vector<json>& measured,
                                     const std::vector<std::string>& measured_files,
-                                    const ReportOptions& o) {
+                                    const ReportOptions& o,
+                                    const std::vector<RunComparison>& vllm_runs,
+                                    const std::vector<std::string>& notes) {
   ReportResult r;
   if (!plan.is_object() || !plan.contains("tpp_plan_version"))
     return make_error(plan_file, 0, 0, "missing field 'tpp_plan_version' (not a tpp-plan -o plan.json)");
@@ -269,6 +292,7 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
     if (!c) return c.error();
     r.runs.push_back(*c);
   }
+  r.runs.insert(r.runs.end(), vllm_runs.begin(), vllm_runs.end());
   r.verdict = verdict(r.runs, o.fail_above_pct);
   if (o.fail_above_pct >= 0)
     for (const auto& run : r.runs)
@@ -308,41 +332,182 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
 
   std::vector<std::string> figures;  // SVG files, in the order the HTML shows them
   const bool gnuplot = have_program(o.gnuplot), dot = have_program(o.dot);
+  // Writes NAME.dat and NAME.gp and draws NAME.svg with gnuplot, or says why it could not.
+  auto chart = [&](const std::string& name, const std::string& what, const std::string& dat,
+                   const std::string& gp) {
+    write_file(dir / (name + ".dat"), dat);
+    write_file(dir / (name + ".gp"), "set terminal svg size 720,420 dynamic font 'Helvetica,11' "
+                                     "background rgb 'white'\nset output '" + name + ".svg'\n" + gp);
+    r.files.push_back(name + ".dat");
+    r.files.push_back(name + ".gp");
+    if (!gnuplot) {
+      r.left_out.push_back(name + ".svg (" + what + "): gnuplot not found (apt-get install "
+                           "gnuplot-nox, or scripts/setup.sh); the tables have the numbers, " +
+                           name + ".gp draws it");
+    } else if (draw("cd " + shell_quote(dir.string()) + " && " + shell_quote(o.gnuplot) + " " +
+                        shell_quote(name + ".gp"),
+                    dir / (name + ".svg"), dir / (name + ".log"))) {
+      figures.push_back(name + ".svg");
+      r.files.push_back(name + ".svg");
+    } else {
+      r.left_out.push_back(name + ".svg (" + what + "): gnuplot failed (" + name + ".log says why)");
+    }
+  };
+  const double gib_d = 1024.0 * 1024 * 1024;
   if (!stages.empty()) {
     std::string dat = "# stage weights activations non_torch cuda_graphs kv_cache (GiB)\n";
     for (const auto& s : stages)
       dat += fmt::format("\"stage {}\" {} {} {} {} {}\n", s.stage, gib(s.weights), gib(s.activations),
                          gib(s.non_torch), gib(s.graphs), gib(s.kv));
-    write_file(dir / "memory.dat", dat);
-    r.files.push_back("memory.dat");
-    const double cap = stages.front().total / (1024.0 * 1024 * 1024);
-    const std::string gp = fmt::format(
-        "set terminal svg size 640,400 dynamic font 'Helvetica,11' background rgb 'white'\n"
-        "set output 'memory.svg'\nset title 'Memory per GPU by PP stage (GiB)'\n"
+    const double cap = stages.front().total / gib_d;
+    chart("memory", "memory per GPU by stage", dat, fmt::format(
+        "set title 'Memory per GPU by PP stage of the plan (GiB)'\n"
         "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n"
-        "set boxwidth 0.6\nset key outside right top\nset ylabel 'GiB'\nset yrange [0:{:.1f}]\n"
-        "set grid ytics\nset arrow from graph 0, first {:.3f} to graph 1, first {:.3f} nohead dt 2 lw 2 lc rgb '#d62728'\n"
-        "set label 'GPU total {:.1f} GiB' at graph 0.02, first {:.3f} offset 0,0.7 textcolor rgb '#d62728'\n"
-        "{}"
+        "set boxwidth 0.6\nset key outside right top\nset ylabel 'GiB'\nset yrange [0:{0:.1f}]\nset grid ytics\n"
+        "set arrow from graph 0, first {1:.3f} to graph 1, first {1:.3f} nohead dt 2 lw 2 lc rgb '#d62728'\n"
+        "set label 'GPU total {1:.1f} GiB' at graph 0.02, first {1:.3f} offset 0,0.7 textcolor rgb '#d62728'\n"
+        "{2}"
         "plot 'memory.dat' using 2:xtic(1) title 'weights' lc rgb '#4e79a7', '' using 3 title 'activations' lc rgb '#f28e2b', "
         "'' using 4 title 'non-torch' lc rgb '#bab0ac', '' using 5 title 'CUDA graphs' lc rgb '#b07aa1', "
         "'' using 6 title 'KV cache' lc rgb '#59a14f'\n",
-        cap * 1.15, cap, cap, cap, cap,
-        budget > 0 ? fmt::format("set arrow from graph 0, first {0:.3f} to graph 1, first {0:.3f} nohead dt 3 lw 1 lc rgb '#555555'\n",
-                                 budget / (1024.0 * 1024 * 1024))
-                   : std::string());
-    write_file(dir / "memory.gp", gp);
-    r.files.push_back("memory.gp");
-    if (!gnuplot) {
-      r.left_out.push_back("memory.svg: gnuplot not found (apt-get install gnuplot-nox, or scripts/setup.sh); "
-                           "the memory table has the same numbers, memory.gp draws it");
-    } else if (draw("cd " + shell_quote(dir.string()) + " && " + shell_quote(o.gnuplot) + " memory.gp",
-                    dir / "memory.svg", dir / "memory.log")) {
-      figures.push_back("memory.svg");
-      r.files.push_back("memory.svg");
-    } else {
-      r.left_out.push_back("memory.svg: gnuplot failed (memory.log says why)");
+        cap * 1.15, cap,
+        budget > 0 ? fmt::format("set arrow from graph 0, first {0:.3f} to graph 1, first {0:.3f} nohead dt 3 lw 1 lc rgb '#555555'\n"
+                                 "set label 'budget (utilization) {0:.1f} GiB' at graph 0.55, first {0:.3f} offset 0,-0.8 textcolor rgb '#555555'\n",
+                                 budget / gib_d)
+                   : std::string()));
+  }
+  // The search: every simulated candidate's memory (its fullest stage) and its throughput per
+  // GPU against TPOT and TTFT, the Pareto front joined, the recommendation marked.
+  if (plan.contains("candidates") && plan["candidates"].is_array() && !plan["candidates"].empty()) {
+    const json& cands = plan["candidates"];
+    auto label = [](const json& c) {
+      return fmt::format("TP{}xPP{}xDP{}", c.value("tp", 0L), c.value("pp", 0L), c.value("dp", 0L));
+    };
+    // Memory: the ranked ones (at most 16) and the recommendation.
+    std::string mdat = "# candidate weights activations non_torch cuda_graphs kv_cache total (GiB)\n";
+    int shown = 0;
+    double cap = 0;
+    for (const json& c : cands) {
+      if (!(c.value("rank", 0) > 0 && shown < 16) && !c.value("recommended", false)) continue;
+      const json& m = c["memory"];
+      cap = std::max(cap, m.value("total_bytes", 0.0) / gib_d);
+      mdat += fmt::format("\"{}{}\" {} {} {} {} {}\n", label(c), c.value("recommended", false) ? " *" : "",
+                          gib(m.value("weights_bytes", 0.0)), gib(m.value("activation_peak_bytes", 0.0)),
+                          gib(m.value("non_torch_bytes", 0.0)), gib(m.value("cuda_graph_bytes", 0.0)),
+                          gib(m.value("kv_cache_bytes", 0.0)));
+      ++shown;
     }
+    if (shown > 0)
+      chart("memory_candidates", "memory per GPU of each candidate", mdat, fmt::format(
+          "set title 'Memory per GPU, ranked candidates (fullest stage; * recommended)'\n"
+          "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n"
+          "set boxwidth 0.7\nset key outside right top\nset ylabel 'GiB'\nset yrange [0:{0:.1f}]\nset grid ytics\n"
+          "set xtics rotate by -40 font ',9'\n"
+          "set arrow from graph 0, first {1:.3f} to graph 1, first {1:.3f} nohead dt 2 lw 2 lc rgb '#d62728'\n"
+          "plot 'memory_candidates.dat' using 2:xtic(1) title 'weights' lc rgb '#4e79a7', '' using 3 title 'activations' lc rgb '#f28e2b', "
+          "'' using 4 title 'non-torch' lc rgb '#bab0ac', '' using 5 title 'CUDA graphs' lc rgb '#b07aa1', "
+          "'' using 6 title 'KV cache' lc rgb '#59a14f'\n", cap * 1.15, cap));
+    // Throughput against latency: blocks of all / pareto (sorted by TPOT) / recommended.
+    std::string tdat = "# tpot_p50_ms ttft_p50_ms tok_s_per_gpu label\n";
+    std::vector<const json*> front;
+    for (const json& c : cands) {
+      tdat += fmt::format("{} {} {} \"{}\"\n", c.value("tpot_ms_p50", 0.0), c.value("ttft_ms_p50", 0.0),
+                          c.value("output_tokens_per_s_per_gpu", 0.0), label(c));
+      if (c.value("pareto", false)) front.push_back(&c);
+    }
+    std::sort(front.begin(), front.end(), [](const json* a, const json* b) {
+      return a->value("tpot_ms_p50", 0.0) < b->value("tpot_ms_p50", 0.0);
+    });
+    tdat += "\n\n";
+    for (const json* c : front)
+      tdat += fmt::format("{} {} {} \"{}\"\n", c->value("tpot_ms_p50", 0.0), c->value("ttft_ms_p50", 0.0),
+                          c->value("output_tokens_per_s_per_gpu", 0.0), label(*c));
+    tdat += "\n\n";
+    for (const json& c : cands)
+      if (c.value("recommended", false))
+        tdat += fmt::format("{} {} {} \"{}\"\n", c.value("tpot_ms_p50", 0.0), c.value("ttft_ms_p50", 0.0),
+                            c.value("output_tokens_per_s_per_gpu", 0.0), label(c));
+    chart("latency_throughput", "throughput per GPU against TPOT and TTFT", tdat,
+          "set terminal svg size 900,420 dynamic font 'Helvetica,11' background rgb 'white'\n"
+          "set output 'latency_throughput.svg'\nset multiplot layout 1,2 title 'Output tokens/s per GPU against latency (p50), every simulated split'\n"
+          "set grid\nset key bottom right font ',9'\nset ylabel 'output tokens/s per GPU'\nset logscale x\n"
+          "set xlabel 'TPOT p50 (ms)'\n"
+          "plot 'latency_throughput.dat' index 0 using 1:3 with points pt 7 ps 0.6 lc rgb '#9a9a9a' title 'candidate', "
+          "'' index 1 using 1:3 with linespoints pt 7 ps 0.8 lw 1.5 lc rgb '#4e79a7' title 'Pareto front', "
+          "'' index 2 using 1:3 with points pt 3 ps 2.2 lw 2 lc rgb '#d62728' title 'recommended', "
+          "'' index 2 using 1:3:4 with labels offset 0,1.2 font ',9' notitle\n"
+          "set xlabel 'TTFT p50 (ms)'\n"
+          "plot 'latency_throughput.dat' index 0 using 2:3 with points pt 7 ps 0.6 lc rgb '#9a9a9a' title 'candidate', "
+          "'' index 1 using 2:3 with points pt 7 ps 0.8 lc rgb '#4e79a7' title 'Pareto (by TPOT)', "
+          "'' index 2 using 2:3 with points pt 3 ps 2.2 lw 2 lc rgb '#d62728' title 'recommended', "
+          "'' index 2 using 2:3:4 with labels offset 0,1.2 font ',9' notitle\nunset multiplot\n");
+  }
+  // A few steps of the pipeline, stage by stage: the engine's host time, compute (one colour a
+  // batch), TP collectives and the PP send; white is idle (bubbles).
+  if (pred.contains("performance") && pred["performance"].contains("timeline")) {
+    const json& tl = pred["performance"]["timeline"]["stages"];
+    if (tl.is_array() && !tl.empty()) {
+      const char* batch_colours[] = {"0x4e79a7", "0xf28e2b", "0x59a14f", "0xe15759", "0x76b7b2", "0xedc948"};
+      double t0 = 1e300, t1 = 0;
+      for (const json& x : tl) t0 = std::min(t0, x.value("start_s", 0.0));
+      std::string dat = "# x_center_ms y x_half y_half rgb (host, compute by batch, TP comm, PP send)\n";
+      long first_step = tl.front().value("step", 0L);
+      for (const json& x : tl) {
+        double at = (x.value("start_s", 0.0) - t0) * 1e3;
+        const double y = x.value("pp", 0L);
+        const long batch = x.value("step", 0L) - first_step;
+        const std::pair<double, std::string> parts[] = {
+            {x.value("host_s", 0.0) * 1e3, "0xbab0ac"},
+            {x.value("compute_s", 0.0) * 1e3, batch_colours[batch % 6]},
+            {x.value("tp_comm_s", 0.0) * 1e3, "0x333333"},
+            {x.value("pp_comm_s", 0.0) * 1e3, "0xb07aa1"}};
+        for (const auto& [w, colour] : parts) {
+          if (w <= 0) continue;
+          dat += fmt::format("{} {} {} 0.35 {}\n", at + w / 2, y, w / 2, colour);
+          at += w;
+        }
+        t1 = std::max(t1, at);
+      }
+      const long stages_n = pred.value("pp", 1L);
+      chart("timeline", "a few pipeline steps", dat, fmt::format(
+          "set title 'The pipeline: {} consecutive steps of one replica from mid-run'\n"
+          "set xlabel 'ms'\nset ylabel 'PP stage'\nset yrange [{}:-0.6]\nset ytics 1\nset xrange [0:{:.3f}]\nset grid xtics\n"
+          "set style fill solid 0.9 border lc rgb '#ffffff'\nset key outside bottom center horizontal font ',9'\n"
+          "plot 'timeline.dat' using 1:2:3:4:5 with boxxyerror lc rgb variable notitle, "
+          "NaN with boxes lc rgb '#4e79a7' title 'compute (one colour a batch)', NaN with boxes lc rgb '#bab0ac' title 'engine host', "
+          "NaN with boxes lc rgb '#333333' title 'TP collectives', NaN with boxes lc rgb '#b07aa1' title 'PP send', "
+          "NaN with boxes lc rgb '#ffffff' title 'white: idle (bubble)'\n",
+          tl.back().value("step", 0L) - first_step + 1, stages_n - 0.4, t1 * 1.02));
+    }
+  }
+  if (pred.contains("performance") && pred["performance"].contains("kv_usage")) {
+    std::string dat = "# seconds fraction_of_kv_blocks_in_use\n";
+    for (const json& p : pred["performance"]["kv_usage"])
+      if (p.is_array() && p.size() == 2) dat += fmt::format("{} {}\n", p[0].get<double>(), 100 * p[1].get<double>());
+    chart("kv_usage", "KV-cache use over the simulated run", dat,
+          "set title 'KV cache in use over the simulated run (replicas averaged)'\nset xlabel 'seconds'\n"
+          "set ylabel '% of the KV blocks'\nset yrange [0:105]\nset grid\nunset key\n"
+          "plot 'kv_usage.dat' using 1:2 with lines lw 2 lc rgb '#59a14f'\n");
+  }
+  // With measurements: each run's components, predicted beside measured, the error above.
+  for (std::size_t k = 0; k < r.runs.size(); ++k) {
+    std::string dat = "# component predicted_ms measured_ms error_pct\n";
+    int n = 0;
+    for (const Row& row : r.runs[k].rows)
+      if (row.unit == "ms" && row.counts) {
+        dat += fmt::format("\"{}\" {} {} {:.1f}\n", row.component, row.predicted, row.measured, row.error_pct);
+        ++n;
+      }
+    if (n == 0) continue;
+    const std::string name = r.runs.size() == 1 ? "comparison" : fmt::format("comparison_{}", k + 1);
+    chart(name, "predicted beside measured, " + r.runs[k].name, dat, fmt::format(
+        "set title 'Predicted beside measured: {} (label: error)' font ',10'\n"
+        "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.85 border -1\n"
+        "set boxwidth 0.9\nset logscale y\nset ylabel 'ms (log)'\nset grid ytics\nset key top right\n"
+        "set xtics rotate by -35 font ',9'\n"
+        "plot '{}.dat' using 2:xtic(1) title 'predicted' lc rgb '#4e79a7', '' using 3 title 'measured' lc rgb '#f28e2b', "
+        "'' using 0:(($2>$3?$2:$3)*1.25):(sprintf('%+.0f%%', $4)) with labels font ',9' notitle\n",
+        fs::path(r.runs[k].name).filename().string(), name));
   }
 
   auto placement = placement_dot(plan, plan_file);
@@ -384,13 +549,15 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
   for (const auto& run : r.runs) {
     md += "\n## Predicted beside measured: `" + run.name + "`\n\n| component | predicted | measured | error |\n|---|---|---|---|\n";
     for (const Row& row : run.rows)
-      md += fmt::format("| {} | {:.3f} {} | {:.3f} {} | {:+.1f}%{} |\n", row.component, row.predicted, row.unit,
-                        row.measured, row.unit, row.error_pct, row.counts ? "" : " (under 2% of the step)");
+      md += fmt::format("| {} | {} | {} | {:+.1f}%{} |\n", row.component, value_text(row.predicted, row.unit),
+                        value_text(row.measured, row.unit), row.error_pct, row.counts ? "" : " (under 2% of the step)");
   }
+  for (const auto& n : notes) md += "\n- " + n;
+  if (!notes.empty()) md += "\n";
   md += "\n**Verdict:** " + r.verdict + "\n";
   if (!figures.empty()) {
     md += "\n## Figures\n\n";
-    for (const auto& f : figures) md += "![" + f + "](" + f + ")\n";
+    for (const auto& f : figures) md += "### " + caption(f) + "\n\n![" + f + "](" + f + ")\n\n";
   }
   if (!r.left_out.empty()) {
     md += "\n## Left out\n\n";
@@ -431,17 +598,23 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
          "<th>predicted</th><th>measured</th><th>error</th></tr>\n";
     for (const Row& row : run.rows) {
       const bool bad = o.fail_above_pct >= 0 && row.counts && std::fabs(row.error_pct) > o.fail_above_pct;
-      h += fmt::format("<tr><td>{}</td><td>{:.3f} {}</td><td>{:.3f} {}</td><td{}>{:+.1f}%{}</td></tr>\n",
-                       html_escape(row.component), row.predicted, row.unit, row.measured, row.unit,
-                       bad ? " class=\"bad\"" : "", row.error_pct, row.counts ? "" : " *");
+      h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{:+.1f}%{}</td></tr>\n",
+                       html_escape(row.component), value_text(row.predicted, row.unit),
+                       value_text(row.measured, row.unit), bad ? " class=\"bad\"" : "", row.error_pct,
+                       row.counts ? "" : " *");
     }
     h += "</table>\n<p>* under 2% of the stage's step: shown, not counted in the verdict.</p>\n";
+  }
+  if (!notes.empty()) {
+    h += "<ul>\n";
+    for (const auto& n : notes) h += "<li>" + html_escape(n) + "</li>\n";
+    h += "</ul>\n";
   }
   h += "<p class=\"verdict\">Verdict: " + html_escape(r.verdict) + "</p>\n";
   for (const auto& f : figures) {
     std::string svg = read_file(dir / f);
     const std::size_t at = svg.find("<svg");
-    h += "<h2>" + std::string(f == "memory.svg" ? "Memory per GPU" : "Placement") +
+    h += "<h2>" + caption(f) +
          "</h2>\n<div class=\"figure\" data-source=\"" + f + "\">" + svg.substr(at) + "</div>\n";
   }
   if (!r.left_out.empty()) {

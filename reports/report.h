@@ -59,10 +59,14 @@ struct ReportResult {
 
 // Writes report.md, report.html and the figures into options.out_dir (created if needed).
 // `plan_file` and `measured_files` name the inputs in the report and in errors.
+// `vllm_runs` are comparisons with the user's own vLLM (reports/vllm.h), shown and judged like
+// the measured runs; `notes` are shown under the tables (what a comparison approximated).
 Expected<ReportResult> write_report(const nlohmann::json& plan, const std::string& plan_file,
                                     const std::vector<nlohmann::json>& measured,
                                     const std::vector<std::string>& measured_files,
-                                    const ReportOptions& options);
+                                    const ReportOptions& options,
+                                    const std::vector<RunComparison>& vllm_runs = {},
+                                    const std::vector<std::string>& notes = {});
 
 // The Graphviz source of the plan's placement: nodes, their GPUs, PP stages by colour, TP
 // groups boxed, the links that carry all-reduces and stage transfers labelled with their bytes

@@ -36,6 +36,15 @@ struct Loop {
   std::size_t max_in_flight_seen = 0;
   std::vector<double> step_ms, decode_step_ms;  // launch to done, every step / decode-only
   double kv_area = 0, kv_max = 0, last_t = 0;
+  // The pipeline's picture: record_steps consecutive steps of replica 0, stage by stage, from
+  // the first launched once half of the requests have arrived (`recording`); and the KV series,
+  // thinned by doubling its stride whenever it fills.
+  std::vector<ServingResult::Interval> intervals;
+  bool recording = false;
+  std::int64_t record_steps = 6, r0_recorded = 0;
+  std::vector<std::pair<double, double>> kv_series;
+  std::size_t kv_stride = 1, kv_seen = 0;
+  std::int64_t r0_steps = 0;  // replica 0's steps launched
 
   // Starts `b` on engine `e` at `t`: each stage starts when the batch arrives from the previous
   // stage and the stage is free; its send to the next stage delays the arrival there.
@@ -47,6 +56,7 @@ struct Loop {
       double start = std::max(arrive, e.stage_free[s]);
       // The send to the next stage is on the stage's stream: its next step waits for it.
       double busy = c.compute() + c.tp_comm + c.ep_comm + c.pp_comm;
+      double host_wait = 0;  // the engine's host time this stage waits before its GPU work
       if (s == 0) {
         // The engine's host prepares the step before the GPU runs it, or (overlapped) while the
         // GPU runs the one before, which then waits only for what is left of it.
@@ -56,13 +66,22 @@ struct Loop {
         e.time[s].host += wait;
         if (cost.host_overlapped()) busy += wait;
         else start += wait;
+        host_wait = wait;
       }
+      if (&e == &engines.front() && recording && r0_recorded < record_steps)
+        intervals.push_back({r0_steps, static_cast<std::int64_t>(s),
+                             cost.host_overlapped() ? start : start - host_wait, host_wait,
+                             c.compute(), c.tp_comm + c.ep_comm, c.pp_comm});
       e.stage_free[s] = start + busy;
       arrive = start + busy;
       e.time[s].compute += c.compute();
       e.time[s].tp_comm += c.tp_comm;
       e.time[s].ep_comm += c.ep_comm;
       e.time[s].pp_comm += c.pp_comm;
+    }
+    if (&e == &engines.front()) {
+      if (recording && r0_recorded < record_steps) ++r0_recorded;
+      ++r0_steps;
     }
     step_ms.push_back((arrive - t) * 1e3);
     if (b.shape.prefill_tokens == 0) decode_step_ms.push_back((arrive - t) * 1e3);
@@ -86,6 +105,15 @@ struct Loop {
     kv_area += used * (t - last_t);
     kv_max = std::max(kv_max, used);
     last_t = t;
+    if (kv_seen++ % kv_stride == 0) {
+      kv_series.emplace_back(t, used);
+      if (kv_series.size() >= 2 * ServingResult::kKvSeriesPoints) {
+        std::size_t k = 0;
+        for (std::size_t i = 0; i < kv_series.size(); i += 2) kv_series[k++] = kv_series[i];
+        kv_series.resize(k);
+        kv_stride *= 2;
+      }
+    }
   }
 };
 
@@ -105,6 +133,15 @@ void fill_result(ServingResult& r, Loop& loop, const Slo& slo, bool closed) {
   std::vector<std::vector<StageTime>> per_replica;
   for (const Replica& e : loop.engines) per_replica.push_back(e.time);
   r.breakdown = average_breakdown(per_replica, r.makespan_s);
+  r.timeline = std::move(loop.intervals);
+  r.kv_series = std::move(loop.kv_series);
+  if (r.kv_series.size() > ServingResult::kKvSeriesPoints) {
+    std::vector<std::pair<double, double>> thin;
+    const double stride = static_cast<double>(r.kv_series.size()) / ServingResult::kKvSeriesPoints;
+    for (std::size_t k = 0; k < ServingResult::kKvSeriesPoints; ++k)
+      thin.push_back(r.kv_series[static_cast<std::size_t>(static_cast<double>(k) * stride)]);
+    r.kv_series = std::move(thin);
+  }
 }
 
 // Backlogs and rates over the second half of the arrival window (serving.h, LoadCheck).
@@ -246,6 +283,19 @@ nlohmann::json serving_json(const ServingResult& r) {
                  {"bubble", t.bubble}});
   }
   j["breakdown"] = b;
+  if (!r.timeline.empty()) {
+    nlohmann::json t = nlohmann::json::array();
+    for (const auto& x : r.timeline)
+      t.push_back({{"step", x.step}, {"dp", 0}, {"pp", x.pp}, {"tp", 0}, {"start_s", x.start_s},
+                   {"host_s", x.host_s}, {"compute_s", x.compute_s}, {"tp_comm_s", x.tp_comm_s},
+                   {"pp_comm_s", x.pp_comm_s}});
+    j["timeline"] = {{"stages", t}};
+  }
+  if (!r.kv_series.empty()) {
+    nlohmann::json k = nlohmann::json::array();
+    for (const auto& [t, u] : r.kv_series) k.push_back({t, u});
+    j["kv_usage"] = k;
+  }
   j["rejected_over_max_model_len"] = r.rejected_over_max_model_len;
   j["rejected_over_kv_cache"] = r.rejected_over_kv_cache;
   if (r.load.applies)
@@ -308,7 +358,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
                      o.max_model_len, o.prefix_caching, o.reserve_whole_request};
-  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0};
+  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0, {}, false, 6, 0, {}, 1, 0, 0};
   for (std::int64_t d = 0; d < p.dp; ++d)
     loop.engines.push_back(Replica{Scheduler(sc), std::vector<double>(cost.num_stages(), 0.0),
                                   std::vector<StageTime>(cost.num_stages()), {}});
@@ -318,6 +368,8 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   loop.itl.reserve(gaps);
   for (Replica& e : loop.engines) e.sched.reserve(reqs.size() / loop.engines.size() + 1);
   const bool closed = w.arrival == ArrivalProcess::kClosedLoop;
+  loop.record_steps = std::max<std::int64_t>(6, 3 * p.pp);
+  std::size_t added = 0;
   // Request k goes to replica k mod dp (a round-robin balancer, as the executor splits them);
   // a closed loop keeps ceil(concurrency / dp) of each replica's requests in flight.
   const std::size_t dp = loop.engines.size();
@@ -334,6 +386,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
       while (next[d] < reqs.size() &&
              (closed ? releasable[d] > 0 : reqs[next[d]].arrival_s <= t)) {
         e.sched.add(reqs[next[d]], closed ? t : reqs[next[d]].arrival_s);
+        if (2 * ++added >= reqs.size()) loop.recording = true;
         if (closed && e.sched.seqs().back().rejected) ++releasable[d];
         --releasable[d];
         next[d] += dp;

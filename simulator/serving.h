@@ -74,6 +74,18 @@ struct ServingResult {
   Percentiles ttft_ms, tpot_ms, itl_ms, e2e_ms;
   std::vector<StageTime> breakdown;   // per PP stage
   double kv_utilization_mean = 0, kv_utilization_max = 0;
+  // A few consecutive steps of replica 0 from the middle of the run, stage by stage: when each
+  // stage started the step and what it spent (the schema of tpp-run's measured timeline), for
+  // drawing the pipeline. Empty where nothing recorded it (the executor writes its own).
+  struct Interval {
+    std::int64_t step = 0, pp = 0;
+    double start_s = 0, host_s = 0, compute_s = 0, tp_comm_s = 0, pp_comm_s = 0;
+  };
+  std::vector<Interval> timeline;
+  // The KV cache's use over the run, (seconds, fraction of the blocks in use), thinned to at
+  // most kKvSeriesPoints points.
+  std::vector<std::pair<double, double>> kv_series;
+  static constexpr std::size_t kKvSeriesPoints = 256;
 };
 
 // Each stage's share of the makespan, in percent, averaged over the stages.

@@ -11,6 +11,7 @@
 
 #include "cli_util.h"
 #include "reports/report.h"
+#include "reports/vllm.h"
 #include "test_util.h"
 
 namespace tpp {
@@ -144,13 +145,109 @@ TEST(Report, MissingProgramsLeaveFiguresOutAndSaySo) {
   o.dot = "/nonexistent/dot";
   auto r = reports::write_report(plan, "plan.json", {}, {}, o);
   ASSERT_TRUE(r) << r.error().str();
-  ASSERT_EQ(r->left_out.size(), 2u);
-  EXPECT_NE(r->left_out[0].find("gnuplot not found"), std::string::npos);
-  EXPECT_NE(r->left_out[1].find("Graphviz not found"), std::string::npos);
+  // memory, timeline, KV use (gnuplot) and the placement (Graphviz): each named, with the way
+  // to get it.
+  ASSERT_EQ(r->left_out.size(), 4u);
+  int gnuplot = 0, graphviz = 0;
+  for (const auto& l : r->left_out) {
+    gnuplot += l.find("gnuplot not found (apt-get install gnuplot-nox") != std::string::npos;
+    graphviz += l.find("placement.svg: Graphviz not found (apt-get install graphviz") != std::string::npos;
+  }
+  EXPECT_EQ(gnuplot, 3);
+  EXPECT_EQ(graphviz, 1);
   const std::string html = test::slurp(dir / "report.html");
   EXPECT_EQ(html.find("<svg"), std::string::npos);
   EXPECT_NE(html.find("Left out"), std::string::npos);
   EXPECT_NE(html.find("Memory per GPU (GiB)"), std::string::npos) << "the tables stay";
+}
+
+}  // namespace
+}  // namespace tpp
+
+namespace tpp {
+namespace {
+
+std::string vllm_data(const std::string& f) { return std::string(TPP_TEST_DATA) + "/vllm/" + f; }
+
+// The samples in tests/data/vllm were written for these tests from vLLM's own source (the
+// f-strings that print them, versions 0.6.6 to 0.11.0; docs/reports.md); their figures are
+// made up.
+TEST(VllmInputs, ServerLogsOfBothEngines) {
+  auto v1 = reports::parse_vllm_log(test::slurp(vllm_data("server_v1.log")), "v1.log");
+  ASSERT_TRUE(v1) << v1.error().str();
+  EXPECT_EQ(v1->engine, "V1");
+  EXPECT_EQ(v1->version, "0.11.0");
+  EXPECT_EQ(v1->tp, 1);
+  EXPECT_EQ(v1->pp, 1);
+  EXPECT_EQ(v1->max_model_len, 8192);
+  EXPECT_DOUBLE_EQ(v1->weights_gib, 14.9889);
+  EXPECT_DOUBLE_EQ(v1->kv_cache_gib, 54.13);
+  EXPECT_EQ(v1->kv_cache_tokens, 443456) << "thousands commas read";
+  EXPECT_DOUBLE_EQ(v1->max_concurrency, 54.13);
+  EXPECT_DOUBLE_EQ(v1->cuda_graph_gib, 0.57);
+  auto v0 = reports::parse_vllm_log(test::slurp(vllm_data("server_v0.log")), "v0.log");
+  ASSERT_TRUE(v0) << v0.error().str();
+  EXPECT_EQ(v0->engine, "V0");
+  EXPECT_EQ(v0->gpu_blocks, 28069);
+  EXPECT_GT(v0->kv_cache_gib, 0);
+  auto none = reports::parse_vllm_log("INFO hello\nINFO world\n", "other.log");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().str(),
+            "other.log: error: no vLLM start-up figures found: expected 'GPU KV cache size: N tokens' "
+            "or 'Available KV cache memory' (V1), or '# GPU blocks: N' (V0)");
+}
+
+TEST(VllmInputs, LogBesideThePlansMemoryAndAWrongSplitRefused) {
+  reports::VllmLog log;
+  log.tp = 1;
+  log.pp = 1;
+  log.kv_cache_tokens = 1000;
+  log.weights_gib = 2.0;
+  json plan;
+  plan["split"] = {{"tp", 1}, {"pp", 1}};
+  plan["predicted"]["memory"] = {{"kv_cache_tokens", 1100}, {"kv_cache_bytes", 0},
+                                 {"stages", json::array({{{"weights_bytes", 1.5 * (1 << 30)}}})}};
+  auto c = reports::compare_vllm_log(plan, "plan.json", log, "s.log");
+  ASSERT_TRUE(c) << c.error().str();
+  ASSERT_EQ(c->rows.size(), 2u) << "only what the log gave";
+  EXPECT_NEAR(c->rows[0].error_pct, -25.0, 1e-9) << c->rows[0].component;
+  EXPECT_NEAR(c->rows[1].error_pct, 10.0, 1e-9) << c->rows[1].component;
+  log.tp = 4;
+  auto wrong = reports::compare_vllm_log(plan, "plan.json", log, "s.log");
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().str(), "s.log: error: tensor_parallel_size=4, pipeline_parallel_size=1 is "
+                                 "not the plan's split (TP1 x PP1 in plan.json)");
+}
+
+TEST(VllmInputs, BenchResultReSimulatedWithItsOwnLoad) {
+  const std::string plan = test::write_temp("plan.json", "");
+  auto r = test::tpp_plan("--model " + test::example("llama-3.1-8b.yaml") +
+                          " --cluster h100x1 --tp 1 --pp 1 --dp 1 --max-model-len 8192 "
+                          "--workload chat -o " + plan);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* f : {"bench_new.json", "bench_old.json", "bench_new_nodetail.json"}) {
+    const json bench = json::parse(test::slurp(vllm_data(f)));
+    std::vector<std::string> notes;
+    auto c = reports::compare_vllm_bench(plan, bench, f, &notes);
+    ASSERT_TRUE(c) << c.error().str();
+    EXPECT_EQ(notes.size(), std::string(f) == "bench_new_nodetail.json" ? 1u : 0u) << f;
+    // The measured column is the file's; the prediction is a simulation of 8 requests at
+    // concurrency 4: every one finishes, so the throughputs agree within the sample's rounding.
+    bool saw_tpot = false;
+    for (const auto& row : c->rows) {
+      if (row.component == "TPOT median") {
+        saw_tpot = true;
+        EXPECT_DOUBLE_EQ(row.measured, bench["median_tpot_ms"].get<double>());
+      }
+      EXPECT_GT(row.predicted, 0) << row.component;
+    }
+    EXPECT_TRUE(saw_tpot) << f;
+  }
+  json bad = json::parse(test::slurp(vllm_data("bench_new.json")));
+  bad["request_rate"] = "fast";
+  auto e = reports::compare_vllm_bench(plan, bad, "b.json", nullptr);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().str(), "b.json: error: field 'request_rate' is neither a number nor \"inf\"");
 }
 
 }  // namespace

@@ -144,8 +144,11 @@ int report_search(const Run& run, const tpp::sim::Workload& w,
   }
   if (run.output_file.empty()) return 0;
   const auto& best = r.candidates[*r.recommended];
-  return write_plan(run.output_file,
-                    tpp::planner::plan_file_json(m, c, w, best.memory, best.perf, run.slo));
+  auto plan = tpp::planner::plan_file_json(m, c, w, best.memory, best.perf, run.slo);
+  // The search beside the plan, for tpp-report's charts (never read by the executor).
+  plan["candidates"] = tpp::planner::candidates_summary_json(r);
+  plan["reasons"] = r.reasons;
+  return write_plan(run.output_file, plan);
 }
 
 // One split (--tp/--pp/--dp): its memory stage by stage, and with a workload its serving.

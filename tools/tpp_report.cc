@@ -1,6 +1,7 @@
 // tpp-report: a plan and the runs that measured it, as a report a user opens.
 //
-//   tpp-report --plan plan.json [--measured measured.json ...] -o DIR [--fail-above PCT]
+//   tpp-report --plan plan.json [--measured measured.json ...] [--vllm-bench result.json ...]
+//              [--vllm-log server.log ...] -o DIR [--fail-above PCT]
 //
 // writes DIR/report.md, DIR/report.html (self-contained), DIR/memory.svg (gnuplot) and
 // DIR/placement.svg (Graphviz), and prints the verdict. Exit 0; 1 when --fail-above is given and
@@ -16,6 +17,7 @@
 
 #include "common/file.h"
 #include "reports/report.h"
+#include "reports/vllm.h"
 
 namespace {
 
@@ -53,11 +55,17 @@ int main(int argc, char** argv) {
                "prediction beside each measurement, a chart of each GPU's memory and the placement "
                "diagram"};
   std::string plan_file, out_dir;
-  std::vector<std::string> measured_files;
+  std::vector<std::string> measured_files, bench_files, log_files;
   double fail_above = -1;
   app.add_option("--plan", plan_file, "the plan (tpp-plan -o plan.json)")->required();
   app.add_option("--measured", measured_files,
                  "a run of the plan (tpp-run -o measured.json); several for a sweep");
+  app.add_option("--vllm-bench", bench_files,
+                 "a vllm bench serve --save-result JSON (or benchmarks/benchmark_serving.py's): its "
+                 "load re-simulated on the plan beside what it measured; several for a sweep");
+  app.add_option("--vllm-log", log_files,
+                 "a vLLM server log: its weights, KV cache, blocks, concurrency and CUDA-graph "
+                 "figures beside the plan's memory prediction");
   app.add_option("-o,--output", out_dir, "the directory to write the report into")->required();
   app.add_option("--fail-above", fail_above,
                  "exit 1 when any component's |error| exceeds this many percent (for CI)")
@@ -84,10 +92,43 @@ int main(int argc, char** argv) {
     }
     measured.push_back(std::move(*m));
   }
+  std::vector<tpp::reports::RunComparison> vllm;
+  std::vector<std::string> notes;
+  for (const auto& f : bench_files) {
+    auto b = read_json(f, "vllm bench result");
+    if (!b) {
+      std::fprintf(stderr, "%s\n", b.error().str().c_str());
+      return kExitBadInput;
+    }
+    auto c = tpp::reports::compare_vllm_bench(plan_file, *b, f, &notes);
+    if (!c) {
+      std::fprintf(stderr, "%s\n", c.error().str().c_str());
+      return kExitBadInput;
+    }
+    vllm.push_back(std::move(*c));
+  }
+  for (const auto& f : log_files) {
+    auto text = tpp::read_text_file(f, "vLLM log", std::size_t{1} << 30);
+    if (!text) {
+      std::fprintf(stderr, "%s\n", text.error().str().c_str());
+      return kExitBadInput;
+    }
+    auto log = tpp::reports::parse_vllm_log(*text, f);
+    if (!log) {
+      std::fprintf(stderr, "%s\n", log.error().str().c_str());
+      return kExitBadInput;
+    }
+    auto c = tpp::reports::compare_vllm_log(*plan, plan_file, *log, f);
+    if (!c) {
+      std::fprintf(stderr, "%s\n", c.error().str().c_str());
+      return kExitBadInput;
+    }
+    vllm.push_back(std::move(*c));
+  }
   tpp::reports::ReportOptions o;
   o.out_dir = out_dir;
   o.fail_above_pct = fail_above;
-  auto r = tpp::reports::write_report(*plan, plan_file, measured, measured_files, o);
+  auto r = tpp::reports::write_report(*plan, plan_file, measured, measured_files, o, vllm, notes);
   if (!r) {
     std::fprintf(stderr, "%s\n", r.error().str().c_str());
     return kExitBadInput;
