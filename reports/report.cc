@@ -287,8 +287,16 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
     if (!plan.contains(k) || !plan[k].is_object())
       return make_error(plan_file, 0, 0, fmt::format("missing field '{}'", k));
   for (std::size_t k = 0; k < measured.size(); ++k) {
-    auto c = compare_run(measured[k], k < measured_files.size() ? measured_files[k] : "measured",
-                         plan["split"].value("dp", 1.0));
+    // A run of another split (a sweep) is divided by its own plan's replicas, when its plan
+    // file (measured.json's "plan") can still be read.
+    double dp = plan["split"].value("dp", 1.0);
+    if (measured[k].contains("plan") && measured[k]["plan"].is_string()) {
+      std::ifstream f(measured[k]["plan"].get<std::string>());
+      const json own = f ? json::parse(f, nullptr, false) : json();
+      if (own.is_object() && own.contains("split") && own["split"].is_object())
+        dp = own["split"].value("dp", dp);
+    }
+    auto c = compare_run(measured[k], k < measured_files.size() ? measured_files[k] : "measured", dp);
     if (!c) return c.error();
     r.runs.push_back(*c);
   }
@@ -303,7 +311,7 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
   fs::create_directories(o.out_dir, ec);
   if (ec || !fs::is_directory(o.out_dir))
     return make_error(o.out_dir, 0, 0, "cannot create the output directory: " + ec.message());
-  const fs::path dir(o.out_dir);
+  const fs::path dir = fs::absolute(o.out_dir);
 
   // What the plan says.
   const json& model = plan["model"];
@@ -539,8 +547,39 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
                       "({:.1f} per GPU).\n\n", p50("ttft_ms"), p50("tpot_ms"),
                       perf.value("output_tokens_per_s", 0.0), perf.value("output_tokens_per_s_per_gpu", 0.0));
   }
+  if (plan.contains("reasons") && plan["reasons"].is_string())
+    md += "**Recommended:** " + plan["reasons"].get<std::string>() + "\n\n";
+  // The ranked candidates (at most 10), then any others shown in the charts are in plan.json.
+  std::vector<std::vector<std::string>> ranked;
+  if (plan.contains("candidates") && plan["candidates"].is_array())
+    for (const json& c : plan["candidates"]) {
+      if (c.value("rank", 0) <= 0 || c.value("rank", 0) > 10) continue;
+      ranked.push_back({fmt::format("{}{}", c.value("rank", 0), c.value("recommended", false) ? "*" : ""),
+                        fmt::format("TP{} x PP{} x DP{}", c.value("tp", 0L), c.value("pp", 0L), c.value("dp", 0L)),
+                        fmt::format("{}", c.value("gpus", 0L)),
+                        fmt::format("{:.1f} / {:.1f}", c.value("ttft_ms_p50", 0.0), c.value("ttft_ms_p99", 0.0)),
+                        fmt::format("{:.2f} / {:.2f}", c.value("tpot_ms_p50", 0.0), c.value("tpot_ms_p99", 0.0)),
+                        fmt::format("{:.1f}", c.value("output_tokens_per_s_per_gpu", 0.0)),
+                        fmt::format("{:.0f}", c.value("output_tokens_per_s", 0.0)),
+                        c.value("pareto", false) ? "yes" : ""});
+    }
+  const char* ranked_head[] = {"rank", "split", "GPUs", "TTFT p50 / p99 (ms)", "TPOT p50 / p99 (ms)",
+                               "tok/s per GPU", "tok/s", "Pareto"};
+  if (!ranked.empty()) {
+    md += "## Ranked candidates (* recommended)\n\n|";
+    for (const char* h : ranked_head) md += std::string(" ") + h + " |";
+    md += "\n|---|---|---|---|---|---|---|---|\n";
+    for (const auto& row : ranked) {
+      md += "|";
+      for (const auto& cell : row) md += " " + cell + " |";
+      md += "\n";
+    }
+    md += "\n";
+  }
   if (plan.contains("launch") && plan["launch"].contains("vllm"))
     md += "Launch (vLLM):\n\n```sh\n" + plan["launch"]["vllm"].get<std::string>() + "\n```\n\n";
+  if (plan.contains("launch") && plan["launch"].contains("sglang"))
+    md += "or with SGLang:\n\n```sh\n" + plan["launch"]["sglang"].get<std::string>() + "\n```\n\n";
   md += "## Memory per GPU (GiB)\n\n| stage | weights | activations | non-torch | CUDA graphs | KV cache | GPU total |\n"
         "|---|---|---|---|---|---|---|\n";
   for (const auto& s : stages)
@@ -585,8 +624,28 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
                      p50("ttft_ms"), p50("tpot_ms"), perf.value("output_tokens_per_s", 0.0),
                      perf.value("output_tokens_per_s_per_gpu", 0.0));
   }
+  if (plan.contains("reasons") && plan["reasons"].is_string())
+  {
+    std::string reasons = html_escape(plan["reasons"].get<std::string>());
+    for (std::size_t at = reasons.find('\n'); at != std::string::npos; at = reasons.find('\n', at + 4))
+      reasons.replace(at, 1, "<br>");
+    h += "<p><b>Recommended:</b> " + reasons + "</p>\n";
+  }
+  if (!ranked.empty()) {
+    h += "<h2>Ranked candidates (* recommended)</h2>\n<table><tr>";
+    for (const char* c : ranked_head) h += std::string("<th>") + c + "</th>";
+    h += "</tr>\n";
+    for (const auto& row : ranked) {
+      h += "<tr>";
+      for (const auto& cell : row) h += "<td>" + html_escape(cell) + "</td>";
+      h += "</tr>\n";
+    }
+    h += "</table>\n";
+  }
   if (plan.contains("launch") && plan["launch"].contains("vllm"))
-    h += "<h2>Launch (vLLM)</h2><pre>" + html_escape(plan["launch"]["vllm"].get<std::string>()) + "</pre>\n";
+    h += "<h2>Launch</h2><p>vLLM:</p><pre>" + html_escape(plan["launch"]["vllm"].get<std::string>()) + "</pre>\n";
+  if (plan.contains("launch") && plan["launch"].contains("sglang"))
+    h += "<p>or SGLang:</p><pre>" + html_escape(plan["launch"]["sglang"].get<std::string>()) + "</pre>\n";
   h += "<h2>Memory per GPU (GiB)</h2>\n<table><tr><th>stage</th><th>weights</th><th>activations</th><th>non-torch</th>"
        "<th>CUDA graphs</th><th>KV cache</th><th>GPU total</th></tr>\n";
   for (const auto& s : stages)

@@ -28,3 +28,8 @@ done
 echo
 echo "the loop, prediction against measurement (error = (predicted - measured) / measured):"
 printf '  %s\n' "${summary[@]}"
+echo
+report_runs=()
+for split in "1 1" "2 1" "1 2"; do set -- $split; report_runs+=(--measured "$out/measured-tp$1-pp$2.json"); done
+echo "\$ tpp-report --plan $out/plan-tp2-pp1.json ${report_runs[*]} -o $out/report"
+"$build"/tools/tpp-report --plan "$out/plan-tp2-pp1.json" "${report_runs[@]}" -o "$out/report"

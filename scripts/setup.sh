@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
   graphviz gnuplot-nox
+  chromium  # scripts/render_report.sh: a report as a browser shows it
   procps  # pgrep: the executor tests find and kill a rank
 )
 

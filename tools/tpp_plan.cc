@@ -19,6 +19,7 @@
 #include "planner/plan_memory.h"
 #include "planner/search.h"
 #include "planner/search_report.h"
+#include "reports/report.h"
 #include "planner/validation.h"
 #include "planner/summary.h"
 
@@ -89,8 +90,25 @@ struct Run {
   const tpp::hw::Cluster& c;
   const tpp::planner::MemoryRequest& req;
   const tpp::planner::ChosenSlo& slo;
-  std::string format, output_file;
+  std::string format, output_file, report_dir;
 };
+
+// The chosen plan: written for the executor (-o) and drawn as a report (--report DIR).
+int finish(const Run& run, const nlohmann::json& plan) {
+  if (!run.output_file.empty())
+    if (int rc = write_plan(run.output_file, plan)) return rc;
+  if (run.report_dir.empty()) return 0;
+  tpp::reports::ReportOptions o;
+  o.out_dir = run.report_dir;
+  auto r = tpp::reports::write_report(plan, run.output_file.empty() ? "(tpp-plan)" : run.output_file,
+                                      {}, {}, o);
+  if (!r) return fail(r.error());
+  if (run.format != "json") {
+    std::cout << "report: " << run.report_dir << "/report.html (" << r->files.size() << " files)\n";
+    for (const auto& l : r->left_out) std::cout << "  left out: " << l << "\n";
+  }
+  return 0;
+}
 
 // Prints the search's result; exit 2 when nothing can be recommended.
 int report_search(const Run& run, const tpp::sim::Workload& w,
@@ -142,13 +160,13 @@ int report_search(const Run& run, const tpp::sim::Workload& w,
     return fail("tpp-plan: error: " + m.name + " does not fit on any split of " + c.name + "; " +
                 need);
   }
-  if (run.output_file.empty()) return 0;
+  if (run.output_file.empty() && run.report_dir.empty()) return 0;
   const auto& best = r.candidates[*r.recommended];
   auto plan = tpp::planner::plan_file_json(m, c, w, best.memory, best.perf, run.slo);
   // The search beside the plan, for tpp-report's charts (never read by the executor).
   plan["candidates"] = tpp::planner::candidates_summary_json(r);
   plan["reasons"] = r.reasons;
-  return write_plan(run.output_file, plan);
+  return finish(run, plan);
 }
 
 // One split (--tp/--pp/--dp): its memory stage by stage, and with a workload its serving.
@@ -222,9 +240,8 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
                            " need more than max_model_len, " +
                            std::to_string(perf->rejected_over_kv_cache) +
                            " more KV blocks than the pool holds"));
-  if (run.output_file.empty()) return 0;
-  return write_plan(run.output_file,
-                    tpp::planner::plan_file_json(m, c, *workload, plan, perf, run.slo));
+  if (run.output_file.empty() && run.report_dir.empty()) return 0;
+  return finish(run, tpp::planner::plan_file_json(m, c, *workload, plan, perf, run.slo));
 }
 
 int run_main(int argc, char** argv) {
@@ -232,7 +249,7 @@ int run_main(int argc, char** argv) {
                "vLLM KV-cache blocks, latency and throughput each gets",
                "tpp-plan"};
   std::string model_arg, cluster_arg, format = "text", engine = "v1", kv_dtype, quant, partition;
-  std::string workload_arg, objective = "throughput", output_file;
+  std::string workload_arg, objective = "throughput", output_file, report_dir;
   tpp::planner::SloRequest slo_req;
   bool cross_node_tp = false;
   std::size_t top = 10;
@@ -258,6 +275,9 @@ int run_main(int argc, char** argv) {
   app.add_option("-o,--output", output_file,
                  "write the plan (JSON) for the executor: the recommended split, or the one given "
                  "with --tp/--pp/--dp");
+  app.add_option("--report", report_dir,
+                 "also write the plan's report into this directory (report.html, report.md, "
+                 "charts, placement; tpp-report adds measured runs)");
   app.add_option("--tp,--tensor-parallel-size", req.tp, "evaluate this tensor-parallel size only")
       ->check(parallel_range);
   app.add_option("--pp,--pipeline-parallel-size", req.pp,
@@ -375,7 +395,8 @@ int run_main(int argc, char** argv) {
   const bool search_mode = !req.tp && !req.pp && !req.dp;
   std::optional<tpp::sim::Workload> workload;
   // The search always serves a workload, and so does a plan written for the executor.
-  if (workload_arg.empty() && (search_mode || !output_file.empty())) workload_arg = "chat";
+  if (workload_arg.empty() && (search_mode || !output_file.empty() || !report_dir.empty()))
+    workload_arg = "chat";
   if (!workload_arg.empty()) {
     auto w = tpp::sim::load_workload(workload_arg);
     if (!w) return fail(w.error());
@@ -384,7 +405,7 @@ int run_main(int argc, char** argv) {
   const tpp::planner::ChosenSlo slo =
       workload ? tpp::planner::choose_slo(*workload, slo_req) : tpp::planner::ChosenSlo{};
   const Run run{*model, *cluster, req, slo, format == "markdown" && !search_mode ? "text" : format,
-                output_file};
+                output_file, report_dir};
   if (!search_mode) {
     for (const char* flag : {"--objective", "--top"})
       if (app.count(flag))
