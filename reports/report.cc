@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace tpp::reports {
 namespace {
@@ -290,14 +291,25 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
     // A run of another split (a sweep) is divided by its own plan's replicas, when its plan
     // file (measured.json's "plan") can still be read.
     double dp = plan["split"].value("dp", 1.0);
+    std::string split;
     if (measured[k].contains("plan") && measured[k]["plan"].is_string()) {
       std::ifstream f(measured[k]["plan"].get<std::string>());
       const json own = f ? json::parse(f, nullptr, false) : json();
-      if (own.is_object() && own.contains("split") && own["split"].is_object())
+      if (own.is_object() && own.contains("split") && own["split"].is_object()) {
         dp = own["split"].value("dp", dp);
+        split = fmt::format("TP{} x PP{} x DP{}", own["split"].value("tp", 1L), own["split"].value("pp", 1L),
+                            own["split"].value("dp", 1L));
+        // A scaled run (another model, e.g. a tiny one on CPU ranks) says which model ran.
+        const auto name_of = [](const json& p) {
+          return p.contains("model") && p["model"].is_object() ? p["model"].value("name", std::string()) : std::string();
+        };
+        const std::string own_model = name_of(own);
+        if (!own_model.empty() && own_model != name_of(plan)) split = own_model + ", " + split;
+      }
     }
     auto c = compare_run(measured[k], k < measured_files.size() ? measured_files[k] : "measured", dp);
     if (!c) return c.error();
+    c->split = split;
     r.runs.push_back(*c);
   }
   r.runs.insert(r.runs.end(), vllm_runs.begin(), vllm_runs.end());
@@ -380,7 +392,7 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
         "'' using 6 title 'KV cache' lc rgb '#59a14f'\n",
         cap * 1.15, cap,
         budget > 0 ? fmt::format("set arrow from graph 0, first {0:.3f} to graph 1, first {0:.3f} nohead dt 3 lw 1 lc rgb '#555555'\n"
-                                 "set label 'budget (utilization) {0:.1f} GiB' at graph 0.55, first {0:.3f} offset 0,-0.8 textcolor rgb '#555555'\n",
+                                 "set label 'budget (utilization) {0:.1f} GiB' at graph 0.02, first {0:.3f} offset 0,-0.8 textcolor rgb '#555555'\n",
                                  budget / gib_d)
                    : std::string()));
   }
@@ -391,30 +403,49 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
     auto label = [](const json& c) {
       return fmt::format("TP{}xPP{}xDP{}", c.value("tp", 0L), c.value("pp", 0L), c.value("dp", 0L));
     };
-    // Memory: the ranked ones (at most 16) and the recommendation.
-    std::string mdat = "# candidate weights activations non_torch cuda_graphs kv_cache total (GiB)\n";
-    int shown = 0;
-    double cap = 0;
+    // Memory: every candidate. A GPU's memory depends on TP and PP alone, so the candidates that
+    // differ only in DP share a bar, labelled with their DPs; at most 40 bars (the rest named).
+    struct Bar { long tp, pp; std::vector<long> dps; bool recommended; const json* c; };
+    std::vector<Bar> bars;
     for (const json& c : cands) {
-      if (!(c.value("rank", 0) > 0 && shown < 16) && !c.value("recommended", false)) continue;
-      const json& m = c["memory"];
+      const long ctp = c.value("tp", 0L), cpp = c.value("pp", 0L);
+      auto it = std::find_if(bars.begin(), bars.end(), [&](const Bar& b) { return b.tp == ctp && b.pp == cpp; });
+      if (it == bars.end()) { bars.push_back({ctp, cpp, {}, false, &c}); it = bars.end() - 1; }
+      it->dps.push_back(c.value("dp", 0L));
+      it->recommended = it->recommended || c.value("recommended", false);
+    }
+    std::string mdat = "# candidate weights activations non_torch cuda_graphs kv_cache total (GiB)\n";
+    double cap = 0, budget_all = 0;
+    const size_t max_bars = 40;
+    for (size_t i = 0; i < bars.size() && i < max_bars; ++i) {
+      Bar& b = bars[i];
+      std::sort(b.dps.begin(), b.dps.end());
+      b.dps.erase(std::unique(b.dps.begin(), b.dps.end()), b.dps.end());
+      const json& m = (*b.c)["memory"];
       cap = std::max(cap, m.value("total_bytes", 0.0) / gib_d);
-      mdat += fmt::format("\"{}{}\" {} {} {} {} {}\n", label(c), c.value("recommended", false) ? " *" : "",
+      budget_all = std::max(budget_all, m.value("budget_bytes", 0.0) / gib_d);
+      mdat += fmt::format("\"TP{}xPP{} DP{}{}\" {} {} {} {} {}\n", b.tp, b.pp, fmt::join(b.dps, ","), b.recommended ? " *" : "",
                           gib(m.value("weights_bytes", 0.0)), gib(m.value("activation_peak_bytes", 0.0)),
                           gib(m.value("non_torch_bytes", 0.0)), gib(m.value("cuda_graph_bytes", 0.0)),
                           gib(m.value("kv_cache_bytes", 0.0)));
-      ++shown;
     }
-    if (shown > 0)
+    if (bars.size() > max_bars)
+      r.left_out.push_back(fmt::format("memory_candidates.svg shows the first {} of {} TP x PP shapes; the rest are in plan.json's candidates",
+                                        max_bars, bars.size()));
+    if (!bars.empty())
       chart("memory_candidates", "memory per GPU of each candidate", mdat, fmt::format(
-          "set title 'Memory per GPU, ranked candidates (fullest stage; * recommended)'\n"
+          "set title 'Memory per GPU of every simulated candidate (fullest stage; candidates differing only in DP share a bar; * recommended)' font ',10'\n"
           "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n"
           "set boxwidth 0.7\nset key outside right top\nset ylabel 'GiB'\nset yrange [0:{0:.1f}]\nset grid ytics\n"
           "set xtics rotate by -40 font ',9'\n"
           "set arrow from graph 0, first {1:.3f} to graph 1, first {1:.3f} nohead dt 2 lw 2 lc rgb '#d62728'\n"
+          "set label 'GPU capacity {1:.1f} GiB' at graph 0.02, first {1:.3f} offset 0,0.8 textcolor rgb '#d62728'\n"
+          "{2}"
           "plot 'memory_candidates.dat' using 2:xtic(1) title 'weights' lc rgb '#4e79a7', '' using 3 title 'activations' lc rgb '#f28e2b', "
           "'' using 4 title 'non-torch' lc rgb '#bab0ac', '' using 5 title 'CUDA graphs' lc rgb '#b07aa1', "
-          "'' using 6 title 'KV cache' lc rgb '#59a14f'\n", cap * 1.15, cap));
+          "'' using 6 title 'KV cache' lc rgb '#59a14f'\n", cap * 1.15, cap,
+          budget_all > 0 ? fmt::format("set arrow from graph 0, first {0:.3f} to graph 1, first {0:.3f} nohead dt 3 lw 1 lc rgb '#555555'\n", budget_all)
+                         : std::string()));
     // Throughput against latency: blocks of all / pareto (sorted by TPOT) / recommended.
     std::string tdat = "# tpot_p50_ms ttft_p50_ms tok_s_per_gpu label\n";
     std::vector<const json*> front;
@@ -585,8 +616,25 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
   for (const auto& s : stages)
     md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", s.stage, gib(s.weights), gib(s.activations),
                       gib(s.non_torch), gib(s.graphs), gib(s.kv), gib(s.total));
+  // Every run at a glance: the headline errors and the worst component.
+  auto headline = [](const RunComparison& run, const char* a, const char* b) {
+    for (const Row& row : run.rows)
+      if (row.component == a || row.component == b) return fmt::format("{:+.1f}%", row.error_pct);
+    return std::string("-");
+  };
+  if (r.runs.size() > 1) {
+    md += "\n## The runs at a glance\n\n| run | split | decode step p50 | TTFT p50 | TPOT p50 | throughput | worst component |\n"
+          "|---|---|---|---|---|---|---|\n";
+    for (const auto& run : r.runs)
+      md += fmt::format("| `{}` | {} | {} | {} | {} | {} | {} {:+.1f}% |\n", fs::path(run.name).filename().string(),
+                        run.split.empty() ? "-" : run.split, headline(run, "decode step p50", "-"),
+                        headline(run, "TTFT p50", "TTFT median"), headline(run, "TPOT p50", "TPOT median"),
+                        headline(run, "output tokens/s", "output throughput"),
+                        run.worst_component.empty() ? "none" : run.worst_component, run.worst_error_pct);
+  }
   for (const auto& run : r.runs) {
-    md += "\n## Predicted beside measured: `" + run.name + "`\n\n| component | predicted | measured | error |\n|---|---|---|---|\n";
+    md += "\n## Predicted beside measured: `" + run.name + "`" + (run.split.empty() ? "" : " (" + run.split + ")") +
+          "\n\n| component | predicted | measured | error |\n|---|---|---|---|\n";
     for (const Row& row : run.rows)
       md += fmt::format("| {} | {} | {} | {:+.1f}%{} |\n", row.component, value_text(row.predicted, row.unit),
                         value_text(row.measured, row.unit), row.error_pct, row.counts ? "" : " (under 2% of the step)");
@@ -652,8 +700,20 @@ Expected<ReportResult> write_report(const json& plan, const std::string& plan_fi
     h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                      s.stage, gib(s.weights), gib(s.activations), gib(s.non_torch), gib(s.graphs), gib(s.kv), gib(s.total));
   h += "</table>\n";
+  if (r.runs.size() > 1) {
+    h += "<h2>The runs at a glance</h2>\n<table><tr><th>run</th><th>split</th><th>decode step p50</th><th>TTFT p50</th>"
+         "<th>TPOT p50</th><th>throughput</th><th>worst component</th></tr>\n";
+    for (const auto& run : r.runs)
+      h += fmt::format("<tr><td><code>{}</code></td><td style=\"white-space:nowrap\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {:+.1f}%</td></tr>\n",
+                       html_escape(fs::path(run.name).filename().string()), html_escape(run.split.empty() ? "-" : run.split),
+                       headline(run, "decode step p50", "-"), headline(run, "TTFT p50", "TTFT median"),
+                       headline(run, "TPOT p50", "TPOT median"), headline(run, "output tokens/s", "output throughput"),
+                       html_escape(run.worst_component.empty() ? "none" : run.worst_component), run.worst_error_pct);
+    h += "</table>\n";
+  }
   for (const auto& run : r.runs) {
-    h += "<h2>Predicted beside measured: <code>" + html_escape(run.name) + "</code></h2>\n<table><tr><th>component</th>"
+    h += "<h2>Predicted beside measured: <code>" + html_escape(run.name) + "</code>" +
+         (run.split.empty() ? "" : " (" + html_escape(run.split) + ")") + "</h2>\n<table><tr><th>component</th>"
          "<th>predicted</th><th>measured</th><th>error</th></tr>\n";
     for (const Row& row : run.rows) {
       const bool bad = o.fail_above_pct >= 0 && row.counts && std::fabs(row.error_pct) > o.fail_above_pct;

@@ -25,7 +25,8 @@ struct Row {
 // A measured run (measured.json) compared with the prediction it carries for exactly the
 // requests that ran.
 struct RunComparison {
-  std::string name;  // the file it came from
+  std::string name;   // the file it came from
+  std::string split;  // "TP2 x PP1 x DP1" where the run's own plan says (else empty)
   std::vector<Row> rows;
   double worst_error_pct = 0;  // the largest |error| among the rows that count, signed
   std::string worst_component;
