@@ -196,7 +196,7 @@ std::optional<Error> read_intra(const Doc& doc, const Node& node, Cluster& c) {
 std::optional<Error> read_inter(const Doc& doc, const Node& node, Cluster& c) {
   Fields f(doc, node, "inter_node");
   Network n;
-  n.kind = f.choice("kind", {"infiniband", "roce", "ethernet"});
+  n.kind = f.choice("kind", {"infiniband", "roce", "efa", "tcpxo", "tcp", "ethernet"});
   n.nics_per_node = f.integer("nics_per_node", 1, 64);
   n.nic_bandwidth_Gbps = need(f, "nic_bandwidth_Gbps", 0.001, 1e6, false);
   n.latency_us = need(f, "latency_us", 0, 1e6, false);
@@ -215,6 +215,9 @@ std::optional<Error> read_collective(const Doc& doc, const Node& node, Cluster& 
   t.ranks = f.integer("ranks", 2, std::max<std::int64_t>(2, max_ranks));
   t.source = f.string("source");
   t.library = f.choice_or("library", "nccl", {"nccl", "vllm"});
+  for (auto [key, field] : {std::pair{"in_place", &t.in_place}, std::pair{"cuda_graph", &t.cuda_graph}})
+    if (f.has(key)) *field = f.boolean_or(key, false) ? CollectiveTable::Known::kYes : CollectiveTable::Known::kNo;
+  t.conditions = f.string_or("conditions", "");
   if (f.ok() && t.library == "vllm" && (t.op != "all_reduce" || t.scope != "intra_node"))
     f.fail("library", "library 'vllm' in collective is vLLM's TP all-reduce: it needs "
                       "op all_reduce and scope intra_node");
@@ -258,8 +261,8 @@ std::optional<Error> read_efficiency(const Doc& doc, const Node& node, Cluster& 
     f.fail("gemm", "field 'gemm' in efficiency must be a list of [tokens, fraction] pairs");
   const Node* gs = f.raw("gemm_by_size");
   const Node* es = f.raw("elementwise_by_size");
-  for (auto [node, key] : {std::pair{gs, "gemm_by_size"}, std::pair{es, "elementwise_by_size"}})
-    if (f.ok() && node && node->kind != Node::Kind::Seq)
+  for (auto [list_node, key] : {std::pair{gs, "gemm_by_size"}, std::pair{es, "elementwise_by_size"}})
+    if (f.ok() && list_node && list_node->kind != Node::Kind::Seq)
       f.fail(key, std::string("field '") + key + "' in efficiency must be a list of [bytes, "
                   "tokens, fraction] triples");
   if (auto err = f.finish()) return err;
@@ -441,8 +444,12 @@ nlohmann::json cluster_to_json(const Cluster& c) {
     for (const auto& t : c.collectives) {
       nlohmann::json pts = nlohmann::json::array();
       for (const auto& p : t.points) pts.push_back({p.bytes, p.time_us});
-      cs.push_back({{"op", t.op}, {"scope", t.scope}, {"ranks", t.ranks}, {"source", t.source},
-                    {"library", t.library}, {"points", pts}});
+      nlohmann::json item = {{"op", t.op}, {"scope", t.scope}, {"ranks", t.ranks}, {"source", t.source},
+                             {"library", t.library}, {"points", pts}};
+      if (t.in_place != CollectiveTable::Known::kUnknown) item["in_place"] = t.in_place == CollectiveTable::Known::kYes;
+      if (t.cuda_graph != CollectiveTable::Known::kUnknown) item["cuda_graph"] = t.cuda_graph == CollectiveTable::Known::kYes;
+      if (!t.conditions.empty()) item["conditions"] = t.conditions;
+      cs.push_back(item);
     }
     j["collectives"] = cs;
   }

@@ -71,7 +71,7 @@ struct IntraNodeLink {
 };
 
 struct Network {
-  std::string kind;  // infiniband | roce | ethernet
+  std::string kind;  // infiniband | roce | efa (AWS) | tcpxo (GCP GPUDirect-TCPXO) | tcp | ethernet
   std::int64_t nics_per_node = 0;
   Figure nic_bandwidth_Gbps;  // per NIC, one direction, in gigabits as marketed
   Figure latency_us;
@@ -92,6 +92,13 @@ struct CollectiveTable {
   // nccl (nccl-tests, or NCCL under any harness) | vllm (vLLM's own TP all-reduce inside a
   // node: custom all-reduce or symmetric memory, whichever its dispatch picks at each size)
   std::string library = "nccl";
+  // The conditions it was measured under, where known: in place (the output buffer is the
+  // input, as vLLM's all-reduce runs) or out of place (nccl-tests' first columns); timed as
+  // CUDA graph launches or eagerly; and free text (the harness, its flags, versions).
+  enum class Known { kUnknown, kNo, kYes };
+  Known in_place = Known::kUnknown;
+  Known cuda_graph = Known::kUnknown;
+  std::string conditions = {};
 };
 
 // Measured efficiencies of this cluster's GPUs (tpp-profile, or bench/gpu_probe): the fraction

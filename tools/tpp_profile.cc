@@ -16,6 +16,13 @@
 // kernels by the bytes they move, and NCCL collectives when several GPUs are visible; written
 // as fractions of the datasheet figures of the catalog GPU (--gpu, else picked by the device's
 // name).
+//
+//   tpp-profile --cluster C --collective all_reduce --ranks N [--bytes B | --sweep 8:1G] [--format json]
+//   tpp-profile --cluster C --import-nccl-tests FILE... -o C2.yaml
+//   tpp-profile --cluster C --check-nccl-tests FILE... [--algo ring]
+//
+// Collectives without measuring (tools/profile_collectives.cc, docs/collectives.md): the time tpp
+// gives a collective, nccl-tests output read into a cluster's tables, or laid beside the model.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 #include <chrono>
@@ -47,6 +54,7 @@
 #include "executor/profile.h"
 #include "model/load.h"
 #include "model/tensors.h"
+#include "tools/profile_collectives.h"
 
 namespace {
 
@@ -563,7 +571,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.05, 1e6))
       ->capture_default_str();
   app.add_option("--collectives-to", collectives_to)->group("");  // the mpirun half
-  std::string backend_arg = "cpu", gpu_arg, json_out, from_json;
+  std::string backend_arg = "cpu", gpu_arg, json_out, from_json, algo_arg;
   int device = 0;
   app.add_option("--backend", backend_arg, "cpu (this machine's cores) or cuda (one GPU, and NCCL "
                  "over every visible GPU)")
@@ -577,6 +585,39 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_out, "cuda: also write every measurement as JSON");
   app.add_option("--from-json", from_json, "cuda: write the profile from an earlier --json "
                  "instead of measuring (e.g. against another --gpu)");
+  // Collectives without measuring: the prediction, nccl-tests output imported or checked.
+  tpp::tools::CollectiveArgs ca;
+  std::vector<std::string> import_files, check_files;
+  std::string op_hint;
+  app.add_option("--cluster", ca.cluster, "the cluster (file or catalog name) for --collective, "
+                 "--import-nccl-tests and --check-nccl-tests");
+  app.add_option("--collective", ca.collective, "print the predicted time of all_reduce, all_gather, "
+                 "reduce_scatter, alltoall or sendrecv over --ranks GPUs, in nccl-tests' columns");
+  app.add_option("--bytes", ca.bytes, "--collective: one size (8, 64K, 1M, 1G)");
+  app.add_option("--sweep", ca.sweep, "--collective: sizes MIN:MAX, doubling")->capture_default_str();
+  app.add_option("--format", ca.format, "--collective, --check-nccl-tests: text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--dtype", ca.dtype, "--collective: the element type nccl-tests' count is in")
+      ->capture_default_str();
+  app.add_flag("--cuda-graph", ca.cuda_graph, "--collective: launched from a CUDA graph (nccl-tests -G; "
+               "vLLM's decode) instead of eagerly");
+  app.add_option("--gpus-per-thread", ca.gpus_per_thread, "--collective: GPUs one host thread launches "
+                 "(nccl-tests -g)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_flag("--in-place", ca.in_place, "--collective: in place (nccl-tests' second columns)");
+  app.add_option("--algo", algo_arg, "--collective, --check-nccl-tests: the algorithm NCCL_ALGO forces (ring, tree, nvls, "
+                 "nvls_tree); default NCCL's choice")
+      ->check(CLI::IsMember({"ring", "tree", "nvls", "nvls_tree"}));
+  app.add_flag("--model-only", ca.model_only, "--collective: the model even where the cluster has a "
+               "measured table");
+  app.add_option("--import-nccl-tests", import_files, "read nccl-tests output files into the "
+                 "cluster's collectives tables, written to -o");
+  app.add_option("--check-nccl-tests", check_files, "lay nccl-tests output files beside the model's "
+                 "prediction on --cluster, with the error");
+  app.add_option("--op", op_hint, "--import-nccl-tests, --check-nccl-tests: the collective, where "
+                 "neither the output nor its file name says");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -584,6 +625,42 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "tpp-profile: error: %s (see --help)\n", e.what());
     return 2;
+  }
+  {
+    const int modes = (app.count("--collective") > 0) + !import_files.empty() + !check_files.empty();
+    if (modes > 1) {
+      std::fprintf(stderr, "tpp-profile: error: --collective, --import-nccl-tests and --check-nccl-tests "
+                           "are separate modes: give one\n");
+      return 2;
+    }
+    if (modes == 1) {
+      if (ca.cluster.empty()) {
+        std::fprintf(stderr, "tpp-profile: error: --cluster FILE is required with --collective, "
+                             "--import-nccl-tests and --check-nccl-tests\n");
+        return 2;
+      }
+      if (app.count("--collective") > 0) {
+        if (app.count("--ranks") == 0) {
+          std::fprintf(stderr, "tpp-profile: error: --collective needs --ranks N (the GPUs taking part)\n");
+          return 2;
+        }
+        if (app.count("--bytes") > 0 && app.count("--sweep") > 0) {
+          std::fprintf(stderr, "tpp-profile: error: give --bytes or --sweep, not both\n");
+          return 2;
+        }
+        ca.ranks = ranks;
+        ca.algorithm = algo_arg;
+        return tpp::tools::print_collective(ca);
+      }
+      if (!import_files.empty()) {
+        if (output.empty()) {
+          std::fprintf(stderr, "tpp-profile: error: --import-nccl-tests needs -o FILE (the cluster to write)\n");
+          return 2;
+        }
+        return tpp::tools::import_nccl_tests(import_files, ca.cluster, output, op_hint);
+      }
+      return tpp::tools::check_nccl_tests(check_files, ca.cluster, op_hint, ca.format, algo_arg);
+    }
   }
   if (backend_arg == "cpu")
     for (const char* opt : {"--gpu", "--device", "--json", "--from-json"})

@@ -1,0 +1,291 @@
+#include "simulator/collective.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+namespace tpp::sim {
+
+std::optional<Collective> collective_from_name(std::string_view name) {
+  std::string s;
+  for (char ch : name)
+    if (ch != '_' && ch != '-') s += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (s.size() > 4 && s.compare(s.size() - 4, 4, "perf") == 0) s.resize(s.size() - 4);
+  if (s == "allreduce") return Collective::kAllReduce;
+  if (s == "allgather") return Collective::kAllGather;
+  if (s == "reducescatter") return Collective::kReduceScatter;
+  if (s == "alltoall") return Collective::kAllToAll;
+  if (s == "sendrecv") return Collective::kSendRecv;
+  return std::nullopt;
+}
+
+const char* collective_name(Collective c) {
+  switch (c) {
+    case Collective::kAllReduce: return "all_reduce";
+    case Collective::kAllGather: return "all_gather";
+    case Collective::kReduceScatter: return "reduce_scatter";
+    case Collective::kAllToAll: return "all_to_all";
+    case Collective::kSendRecv: return "send_recv";
+  }
+  return "?";
+}
+
+double bus_factor(Collective c, std::int64_t ranks) {
+  const double n = static_cast<double>(std::max<std::int64_t>(1, ranks));
+  switch (c) {
+    case Collective::kAllReduce: return 2 * (n - 1) / n;
+    case Collective::kAllGather:
+    case Collective::kReduceScatter:
+    case Collective::kAllToAll: return (n - 1) / n;
+    case Collective::kSendRecv: return 1;
+  }
+  return 1;
+}
+
+CollectiveModel::CollectiveModel(const hw::Cluster& cluster) : c_(cluster), fig_(link_figures(cluster)) {}
+
+double CollectiveModel::table_seconds(const hw::CollectiveTable& t, double bytes) {
+  const auto& pts = t.points;
+  if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
+  for (std::size_t k = 1; k < pts.size(); ++k) {
+    const double b0 = static_cast<double>(pts[k - 1].bytes), b1 = static_cast<double>(pts[k].bytes);
+    if (bytes <= b1)
+      return (pts[k - 1].time_us + (pts[k].time_us - pts[k - 1].time_us) * (bytes - b0) / (b1 - b0)) * 1e-6;
+  }
+  const auto& last = pts.back();
+  return last.time_us * 1e-6 * bytes / static_cast<double>(last.bytes);
+}
+
+const hw::CollectiveTable* CollectiveModel::table(Collective c, std::int64_t ranks,
+                                                  const CollectiveConditions& cond) const {
+  const bool intra = ranks <= c_.gpus_per_node;
+  const std::int64_t want = c == Collective::kSendRecv ? 2 : ranks;
+  const hw::CollectiveTable* best = nullptr;
+  int best_score = -1;
+  using K = hw::CollectiveTable::Known;
+  for (const auto& t : c_.collectives) {
+    if (t.op != collective_name(c) || t.ranks != want || (t.scope == "intra_node") != intra || t.library != "nccl")
+      continue;
+    // A table measured as asked beats one measured otherwise; an unstated condition is between.
+    auto score = [](K k, bool w) { return k == K::kUnknown ? 1 : ((k == K::kYes) == w ? 2 : 0); };
+    const int s = 3 * score(t.cuda_graph, cond.cuda_graph) + score(t.in_place, cond.in_place);
+    if (s > best_score) best = &t, best_score = s;
+  }
+  return best;
+}
+
+CollectiveTime CollectiveModel::time(Collective c, double bytes, std::int64_t ranks,
+                                     const CollectiveConditions& cond) const {
+  if (const hw::CollectiveTable* t = table(c, ranks, cond))
+    return {table_seconds(*t, bytes), "table: " + t->source};
+  return model(c, bytes, ranks, cond);
+}
+
+namespace {
+
+// NCCL's tuning model, NCCL 2.30.7 (NVIDIA/nccl 5067397, src/graph/tuning.cc; transcribed in
+// docs/collectives.md): microseconds and GB/s.
+enum Algo { kTree, kRing, kNvls, kNvlsTree, kAlgos };
+enum Proto { kLL, kLL128, kSimple, kProtos };
+const char* const kAlgoName[kAlgos] = {"tree", "ring", "nvls", "nvls_tree"};
+const char* const kProtoName[kProtos] = {"LL", "LL128", "Simple"};
+constexpr double kBaseLat[kAlgos][kProtos] = {{6.8, 14.0, 8.4}, {6.6, 14.0, 8.4}, {0, 0, 0}, {0, 0, 0}};  // :149
+constexpr double kHwLatNvlink[kAlgos][kProtos] = {{0.6, 1.25, 4.0}, {0.6, 1.9, 3.4}, {0, 0, 25}, {0, 0, 25}};  // :156
+constexpr double kHwLatPci[kAlgos][kProtos] = {{1.0, 1.9, 4.0}, {1.0, 2.5, 5.7}, {0, 0, 0}, {0, 0, 0}};
+constexpr double kHwLatNet[kAlgos][kProtos] = {{5.0, 8.5, 14.0}, {2.7, 4.0, 14.0}, {0, 0, 18}, {0, 0, 20.9}};
+// [compute capability: Volta, Ampere, Hopper, Blackwell][nodes: 1, 2, more]  (:177-211)
+constexpr double kLlMaxBw[4][3] = {{39.0, 39.0, 20.4}, {87.7, 39.0, 20.4}, {141.0, 39.0, 20.4}, {282.0, 39.0, 20.4}};
+constexpr double kPerChRingLL128[4] = {20, 20, 36.7, 40};
+constexpr double kPerChTree[4][3] = {{26.5, 18.5, 10.0}, {24.0, 23.6, 17.8}, {38.7, 41.4, 36.0}, {70.0, 42.8, 24.0}};
+constexpr double kPerChTreeLL128[4][3] = {{20, 20, 20}, {20, 20, 20}, {36.7, 36.7, 29.0}, {55.6, 31.67, 20.0}};
+constexpr double kPerChNvlsTree[4][3] = {{26.5, 18.5, 10.0}, {24.0, 23.6, 17.8}, {0.0, 57.7, 45.5}, {0.0, 96.0, 80.0}};
+constexpr double kNvlsEfficiency[4] = {0, 0, 0.85, 0.74};  // :138
+constexpr double kTreeCorrection[kProtos][24] = {  // [protocol][log2(bytes / 64)]  (:620)
+    {1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0, 1.0},
+    {1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0, 1.0},
+    {.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9, .9}};
+constexpr double kNetOverheadUs = 1.0;  // getNetOverhead() on x86 Intel (:225)
+// The graph search's per-channel speed ladders (src/graph/search.cc:1051-1067): the fastest a
+// channel may be, inside a node (Ampere / Hopper) and across nodes.
+constexpr double kMaxChannelIntra[4] = {40, 40, 30, 45};  // a ring channel after ncclTopoDupChannels
+constexpr double kMaxChannelInter[4] = {48, 48, 48, 96};
+
+// An InfiniBand network step's latency as the shipped cluster files give it (a100x16: HDR,
+// 10.6 us, fit on mscclpp's NDmv4 figures): what NCCL's NET latencies already stand for.
+constexpr double kInfinibandStepUs = 10.6;
+
+int cc_index(double cc) { return cc >= 10 ? 3 : cc >= 9 ? 2 : cc >= 8 ? 1 : 0; }
+int log2i(double x) { return x >= 1 ? static_cast<int>(std::floor(std::log2(x))) : -1; }
+
+}  // namespace
+
+LinkFigures link_figures(const hw::Cluster& c) {
+  LinkFigures f;
+  const bool hopper = c.gpu.compute_capability.value >= 9.0;
+  switch (c.intra_node.kind) {
+    case hw::LinkKind::kNvswitch:
+      f.intra_eff = hopper ? 368.0 / 450 : 231.0 / 300;
+      f.intra_source = hopper ? "fit: ring busbw 368 GB/s of 450 at 8 GB, 8 x H100 all_reduce_perf (Together AI, bench/collectives/published/h100x8-together-ring.txt); NCCL's own figure is 18 NVLinks x 20.6 = 370.8"
+                              : "fit: busbw 231 GB/s of 300 at 8 GB, 8 x A100-SXM4-80GB all_reduce_perf (Azure ND A100 v4; docs/reference/nccl-tests-published.md 3.1)";
+      break;
+    case hw::LinkKind::kNvlink:
+      f.intra_eff = 0.80;
+      f.intra_source = "assumption: NVLink bridges at NVSwitch's ring share (no measurement)";
+      break;
+    case hw::LinkKind::kPcie:
+      f.intra_eff = 0.80;
+      f.intra_source = "assumption: PCIe at 80% of its unidirectional rate (no measurement)";
+      break;
+  }
+  f.nvls_eff = kNvlsEfficiency[cc_index(c.gpu.compute_capability.value)];
+  f.nvls_source = "NCCL's nvlsEfficiency (src/graph/tuning.cc:138)";
+  f.net_eff = 0.96;
+  f.net_source = "NCCL's graph search: a channel over a 50 GB/s (400 Gb/s) NIC runs at 48 GB/s (src/graph/search.cc sm90SpeedArrayInter)";
+  f.tree_slowdown = 1;
+  // nccl-tests times its iterations launched back to back (src/common.cu: the wall clock of
+  // iters launches over iters), so the host's launch overlaps the device's collective and a
+  // step costs the longer of the two; from a CUDA graph there is no launch to overlap.
+  f.launch_graph_us = 0;
+  f.launch_eager_us = 0;
+  f.launch_per_gpu_us = 35.0 / 8;
+  f.launch_source = "fit: a thread launching 8 GPUs' all-reduces (nccl-tests -g 8) takes 35.0 us whatever the size up to 256 KB (8 x H100, Together AI, bench/collectives/published/all_reduce_h100x8_together_ring.txt): 4.4 us a GPU, hidden behind the device's time when a thread drives one GPU";
+  // A network step beyond NCCL's own NET latencies (which are InfiniBand's), by fabric kind.
+  return f;
+}
+
+CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t ranks,
+                                      const CollectiveConditions& cond) const {
+  if (ranks <= 1 && c != Collective::kSendRecv) return {0, "model: one rank"};
+  const std::int64_t g = std::max<std::int64_t>(1, c_.gpus_per_node);
+  const std::int64_t nodes = c == Collective::kSendRecv ? (ranks > g ? 2 : 1) : (ranks + g - 1) / g;
+  const std::int64_t ppn = nodes > 1 ? g : std::min(ranks, g);
+  const double n = static_cast<double>(c == Collective::kSendRecv ? 2 : ranks), N = static_cast<double>(nodes);
+  const int ci = cc_index(c_.gpu.compute_capability.value), ni = nodes <= 2 ? static_cast<int>(nodes) - 1 : 2;
+  const LinkFigures& fig = fig_;
+  const bool pcie = c_.intra_node.kind == hw::LinkKind::kPcie;
+  const auto& hw_intra = pcie ? kHwLatPci : kHwLatNvlink;
+  const double launch = cond.cuda_graph ? fig.launch_graph_us : fig.launch_eager_us;
+  // The graphs NCCL's search would find (docs/collectives.md): inside a node, channels of at
+  // most kMaxChannelIntra GB/s filling the GPU's link as a ring measures it; across nodes, one
+  // channel a NIC at the NIC's speed (at most kMaxChannelInter), never more than the node's link.
+  const double intra_total = c_.intra_node.bandwidth_GBps.value * fig.intra_eff;  // GB/s
+  double ring_ch, ring_bw;  // channels, GB/s each
+  if (nodes == 1 || !c_.inter_node) {
+    ring_ch = std::max(1.0, std::round(intra_total / kMaxChannelIntra[ci]));
+    ring_bw = intra_total / ring_ch;
+  } else {
+    const double nic = c_.inter_node->nic_bandwidth_Gbps.value / 8 * fig.net_eff;
+    const double nics = static_cast<double>(c_.inter_node->nics_per_node);
+    ring_ch = std::min(32.0, nics * std::max(1.0, std::ceil(nic / kMaxChannelInter[ci])));
+    ring_bw = std::min({nic * nics / ring_ch, kMaxChannelInter[ci], intra_total / ring_ch});
+  }
+  const double net_extra = nodes > 1 && c_.inter_node ? fabric_latency_us() : 0;
+  const double nsteps = c == Collective::kAllReduce ? 2 * (n - 1) : n - 1;
+  const bool nvls = c_.intra_node.kind == hw::LinkKind::kNvswitch && ci >= 2 && ppn >= 2;
+  double best = std::numeric_limits<double>::infinity();
+  std::string best_how;
+  auto consider = [&](Algo a, Proto p, double lat, double algbw) {
+    if (!cond.algorithm.empty() && cond.algorithm != kAlgoName[a]) return;
+    if (algbw <= 0) return;
+    double bw = algbw;
+    const int ls = log2i(bytes / 64);
+    if (a == kTree && c == Collective::kAllReduce && ls >= 0 && ls < 23) bw *= kTreeCorrection[p][ls];
+    if (a == kRing && p == kSimple && nodes > 1 && c == Collective::kAllReduce && bytes / (2 * ring_ch * n) >= 64)
+      lat *= ci >= 1 ? 1.4 : 1.9;  // the ring's plateau (:645)
+    const double us = launch + lat + bytes / (1000 * bw);
+    if (us < best) best = us, best_how = fmt::format("model: {}/{}", kAlgoName[a], kProtoName[p]);
+  };
+  if (c == Collective::kAllReduce || c == Collective::kAllGather || c == Collective::kReduceScatter) {
+    const double ratio_ring = n / nsteps;
+    for (int pi = 0; pi < kProtos; ++pi) {
+      const Proto p = static_cast<Proto>(pi);
+      // Ring (:324-337, :376-382, :384-409)
+      double bus = ring_ch * ring_bw;
+      if (p == kLL) bus = std::min(kLlMaxBw[ci][ni], bus * 0.5);
+      if (p == kLL128) bus = std::min(bus * 0.92, ring_ch * kPerChRingLL128[ci]);
+      const double intra_lat0 = hw_intra[kRing][p];
+      double lat = kBaseLat[kRing][p];
+      if (nodes > 1) {
+        const double inter = kHwLatNet[kRing][p] + net_extra * (p == kSimple ? 2 : 1);
+        const double intra = std::max(intra_lat0, kNetOverheadUs * (p == kSimple ? 3 : 1));
+        const double inter_steps = c == Collective::kAllReduce ? 2 * (N - 1) : N - 1;
+        lat += (nsteps - inter_steps) * intra + inter_steps * inter;
+      } else {
+        lat += nsteps * intra_lat0;
+      }
+      consider(kRing, p, lat, bus * ratio_ring);
+      // Tree, all-reduce only (:329-333; latency :410)
+      if (c == Collective::kAllReduce) {
+        // Up to 2 nodes NCCL costs the tree on its intra-node speed (:306); a node's network
+        // still carries the whole buffer each way (each half of the double binary tree goes up
+        // once and comes down once), which caps it below.
+        const double intra_ch = std::max(1.0, std::round(intra_total / kMaxChannelIntra[ci]));
+        double tbus = nodes <= 2 ? intra_total : ring_ch * ring_bw;
+        const double tch = nodes <= 2 ? intra_ch : ring_ch;
+        tbus = std::min(tbus * 0.92, tch * kPerChTree[ci][ni]);
+        if (nodes > 1 && c_.inter_node)
+          tbus = std::min(tbus, 2 * c_.inter_node->node_bandwidth_GBps() * fig.net_eff);
+        if (p == kLL) tbus = std::min(tbus / 3.8, kLlMaxBw[ci][ni]);
+        if (p == kLL128) tbus = std::min(tbus * (nodes == 1 ? 7.0 / 9.0 : 120.0 / 128.0), tch * kPerChTreeLL128[ci][ni]);
+        const double inter = kHwLatNet[kTree][p] + net_extra * (p == kSimple ? 2 : 1);
+        const double tlat = kBaseLat[kTree][p] +
+                            2 * ((static_cast<double>(ppn) - 1) * hw_intra[kTree][p] + log2i(N) * (nodes > 1 ? inter : 0));
+        consider(kTree, p, tlat, tbus * 0.5);
+      }
+    }
+    // NVLS inside one NVSwitch node, NVLSTree across nodes (all-reduce): Simple only, 8
+    // channels of the NVLS graph, whose intra-node speed is 8/9 of the ring's (40 against 45
+    // GB/s a channel on H100: 9 x 40 <= 370.8, search.cc:410-443).
+    if (nvls && (c == Collective::kAllReduce || nodes == 1)) {
+      const double ch = 8, bw_intra = intra_total / 9;
+      double intra_bw = bw_intra * fig.nvls_eff * (ch - 1) / ch;
+      if (c == Collective::kAllReduce) intra_bw *= 2;
+      else intra_bw *= (static_cast<double>(ppn) - 1) / static_cast<double>(ppn);
+      if (nodes == 1) {
+        const double ratio = c == Collective::kAllReduce ? n / nsteps : 1.0;
+        consider(kNvls, kSimple, hw_intra[kNvls][kSimple], ch * intra_bw * ratio);
+      } else {
+        // The NVLS graph's 8 channels share the node's NICs, each at most a network channel's speed.
+        const double node_net = c_.inter_node->node_bandwidth_GBps() * fig.net_eff;
+        const double inter_bw = std::min(kMaxChannelInter[ci], node_net / ch) * (nodes <= 2 ? 2 : 1);
+        const double bw = std::min({intra_bw, inter_bw, kPerChNvlsTree[ci][ni]});
+        const double inter = kHwLatNet[kNvlsTree][kSimple] + 2 * net_extra;
+        consider(kNvlsTree, kSimple, hw_intra[kNvlsTree][kSimple] + 2 * log2i(N) * inter, ch * bw * n / nsteps);
+      }
+    }
+  } else {
+    // Point to point (NCCL has no cost model for it: docs/collectives.md): an all-to-all sends
+    // (n-1)/n of its buffer, (ppn-1)/n over the node's link and the rest through its share of
+    // the NICs, the two at once, a round of sends a peer; send/recv is one such hop.
+    const double intra_GBps = intra_total, nic_GBps = c_.inter_node
+        ? c_.inter_node->node_bandwidth_GBps() * fig.net_eff / static_cast<double>(g) : intra_total;
+    const double share_intra = c == Collective::kSendRecv ? (nodes > 1 ? 0 : 1) : (static_cast<double>(ppn) - 1) / n;
+    const double share_net = c == Collective::kSendRecv ? (nodes > 1 ? 1 : 0) : (n - static_cast<double>(ppn)) / n;
+    const double t_bw = std::max(bytes * share_intra / (1000 * intra_GBps), bytes * share_net / (1000 * nic_GBps));
+    const double peers = c == Collective::kSendRecv ? 1 : n - 1;
+    const double hop = nodes > 1 ? kHwLatNet[kRing][kSimple] + net_extra : hw_intra[kRing][kSimple];
+    // NCCL sends up to 8 peers' operations at once (NCCL_MAX_DEV_WORK_P2P_PER_BATCH).
+    best = launch + kBaseLat[kRing][kSimple] + std::ceil(peers / 8) * hop + t_bw;
+    best_how = c == Collective::kSendRecv ? "model: p2p" : "model: p2p (8 peers a round)";
+  }
+  if (!std::isfinite(best))
+    return {std::numeric_limits<double>::infinity(), "model: " + cond.algorithm + " does not apply here"};
+  // nccl-tests launches its iterations back to back: eagerly, a step takes the longer of the
+  // device's time and the host's launches of every GPU the thread drives.
+  if (!cond.cuda_graph) best = std::max(best, fig.launch_per_gpu_us * cond.gpus_per_thread);
+  if (nodes > 1) best_how += fmt::format(" ({} nodes)", nodes);
+  return {best * 1e-6, best_how};
+}
+
+double CollectiveModel::fabric_latency_us() const {
+  // The cluster's `latency_us` is a network step's one-way latency; NCCL's NET latencies
+  // (kHwLatNet) are InfiniBand's own, so only what a fabric adds beyond InfiniBand's 2 us or so
+  // (its `latency_us` less InfiniBand's) is added to each network step.
+  if (!c_.inter_node) return 0;
+  return std::max(0.0, c_.inter_node->latency_us.value - kInfinibandStepUs);
+}
+
+}  // namespace tpp::sim
