@@ -29,13 +29,18 @@ inline model::Model load_or_die(const std::string& path) {
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 namespace tpp::test {
 
 // Writes `text` to a fresh file named `name` under a per-test temporary directory.
 inline std::string write_temp(const std::string& name, const std::string& text) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  // Per process too: two suites run at once on one machine (a CI clone beside a checkout) must
+  // not share a test's scratch files.
   std::filesystem::path dir = std::filesystem::temp_directory_path() / "tpp_tests" /
-                              (std::string(info->test_suite_name()) + "." + info->name());
+                              (std::string(info->test_suite_name()) + "." + info->name() + "." +
+                               std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::filesystem::path p = dir / name;
   std::filesystem::create_directories(p.parent_path());
