@@ -96,7 +96,8 @@ constexpr double kBaseLat[kAlgos][kProtos] = {{6.8, 14.0, 8.4}, {6.6, 14.0, 8.4}
 constexpr double kHwLatNvlink[kAlgos][kProtos] = {{0.6, 1.25, 4.0}, {0.6, 1.9, 3.4}, {0, 0, 25}, {0, 0, 25}};  // :156
 constexpr double kHwLatPci[kAlgos][kProtos] = {{1.0, 1.9, 4.0}, {1.0, 2.5, 5.7}, {0, 0, 0}, {0, 0, 0}};
 constexpr double kHwLatNet[kAlgos][kProtos] = {{5.0, 8.5, 14.0}, {2.7, 4.0, 14.0}, {0, 0, 18}, {0, 0, 20.9}};
-// [compute capability: Volta, Ampere, Hopper, Blackwell][nodes: 1, 2, more]  (:177-211)
+// [compute capability: Volta, Ampere, Hopper, Blackwell][nodes: 1, 2, more]  (:177-211). One
+// node: the GPU's row; more: the x86 Intel row for every GPU (:268-272), 39.0 and 20.4.
 constexpr double kLlMaxBw[4][3] = {{39.0, 39.0, 20.4}, {87.7, 39.0, 20.4}, {141.0, 39.0, 20.4}, {282.0, 39.0, 20.4}};
 constexpr double kPerChRingLL128[4] = {20, 20, 36.7, 40};
 constexpr double kPerChTree[4][3] = {{26.5, 18.5, 10.0}, {24.0, 23.6, 17.8}, {38.7, 41.4, 36.0}, {70.0, 42.8, 24.0}};
@@ -109,8 +110,10 @@ constexpr double kTreeCorrection[kProtos][24] = {  // [protocol][log2(bytes / 64
     {.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9, .9}};
 constexpr double kNetOverheadUs = 1.0;  // getNetOverhead() on x86 Intel (:225)
 // The graph search's per-channel speed ladders (src/graph/search.cc:1051-1067): the fastest a
-// channel may be, inside a node (Ampere / Hopper) and across nodes.
-constexpr double kMaxChannelIntra[4] = {40, 40, 30, 45};  // a ring channel after ncclTopoDupChannels
+// channel may be. Inside a node: speedArrayIntra's 40 (Volta, Ampere); sm90's 60 and sm100's 90
+// halved by ncclTopoDupChannels (Hopper 30, Blackwell 45). Across nodes: speedArrayInter's and
+// sm90SpeedArrayInter's 48, sm100's 96.
+constexpr double kMaxChannelIntra[4] = {40, 40, 30, 45};
 constexpr double kMaxChannelInter[4] = {48, 48, 48, 96};
 
 // An InfiniBand network step's latency as the shipped cluster files give it (a100x16: HDR,
@@ -127,32 +130,27 @@ LinkFigures link_figures(const hw::Cluster& c) {
   const bool hopper = c.gpu.compute_capability.value >= 9.0;
   switch (c.intra_node.kind) {
     case hw::LinkKind::kNvswitch:
+      // Fit: ring busbw 368 GB/s of 450 at 8 GB, 8 x H100 all_reduce_perf (Together AI,
+      // bench/collectives/published/all_reduce_h100x8_together_ring.txt); NCCL's own figure is
+      // 18 NVLinks x 20.6 = 370.8. A100: busbw 231 GB/s of 300 at 8 GB, 8 x A100-SXM4-80GB
+      // (Azure ND A100 v4; docs/reference/nccl-tests-published.md 3.1).
       f.intra_eff = hopper ? 368.0 / 450 : 231.0 / 300;
-      f.intra_source = hopper ? "fit: ring busbw 368 GB/s of 450 at 8 GB, 8 x H100 all_reduce_perf (Together AI, bench/collectives/published/h100x8-together-ring.txt); NCCL's own figure is 18 NVLinks x 20.6 = 370.8"
-                              : "fit: busbw 231 GB/s of 300 at 8 GB, 8 x A100-SXM4-80GB all_reduce_perf (Azure ND A100 v4; docs/reference/nccl-tests-published.md 3.1)";
       break;
-    case hw::LinkKind::kNvlink:
+    case hw::LinkKind::kNvlink:  // assumption: NVLink bridges at 80% (no measurement)
+    case hw::LinkKind::kPcie:    // assumption: PCIe at 80% of its unidirectional rate (none)
       f.intra_eff = 0.80;
-      f.intra_source = "assumption: NVLink bridges at NVSwitch's ring share (no measurement)";
-      break;
-    case hw::LinkKind::kPcie:
-      f.intra_eff = 0.80;
-      f.intra_source = "assumption: PCIe at 80% of its unidirectional rate (no measurement)";
       break;
   }
   f.nvls_eff = kNvlsEfficiency[cc_index(c.gpu.compute_capability.value)];
-  f.nvls_source = "NCCL's nvlsEfficiency (src/graph/tuning.cc:138)";
+  // NCCL's graph search: a channel over a 50 GB/s (400 Gb/s) NIC runs at 48 GB/s
+  // (src/graph/search.cc, sm90SpeedArrayInter).
   f.net_eff = 0.96;
-  f.net_source = "NCCL's graph search: a channel over a 50 GB/s (400 Gb/s) NIC runs at 48 GB/s (src/graph/search.cc sm90SpeedArrayInter)";
-  f.tree_slowdown = 1;
-  // nccl-tests times its iterations launched back to back (src/common.cu: the wall clock of
-  // iters launches over iters), so the host's launch overlaps the device's collective and a
-  // step costs the longer of the two; from a CUDA graph there is no launch to overlap.
-  f.launch_graph_us = 0;
-  f.launch_eager_us = 0;
+  // Fit: a thread launching 8 GPUs' all-reduces (nccl-tests -g 8) takes 35.0 us whatever the
+  // size up to 256 KB (8 x H100, Together AI, all_reduce_h100x8_together_ring.txt): 4.4 us a
+  // GPU. nccl-tests times iterations launched back to back (src/common.cu: the wall clock of
+  // iters launches over iters), so the launch overlaps the device's collective and a step costs
+  // the longer of the two; from a CUDA graph there is no launch to overlap.
   f.launch_per_gpu_us = 35.0 / 8;
-  f.launch_source = "fit: a thread launching 8 GPUs' all-reduces (nccl-tests -g 8) takes 35.0 us whatever the size up to 256 KB (8 x H100, Together AI, bench/collectives/published/all_reduce_h100x8_together_ring.txt): 4.4 us a GPU, hidden behind the device's time when a thread drives one GPU";
-  // A network step beyond NCCL's own NET latencies (which are InfiniBand's), by fabric kind.
   return f;
 }
 
@@ -167,7 +165,6 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
   const LinkFigures& fig = fig_;
   const bool pcie = c_.intra_node.kind == hw::LinkKind::kPcie;
   const auto& hw_intra = pcie ? kHwLatPci : kHwLatNvlink;
-  const double launch = cond.cuda_graph ? fig.launch_graph_us : fig.launch_eager_us;
   // The graphs NCCL's search would find (docs/collectives.md): inside a node, channels of at
   // most kMaxChannelIntra GB/s filling the GPU's link as a ring measures it; across nodes, one
   // channel a NIC at the NIC's speed (at most kMaxChannelInter), never more than the node's link.
@@ -195,7 +192,7 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
     if (a == kTree && c == Collective::kAllReduce && ls >= 0 && ls < 23) bw *= kTreeCorrection[p][ls];
     if (a == kRing && p == kSimple && nodes > 1 && c == Collective::kAllReduce && bytes / (2 * ring_ch * n) >= 64)
       lat *= ci >= 1 ? 1.4 : 1.9;  // the ring's plateau (:645)
-    const double us = launch + lat + bytes / (1000 * bw);
+    const double us = lat + bytes / (1000 * bw);
     if (us < best) best = us, best_how = fmt::format("model: {}/{}", kAlgoName[a], kProtoName[p]);
   };
   if (c == Collective::kAllReduce || c == Collective::kAllGather || c == Collective::kReduceScatter) {
@@ -268,7 +265,7 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
     const double peers = c == Collective::kSendRecv ? 1 : n - 1;
     const double hop = nodes > 1 ? kHwLatNet[kRing][kSimple] + net_extra : hw_intra[kRing][kSimple];
     // NCCL sends up to 8 peers' operations at once (NCCL_MAX_DEV_WORK_P2P_PER_BATCH).
-    best = launch + kBaseLat[kRing][kSimple] + std::ceil(peers / 8) * hop + t_bw;
+    best = kBaseLat[kRing][kSimple] + std::ceil(peers / 8) * hop + t_bw;
     best_how = c == Collective::kSendRecv ? "model: p2p" : "model: p2p (8 peers a round)";
   }
   if (!std::isfinite(best))

@@ -37,15 +37,13 @@ struct CollectiveConditions {
   int gpus_per_thread = 1;  // nccl-tests -g: one host thread launching this many GPUs' kernels
 };
 
-// The measured figures the model runs on for a cluster, each with where it came from: the
-// share of the link's bandwidth a ring (and NVLS) reaches inside a node and the network's share
-// across nodes, the tree's slowdown, and the cost of launching a collective eagerly or from a
-// CUDA graph beyond NCCL's own latencies.
+// The measured figures the model runs on for a cluster (each fitted or taken where
+// link_figures() says): the share of the link's bandwidth a ring reaches inside a node, NVLS's
+// efficiency, the network's share across nodes, and a host thread's eager launch of one GPU's
+// collective.
 struct LinkFigures {
-  double intra_eff = 0, nvls_eff = 0, net_eff = 0, tree_slowdown = 1;
-  double launch_eager_us = 0, launch_graph_us = 0;
-  double launch_per_gpu_us = 0;  // a thread's eager launch of one GPU's collective kernel
-  std::string intra_source, nvls_source, net_source, launch_source;
+  double intra_eff = 0, nvls_eff = 0, net_eff = 0;
+  double launch_per_gpu_us = 0;
 };
 LinkFigures link_figures(const hw::Cluster& c);
 

@@ -1,5 +1,7 @@
 #include "simulator/step_cost.h"
 
+#include "simulator/collective.h"
+
 #include <algorithm>
 #include <cmath>
 #include <iterator>
@@ -614,19 +616,8 @@ const hw::CollectiveTable* find_table(const hw::Cluster& c, std::string_view op,
   return nullptr;
 }
 
-// A measured table's time at `bytes`: interpolated between points, the first point's below
-// them, and extrapolated beyond the last at its bandwidth.
-double table_s(const hw::CollectiveTable& t, double bytes) {
-  const auto& pts = t.points;
-  if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
-  for (std::size_t k = 1; k < pts.size(); ++k) {
-    const double b0 = static_cast<double>(pts[k - 1].bytes), b1 = static_cast<double>(pts[k].bytes);
-    if (bytes <= b1)
-      return (pts[k - 1].time_us + (pts[k].time_us - pts[k - 1].time_us) * (bytes - b0) / (b1 - b0)) * 1e-6;
-  }
-  const auto& last = pts.back();
-  return last.time_us * 1e-6 * bytes / static_cast<double>(last.bytes);
-}
+// A measured table's time at `bytes` (CollectiveModel's interpolation).
+double table_s(const hw::CollectiveTable& t, double bytes) { return CollectiveModel::table_seconds(t, bytes); }
 
 }  // namespace
 

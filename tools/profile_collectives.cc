@@ -62,6 +62,13 @@ std::string cluster_line(const hw::Cluster& c) {
                                   : std::string());
 }
 
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
+}
+
 Expected<hw::Cluster> load(const std::string& name) {
   auto path = resolve_input(name, Catalog::kClusters);
   if (!path) return path.error();
@@ -256,9 +263,7 @@ int check_nccl_tests(const std::vector<std::string>& files, const std::string& c
       rows.push_back({{"bytes", r.bytes}, {"measured_us", measured}, {"predicted_us", pred},
                       {"error_pct", err}, {"counted", counted}, {"how", t.how}});
     }
-    std::sort(errs.begin(), errs.end());
-    const double median = errs.empty() ? 0 : (errs.size() % 2 ? errs[errs.size() / 2]
-                                                               : (errs[errs.size() / 2 - 1] + errs[errs.size() / 2]) / 2);
+    const double median = median_of(errs);
     every.insert(every.end(), errs.begin(), errs.end());
     all.push_back({{"file", f}, {"collective", run->op}, {"ranks", run->ranks}, {"nodes", run->nodes},
                    {"cuda_graph", run->graph}, {"in_place", in_place}, {"median_abs_error_pct", median}, {"sizes", rows}});
@@ -277,9 +282,7 @@ int check_nccl_tests(const std::vector<std::string>& files, const std::string& c
     std::printf("median |error| over 1 KB-1 GB: %.1f%% (%zu sizes; * outside that range, not counted)\n\n", median,
                 errs.size());
   }
-  std::sort(every.begin(), every.end());
-  const double median = every.empty() ? 0 : (every.size() % 2 ? every[every.size() / 2]
-                                                               : (every[every.size() / 2 - 1] + every[every.size() / 2]) / 2);
+  const double median = median_of(every);
   if (format == "json") {
     std::printf("%s\n", nlohmann::json({{"cluster", cluster->name}, {"runs", all}, {"median_abs_error_pct", median}})
                             .dump(2)
