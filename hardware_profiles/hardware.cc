@@ -200,6 +200,10 @@ std::optional<Error> read_inter(const Doc& doc, const Node& node, Cluster& c) {
   n.nics_per_node = f.integer("nics_per_node", 1, 64);
   n.nic_bandwidth_Gbps = need(f, "nic_bandwidth_Gbps", 0.001, 1e6, false);
   n.latency_us = need(f, "latency_us", 0, 1e6, false);
+  n.nccl_proto = f.string_list_or("nccl_proto");
+  for (const auto& p : n.nccl_proto)
+    if (f.ok() && p != "ll" && p != "ll128" && p != "simple")
+      f.fail("nccl_proto", "field 'nccl_proto' in inter_node: '" + p + "' is not one of ll, ll128, simple");
   if (auto e = f.finish()) return e;
   c.inter_node = n;
   return std::nullopt;
@@ -413,6 +417,7 @@ nlohmann::json cluster_to_json(const Cluster& c) {
                        {"nics_per_node", c.inter_node->nics_per_node},
                        {"nic_bandwidth_Gbps", figure_json(c.inter_node->nic_bandwidth_Gbps)},
                        {"latency_us", figure_json(c.inter_node->latency_us)}};
+  if (c.inter_node && !c.inter_node->nccl_proto.empty()) j["inter_node"]["nccl_proto"] = c.inter_node->nccl_proto;
   if (c.price_per_gpu_hour) j["price_per_gpu_hour"] = figure_json(*c.price_per_gpu_hour);
   if (c.storage_read_GBps) j["storage_read_GBps"] = figure_json(*c.storage_read_GBps);
   if (c.efficiency) {

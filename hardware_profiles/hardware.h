@@ -75,6 +75,9 @@ struct Network {
   std::int64_t nics_per_node = 0;
   Figure nic_bandwidth_Gbps;  // per NIC, one direction, in gigabits as marketed
   Figure latency_us;
+  // The NCCL protocols the fabric's stack allows (NCCL_PROTO), empty for all of them: AWS's
+  // plugin sets NCCL_PROTO=simple on p4d/p4de. Any of "ll", "ll128", "simple".
+  std::vector<std::string> nccl_proto;
   double node_bandwidth_GBps() const;  // nics x Gb/s / 8
 };
 

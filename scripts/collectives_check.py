@@ -2,7 +2,9 @@
 """tpp's collective model beside the published nccl-tests sweeps in bench/collectives/published
 (manifest.tsv: each file's cluster, forced algorithm, and whether it was fitted on or only
 checked), as a markdown table: the median |error| over 1 KB-1 GB of each sweep, then by use and
-by fabric. Standard library only. Usage: scripts/collectives_check.py [--build build]"""
+by fabric. A sweep that is not steady (a bigger message finishing in under half the time of a
+smaller one: the network or a GPU was disturbed during the run) is shown but kept out of the
+medians by use and fabric. Standard library only. Usage: scripts/collectives_check.py [--build build]"""
 import argparse, json, os, statistics, subprocess, sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +30,13 @@ for line in open(os.path.join(pub, "manifest.tsv")):
         sys.exit(f"{f}: no size of 1 KB-1 GB")
     med = statistics.median(errs)
     signed = statistics.median([s["error_pct"] for s in run["sizes"] if s["counted"]])
+    times = [s["measured_us"] for s in run["sizes"]]
+    steady = all(times[j] >= 0.5 * times[i] for i in range(len(times)) for j in range(i + 1, len(times)))
+    if not steady:
+        use = use + " (not steady)"
     rows.append((f, cluster, algo, use, fabric, run["collective"], run["ranks"], len(errs), med, signed, what))
+    if not steady:
+        continue
     by_use.setdefault(use, []).extend(errs)
     if use == "check":
         by_fabric.setdefault(fabric, []).extend(errs)

@@ -92,6 +92,7 @@ enum Algo { kTree, kRing, kNvls, kNvlsTree, kAlgos };
 enum Proto { kLL, kLL128, kSimple, kProtos };
 const char* const kAlgoName[kAlgos] = {"tree", "ring", "nvls", "nvls_tree"};
 const char* const kProtoName[kProtos] = {"LL", "LL128", "Simple"};
+const char* const kProtoKey[kProtos] = {"ll", "ll128", "simple"};  // NCCL_PROTO's names
 constexpr double kBaseLat[kAlgos][kProtos] = {{6.8, 14.0, 8.4}, {6.6, 14.0, 8.4}, {0, 0, 0}, {0, 0, 0}};  // :149
 constexpr double kHwLatNvlink[kAlgos][kProtos] = {{0.6, 1.25, 4.0}, {0.6, 1.9, 3.4}, {0, 0, 25}, {0, 0, 25}};  // :156
 constexpr double kHwLatPci[kAlgos][kProtos] = {{1.0, 1.9, 4.0}, {1.0, 2.5, 5.7}, {0, 0, 0}, {0, 0, 0}};
@@ -182,18 +183,24 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
   const double net_extra = nodes > 1 && c_.inter_node ? fabric_latency_us() : 0;
   const double nsteps = c == Collective::kAllReduce ? 2 * (n - 1) : n - 1;
   const bool nvls = c_.intra_node.kind == hw::LinkKind::kNvswitch && ci >= 2 && ppn >= 2;
-  double best = std::numeric_limits<double>::infinity();
+  double best = std::numeric_limits<double>::infinity(), best_fill = 0;
   std::string best_how;
-  auto consider = [&](Algo a, Proto p, double lat, double algbw) {
+  auto consider = [&](Algo a, Proto p, double lat, double algbw, double fill_bytes = 0) {
     if (!cond.algorithm.empty() && cond.algorithm != kAlgoName[a]) return;
+    if (c_.inter_node && !c_.inter_node->nccl_proto.empty() &&
+        std::find(c_.inter_node->nccl_proto.begin(), c_.inter_node->nccl_proto.end(), kProtoKey[p]) ==
+            c_.inter_node->nccl_proto.end())
+      return;
     if (algbw <= 0) return;
     double bw = algbw;
     const int ls = log2i(bytes / 64);
     if (a == kTree && c == Collective::kAllReduce && ls >= 0 && ls < 23) bw *= kTreeCorrection[p][ls];
     if (a == kRing && p == kSimple && nodes > 1 && c == Collective::kAllReduce && bytes / (2 * ring_ch * n) >= 64)
       lat *= ci >= 1 ? 1.4 : 1.9;  // the ring's plateau (:645)
+    // NCCL picks by its tuning model's time; the pipeline's fill is what the pick then costs.
     const double us = lat + bytes / (1000 * bw);
-    if (us < best) best = us, best_how = fmt::format("model: {}/{}", kAlgoName[a], kProtoName[p]);
+    if (us < best)
+      best = us, best_fill = fill_bytes / (1000 * bw), best_how = fmt::format("model: {}/{}", kAlgoName[a], kProtoName[p]);
   };
   if (c == Collective::kAllReduce || c == Collective::kAllGather || c == Collective::kReduceScatter) {
     const double ratio_ring = n / nsteps;
@@ -238,19 +245,38 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
     // GB/s a channel on H100: 9 x 40 <= 370.8, search.cc:410-443).
     if (nvls && (c == Collective::kAllReduce || nodes == 1)) {
       const double ch = 8, bw_intra = intra_total / 9;
+      // The pipeline's fill: NCCL splits the buffer over nvlsChannels x nHeads (the NVLS graph's
+      // 8 channels) operations at once, each in chunks it shrinks for smaller buffers
+      // (enqueue.cc calcCollChunking, 2.30.7; nvls.cc ncclNvlsTuning); a chunk is reduced through
+      // the switch, then broadcast back, so two chunk-steps of every operation pass before the
+      // pipeline runs full. That costs 2 x chunk x operations more bytes at the same speed.
+      const double nvls_channels = ci >= 3 ? (nodes > 1 ? 32 : 24) : 16;
+      const double ops = (nodes > 1 ? std::min(nvls_channels, 2 * ring_ch) : nvls_channels) * ch;
+      double chunk;
+      if (nodes == 1) {
+        chunk = 131072;
+        if (bytes < 64 * ops * chunk) chunk = 65536;
+        if (bytes < 8 * ops * chunk) chunk = 32768;
+        if (bytes < 2 * ops * chunk) chunk = 16384;
+      } else {
+        chunk = nodes >= 4 ? 65536 : 131072;  // min(nvlsChunkSize, nvlsTreeMaxChunkSize)
+        if (bytes < 4 * ops * chunk && chunk > 65536) chunk = 65536;
+        if (bytes < 1 * ops * chunk && chunk > 32768) chunk = 32768;
+      }
+      const double fill = 2 * chunk * ops;
       double intra_bw = bw_intra * fig.nvls_eff * (ch - 1) / ch;
       if (c == Collective::kAllReduce) intra_bw *= 2;
       else intra_bw *= (static_cast<double>(ppn) - 1) / static_cast<double>(ppn);
       if (nodes == 1) {
         const double ratio = c == Collective::kAllReduce ? n / nsteps : 1.0;
-        consider(kNvls, kSimple, hw_intra[kNvls][kSimple], ch * intra_bw * ratio);
+        consider(kNvls, kSimple, hw_intra[kNvls][kSimple], ch * intra_bw * ratio, fill);
       } else {
         // The NVLS graph's 8 channels share the node's NICs, each at most a network channel's speed.
         const double node_net = c_.inter_node->node_bandwidth_GBps() * fig.net_eff;
         const double inter_bw = std::min(kMaxChannelInter[ci], node_net / ch) * (nodes <= 2 ? 2 : 1);
         const double bw = std::min({intra_bw, inter_bw, kPerChNvlsTree[ci][ni]});
         const double inter = kHwLatNet[kNvlsTree][kSimple] + 2 * net_extra;
-        consider(kNvlsTree, kSimple, hw_intra[kNvlsTree][kSimple] + 2 * log2i(N) * inter, ch * bw * n / nsteps);
+        consider(kNvlsTree, kSimple, hw_intra[kNvlsTree][kSimple] + 2 * log2i(N) * inter, ch * bw * n / nsteps, fill);
       }
     }
   } else {
@@ -270,11 +296,13 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
   }
   if (!std::isfinite(best))
     return {std::numeric_limits<double>::infinity(), "model: " + cond.algorithm + " does not apply here"};
+  const double tuning = best;
+  best += best_fill;
   // nccl-tests launches its iterations back to back: eagerly, a step takes the longer of the
   // device's time and the host's launches of every GPU the thread drives.
   if (!cond.cuda_graph) best = std::max(best, fig.launch_per_gpu_us * cond.gpus_per_thread);
   if (nodes > 1) best_how += fmt::format(" ({} nodes)", nodes);
-  return {best * 1e-6, best_how};
+  return {best * 1e-6, best_how, tuning * 1e-6};
 }
 
 double CollectiveModel::fabric_latency_us() const {

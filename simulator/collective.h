@@ -50,6 +50,9 @@ LinkFigures link_figures(const hw::Cluster& c);
 struct CollectiveTime {
   double seconds = 0;
   std::string how;  // "table: <its source>" or "model: ring/LL128 (2 nodes)" and the like
+  // The model's: NCCL's own tuning-model time for the algorithm and protocol it picks, before
+  // the NVLS pipeline's fill and the eager launch (0 for a table).
+  double nccl_tuning_seconds = 0;
 };
 
 class CollectiveModel {

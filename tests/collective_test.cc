@@ -117,12 +117,57 @@ TEST(CollectiveModel, AgreesWithNcclsOwnFiguresOnEightH100s) {
   for (auto [bytes, us, how] : {std::tuple{1 << 20, 28.0, "ring/LL"}, std::tuple{16 << 20, 87.0, "nvls/Simple"},
                                 std::tuple{256 << 20, 1012.0, "nvls/Simple"}}) {
     const auto t = m.model(sim::Collective::kAllReduce, bytes, 8, graph);
-    EXPECT_NEAR(t.seconds * 1e6, us, 0.05 * us) << bytes;
+    EXPECT_NEAR(t.nccl_tuning_seconds * 1e6, us, 0.05 * us) << bytes;
     EXPECT_NE(t.how.find(how), std::string::npos) << bytes << " " << t.how;
   }
   // Two nodes: Tree/LL for small messages, NVLSTree for large (NCCL's choices, section 11).
   EXPECT_NE(m.model(sim::Collective::kAllReduce, 4096, 16, graph).how.find("tree/LL"), std::string::npos);
   EXPECT_NE(m.model(sim::Collective::kAllReduce, 1 << 30, 16, graph).how.find("nvls_tree/Simple"), std::string::npos);
+}
+
+// NVLS's pipeline fill (enqueue.cc calcCollChunking): two chunk-steps of every one of the
+// 16 channels x 8 heads, at the algorithm's own speed, with the chunk NCCL shrinks for smaller
+// buffers: 16 KiB below 8 MiB, 32 KiB below 64 MiB, 64 KiB below 1 GiB, else 128 KiB. NCCL's pick
+// is by its tuning model, so the fill never changes which algorithm runs; a ring has none.
+TEST(CollectiveModel, NvlsPaysItsPipelineFillByNcclsChunkSize) {
+  hw::Cluster c = cluster("h100x1");
+  c.collectives.clear();
+  const sim::CollectiveModel m(c);
+  const sim::CollectiveConditions nvls{true, false, "nvls", 1};
+  for (auto [bytes, chunk] : {std::pair{4.0 * (1 << 20), 16384.0}, std::pair{16.0 * (1 << 20), 32768.0},
+                              std::pair{256.0 * (1 << 20), 65536.0}, std::pair{2.0 * (1 << 30), 131072.0}}) {
+    const auto t = m.model(sim::Collective::kAllReduce, bytes, 8, nvls);
+    const auto t2 = m.model(sim::Collective::kAllReduce, 2 * bytes, 8, nvls);
+    const double us_per_byte = (t2.nccl_tuning_seconds - t.nccl_tuning_seconds) * 1e6 / bytes;
+    EXPECT_NEAR((t.seconds - t.nccl_tuning_seconds) * 1e6, 2 * chunk * 128 * us_per_byte, 1e-6) << bytes;
+  }
+  const auto ring = m.model(sim::Collective::kAllReduce, 16 << 20, 8, {true, false, "ring", 1});
+  EXPECT_DOUBLE_EQ(ring.seconds, ring.nccl_tuning_seconds);
+}
+
+// A fabric whose stack allows only some protocols (AWS's plugin: NCCL_PROTO=simple on p4de) is
+// modelled with those alone; a protocol NCCL does not have is one line naming the file and field.
+TEST(CollectiveModel, NcclProtoFromTheClusterLimitsTheProtocols) {
+  const hw::Cluster c = cluster("p4dex2");
+  ASSERT_EQ(c.inter_node->nccl_proto, std::vector<std::string>{"simple"});
+  const sim::CollectiveModel m(c);
+  for (double bytes = 8; bytes <= (1 << 30); bytes *= 16)
+    EXPECT_NE(m.model(sim::Collective::kAllReduce, bytes, 16).how.find("/Simple"), std::string::npos) << bytes;
+  hw::Cluster open_stack = c;
+  open_stack.inter_node->nccl_proto.clear();
+  EXPECT_NE(sim::CollectiveModel(open_stack).model(sim::Collective::kAllReduce, 1024, 16).how.find("/LL"),
+            std::string::npos);
+  std::string text;
+  {
+    std::ifstream in(*resolve_input("p4dex2", Catalog::kClusters));
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  text.replace(text.find("[simple]"), 8, "[simple, fast]");
+  const std::string bad = test::write_temp("p4de-bad-proto.yaml", text);
+  auto r = hw::load_cluster(bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().str().find("p4de-bad-proto.yaml:"), std::string::npos) << r.error().str();
+  EXPECT_NE(r.error().str().find("'fast' is not one of ll, ll128, simple"), std::string::npos) << r.error().str();
 }
 
 TEST(CollectiveModel, PhysicalBounds) {
