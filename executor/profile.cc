@@ -566,7 +566,9 @@ std::string profile_yaml(const Profile& p, const std::string& name, double memor
   const double tflops = p.peak_flops_per_s / 1e12;
   std::string y = fmt::format(
       "# This machine, measured by tpp-profile: one rank per core, each a \"GPU\" of the plan.\n"
-      "name: {}\nnodes: 1\ngpus_per_node: {}\ngpu:\n  name: {}\n", name, std::max(1, p.ranks), name);
+      "name: {}\nnodes: 1\ngpus_per_node: {}\n"
+      "transport: mpi  # the ranks' collectives are MPI's, not NCCL's\ngpu:\n  name: {}\n",
+      name, std::max(1, p.ranks), name);
   auto fig = [&](const char* key, double v, const std::string& src) {
     y += fmt::format("  {}: {{value: {:.6g}, source: \"{}\"}}\n", key, v, src);
   };

@@ -328,6 +328,7 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
     f.fail("price_per_gpu_hour", "field 'price_per_gpu_hour' in cluster must be a positive "
                                  "number of dollars, got 0");
   c.storage_read_GBps = read_figure(f, "storage_read_GBps", 1e-6, kMaxFigure, false, false);
+  c.transport = f.choice_or("transport", "nccl", {"nccl", "mpi"});
   const Node* coll = f.raw("collectives");
   const Node* eff = f.map_or_null("efficiency");
   if (f.ok() && !gpu) f.missing("gpu");
@@ -420,6 +421,7 @@ nlohmann::json cluster_to_json(const Cluster& c) {
   if (c.inter_node && !c.inter_node->nccl_proto.empty()) j["inter_node"]["nccl_proto"] = c.inter_node->nccl_proto;
   if (c.price_per_gpu_hour) j["price_per_gpu_hour"] = figure_json(*c.price_per_gpu_hour);
   if (c.storage_read_GBps) j["storage_read_GBps"] = figure_json(*c.storage_read_GBps);
+  if (c.transport != "nccl") j["transport"] = c.transport;
   if (c.efficiency) {
     nlohmann::json e = {{"source", c.efficiency->source}};
     if (c.efficiency->memory > 0) e["memory"] = c.efficiency->memory;

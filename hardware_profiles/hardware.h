@@ -150,6 +150,9 @@ struct Cluster {
   std::optional<Figure> storage_read_GBps;
   std::vector<CollectiveTable> collectives;
   std::optional<MeasuredEfficiency> efficiency;
+  // What the ranks' collectives run on: "nccl" (GPUs; modelled as NCCL where no table covers
+  // them) or "mpi" (tpp-profile's CPU ranks: alpha-beta on their measured link).
+  std::string transport = "nccl";
 
   std::int64_t total_gpus() const { return nodes * gpus_per_node; }
 };

@@ -157,7 +157,22 @@ LinkFigures link_figures(const hw::Cluster& c) {
 
 CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t ranks,
                                       const CollectiveConditions& cond) const {
-  if (ranks <= 1 && c != Collective::kSendRecv) return {0, "model: one rank"};
+  CollectiveTime t;
+  t.seconds = evaluate(c, bytes, ranks, cond, &t.how, &t.nccl_tuning_seconds);
+  return t;
+}
+
+double CollectiveModel::model_seconds(Collective c, double bytes, std::int64_t ranks,
+                                      const CollectiveConditions& cond) const {
+  return evaluate(c, bytes, ranks, cond, nullptr, nullptr);
+}
+
+double CollectiveModel::evaluate(Collective c, double bytes, std::int64_t ranks, const CollectiveConditions& cond,
+                                 std::string* how, double* tuning_seconds) const {
+  if (ranks <= 1 && c != Collective::kSendRecv) {
+    if (how) *how = "model: one rank";
+    return 0;
+  }
   const std::int64_t g = std::max<std::int64_t>(1, c_.gpus_per_node);
   const std::int64_t nodes = c == Collective::kSendRecv ? (ranks > g ? 2 : 1) : (ranks + g - 1) / g;
   const std::int64_t ppn = nodes > 1 ? g : std::min(ranks, g);
@@ -184,7 +199,7 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
   const double nsteps = c == Collective::kAllReduce ? 2 * (n - 1) : n - 1;
   const bool nvls = c_.intra_node.kind == hw::LinkKind::kNvswitch && ci >= 2 && ppn >= 2;
   double best = std::numeric_limits<double>::infinity(), best_fill = 0;
-  std::string best_how;
+  int best_a = -1, best_p = -1;
   auto consider = [&](Algo a, Proto p, double lat, double algbw, double fill_bytes = 0) {
     if (!cond.algorithm.empty() && cond.algorithm != kAlgoName[a]) return;
     if (c_.inter_node && !c_.inter_node->nccl_proto.empty() &&
@@ -200,7 +215,7 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
     // NCCL picks by its tuning model's time; the pipeline's fill is what the pick then costs.
     const double us = lat + bytes / (1000 * bw);
     if (us < best)
-      best = us, best_fill = fill_bytes / (1000 * bw), best_how = fmt::format("model: {}/{}", kAlgoName[a], kProtoName[p]);
+      best = us, best_fill = fill_bytes / (1000 * bw), best_a = a, best_p = p;
   };
   if (c == Collective::kAllReduce || c == Collective::kAllGather || c == Collective::kReduceScatter) {
     const double ratio_ring = n / nsteps;
@@ -292,17 +307,49 @@ CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t r
     const double hop = nodes > 1 ? kHwLatNet[kRing][kSimple] + net_extra : hw_intra[kRing][kSimple];
     // NCCL sends up to 8 peers' operations at once (NCCL_MAX_DEV_WORK_P2P_PER_BATCH).
     best = kBaseLat[kRing][kSimple] + std::ceil(peers / 8) * hop + t_bw;
-    best_how = c == Collective::kSendRecv ? "model: p2p" : "model: p2p (8 peers a round)";
+    best_a = -2;  // point to point
   }
-  if (!std::isfinite(best))
-    return {std::numeric_limits<double>::infinity(), "model: " + cond.algorithm + " does not apply here"};
+  if (!std::isfinite(best)) {
+    if (how) *how = "model: " + cond.algorithm + " does not apply here";
+    return std::numeric_limits<double>::infinity();
+  }
   const double tuning = best;
   best += best_fill;
   // nccl-tests launches its iterations back to back: eagerly, a step takes the longer of the
   // device's time and the host's launches of every GPU the thread drives.
   if (!cond.cuda_graph) best = std::max(best, fig.launch_per_gpu_us * cond.gpus_per_thread);
-  if (nodes > 1) best_how += fmt::format(" ({} nodes)", nodes);
-  return {best * 1e-6, best_how, tuning * 1e-6};
+  if (how) {
+    *how = best_a == -2 ? (c == Collective::kSendRecv ? "model: p2p" : "model: p2p (8 peers a round)")
+                        : fmt::format("model: {}/{}", kAlgoName[best_a], kProtoName[best_p]);
+    if (nodes > 1) *how += fmt::format(" ({} nodes)", nodes);
+  }
+  if (tuning_seconds) *tuning_seconds = tuning * 1e-6;
+  return best * 1e-6;
+}
+
+std::optional<CollectiveTime> CollectiveModel::engine_all_reduce(double bytes, std::int64_t n,
+                                                                 bool graph) const {
+  // Where vLLM's CustomAllreduce runs (custom_all_reduce.py: _SUPPORTED_WORLD_SIZES 2, 4, 6, 8;
+  // off for more than two GPUs that are not fully connected; max_size 8 MiB).
+  const bool full = c_.intra_node.kind == hw::LinkKind::kNvswitch;
+  if (!(n == 2 || n == 4 || n == 6 || n == 8) || n > c_.gpus_per_node || (!full && n > 2) ||
+      bytes > 8.0 * 1024 * 1024)
+    return std::nullopt;
+  // The kernel's choice (custom_all_reduce.cuh, REDUCE_CASE): one stage reads every peer's whole
+  // buffer ((n-1) x bytes over the GPU's link); two stages reduce-scatter then all-gather
+  // (2(n-1)/n x bytes) behind a second barrier.
+  const bool one_stage = n == 2 || (n <= 4 && bytes < 512 * 1024) || (n <= 8 && bytes < 256 * 1024);
+  const double nd = static_cast<double>(n), link = c_.intra_node.bandwidth_GBps.value * 1e3;  // bytes/us
+  // Fit (least squares on relative error): vLLM's graph-mode all-reduce on 8 x H100 SXM, 2, 4
+  // and 8 GPUs, 1 KiB-8 MiB (hardware_profiles/operators/H100-SXM5-80GB/vllm.json, aiconfigurator's
+  // collector): one stage 4.47 us + its bytes at 56% of the link, two stages 8.95 us + its bytes
+  // at 72%. Checked on H200 (median 2-5%), A100 (11-21%, slower barriers) and 2 x L40S over PCIe
+  // (10%). Eager: +16.2 us, the median of the eager less the graph figure up to 16 KiB on H100.
+  double us = one_stage ? 4.47 + (nd - 1) * bytes / (0.56 * link)
+                        : 8.95 + 2 * (nd - 1) / nd * bytes / (0.72 * link);
+  if (!graph) us += 16.2;
+  return CollectiveTime{us * 1e-6, one_stage ? "model: vLLM custom all-reduce, one stage"
+                                             : "model: vLLM custom all-reduce, two stages"};
 }
 
 double CollectiveModel::fabric_latency_us() const {

@@ -68,9 +68,21 @@ class CollectiveModel {
   // The model alone, ignoring any table.
   CollectiveTime model(Collective c, double bytes, std::int64_t ranks,
                        const CollectiveConditions& cond = {}) const;
+  // model()'s seconds alone, without building its description (the step model's hot path).
+  double model_seconds(Collective c, double bytes, std::int64_t ranks,
+                       const CollectiveConditions& cond = {}) const;
   // The measured table that time() would use, if any.
   const hw::CollectiveTable* table(Collective c, std::int64_t ranks,
                                    const CollectiveConditions& cond) const;
+
+  // vLLM's custom all-reduce (csrc/custom_all_reduce.cuh; SGLang runs the same kernels) for a TP
+  // group inside a node, where vLLM would use it: 2, 4, 6 or 8 GPUs of one node, fully
+  // connected by NVSwitch (NVLink bridges and PCIe: 2 GPUs only), at most its 8 MiB buffer
+  // (custom_all_reduce.py max_size). One stage for 2 GPUs and below 512 KiB (4) or 256 KiB (8),
+  // two stages above; eagerly, the host's copy into the registered buffer on top. Nothing where
+  // vLLM hands the message to NCCL. Its figures are fitted on vLLM's measured H100 kernels
+  // (docs/collectives.md); the operator tables, where a GPU has them, win over it.
+  std::optional<CollectiveTime> engine_all_reduce(double bytes, std::int64_t ranks, bool graph) const;
 
   // A measured table's time at `bytes` (seconds): log-log interpolation between points, the
   // first point's time below them, the last point's bandwidth beyond them.
@@ -78,6 +90,8 @@ class CollectiveModel {
 
  private:
   double fabric_latency_us() const;
+  double evaluate(Collective c, double bytes, std::int64_t ranks, const CollectiveConditions& cond,
+                  std::string* how, double* tuning_seconds) const;
 
   const hw::Cluster& c_;
   LinkFigures fig_;

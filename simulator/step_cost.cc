@@ -165,7 +165,7 @@ void BatchShape::add(std::int64_t new_tokens, std::int64_t context) {
 
 StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& cluster,
                              const ParallelConfig& p, const ResolvedOptions& o, Efficiency e)
-    : m_(loaded), c_(cluster), p_(p), o_(o), e_(e) {
+    : m_(loaded), c_(cluster), coll_(cluster), nccl_(cluster.transport == "nccl"), p_(p), o_(o), e_(e) {
   const hw::Gpu& g = c_.gpu;
   act_bytes_ = model::dtype_bytes(m_.dtype);
   // The GPU file's measured MAMF replaces the default share of the bf16 peak a GEMM reaches
@@ -586,7 +586,7 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
     if (st.last)
       c.tp_comm += all_gather_s(static_cast<double>(b.seqs) *
                                     static_cast<double>(padded_vocab(m_.vocab_size)) * act_bytes_,
-                                p_.tp);
+                                p_.tp, graph);
     // Each collective also waits for the last rank to arrive (measured, where it was).
     if (c_.efficiency && c_.efficiency->collective_wait_us > 0)
       c.tp_comm += (2 * layers + (st.first ? 1 : 0) + (st.last ? 1 : 0)) *
@@ -596,10 +596,11 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
     // Dispatch and combine: each token's hidden state to and from its k experts' ranks.
     const double n = static_cast<double>(p_.ep());
     const double bytes = hidden_bytes * static_cast<double>(m_.moe->experts_per_token) * (n - 1) / n;
-    c.ep_comm = ml * 2 * all_gather_s(bytes * n / (n - 1), p_.ep());
+    c.ep_comm = ml * 2 * all_gather_s(bytes * n / (n - 1), p_.ep(), graph);
   }
   // IntermediateTensors (hidden_states and residual) to the next stage.
-  if (!st.last) c.pp_comm = send_s(2 * hidden_bytes, st.send_cross_node);
+  // vLLM sends them from the worker after the forward, outside any CUDA graph.
+  if (!st.last) c.pp_comm = send_s(2 * hidden_bytes, st.send_cross_node, false);
   return c;
 }
 
@@ -660,15 +661,36 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n, bool graph) con
     }
     const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, true, "vllm");
     if (t && bytes <= static_cast<double>(t->points.back().bytes)) return table_s(*t, bytes);
+    // No measurement of the engine's own path on this GPU: vLLM's custom all-reduce as
+    // CollectiveModel models it, where vLLM would run it (an engine's step; tpp-run's own
+    // kernels, host overhead none, all-reduce through NCCL). SGLang runs the same kernels;
+    // TensorRT-LLM's one- and two-shot kernels are taken to cost the same (approximation).
+    if (nccl_ && o_.host_overhead != HostOverhead::kNone)
+      if (auto e = coll_.engine_all_reduce(bytes, n, graph)) return e->seconds;
   }
-  return nccl_all_reduce_s(bytes, n);
+  return nccl_all_reduce_s(bytes, n, graph);
 }
 
-double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n) const {
+double StepCostModel::nccl_model_s(Collective op, double bytes, std::int64_t n, bool graph) const {
+  // What NCCL takes where the cluster measured nothing for this op and rank count: its own
+  // tuning model on the cluster's links (docs/collectives.md; checked against published
+  // nccl-tests sweeps by scripts/collectives_check.py). vLLM's pynccl all-reduce is out of place.
+  // Memoised: the serving simulation asks for the same few messages thousands of times.
+  const CollKey key{static_cast<int>(op) * 2 + (graph ? 1 : 0), n, bytes};
+  if (auto it = coll_cache_.find(key); it != coll_cache_.end()) return it->second;
+  CollectiveConditions cond;
+  cond.cuda_graph = graph;
+  const double s = coll_.model_seconds(op, bytes, n, cond);
+  coll_cache_.emplace(key, s);
+  return s;
+}
+
+double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n, bool graph) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
   if (const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, n <= g))
     return table_s(*t, bytes);
+  if (nccl_) return nccl_model_s(Collective::kAllReduce, bytes, n, graph);
   const double intra_a = c_.intra_node.latency_us.value * 1e-6;
   // nccl-tests: busbw = algbw x factor, so time = bytes x factor / busbw, plus one link
   // latency for each of the ring's steps.
@@ -685,15 +707,16 @@ double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n) const {
   // has one, else the ring above.
   const double gd = static_cast<double>(g), nodes = nd / gd;
   const double net_a = c_.inter_node->latency_us.value * 1e-6;
-  return nccl_all_reduce_s(bytes, g) +
+  return nccl_all_reduce_s(bytes, g, graph) +
          ring(bytes / gd, 2 * (nodes - 1) / nodes, net_bw_per_gpu(), net_a, 2 * (nodes - 1));
 }
 
-double StepCostModel::all_gather_s(double bytes, std::int64_t n) const {
+double StepCostModel::all_gather_s(double bytes, std::int64_t n, bool graph) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
   if (const hw::CollectiveTable* t = find_table(c_, "all_gather", n, n <= g))
     return table_s(*t, bytes);
+  if (nccl_) return nccl_model_s(Collective::kAllGather, bytes, n, graph);
   const double nd = static_cast<double>(n);
   const bool intra = n <= g || !c_.inter_node;
   const double bw = intra ? intra_bw() : net_bw_per_gpu();
@@ -701,9 +724,12 @@ double StepCostModel::all_gather_s(double bytes, std::int64_t n) const {
   return bytes * (nd - 1) / nd / bw + (nd - 1) * alpha;
 }
 
-double StepCostModel::send_s(double bytes, bool cross_node) const {
+double StepCostModel::send_s(double bytes, bool cross_node, bool graph) const {
   if (const hw::CollectiveTable* t = find_table(c_, "send_recv", 2, !cross_node))
     return table_s(*t, bytes);
+  // Two ranks on one node, or one rank on each of two (CollectiveModel's send/recv placement).
+  if (nccl_ && (!cross_node || c_.inter_node))
+    return nccl_model_s(Collective::kSendRecv, bytes, cross_node ? c_.gpus_per_node + 1 : 2, graph);
   if (cross_node && c_.inter_node)
     return bytes / net_bw_per_gpu() + c_.inter_node->latency_us.value * 1e-6;
   return bytes / intra_bw() + c_.intra_node.latency_us.value * 1e-6;

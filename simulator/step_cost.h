@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "hardware_profiles/hardware.h"
 #include "model/model.h"
+#include "simulator/collective.h"
 #include "simulator/memory.h"
 #include "simulator/parallel.h"
 
@@ -81,14 +83,15 @@ class StepCostModel {
 
   // Collective times in seconds for `bytes` per rank over `ranks` GPUs (nccl-tests terms:
   // busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for all-gather), from the cluster's
-  // measured table when it has one for the op and size, else alpha-beta on the link the group
-  // spans (hierarchical when it spans nodes). all_reduce_s is what the engine's TP group pays
+  // measured table when it has one for the op and ranks, else NCCL's model (CollectiveModel:
+  // the ranks placed a node first, launched from a CUDA graph or eagerly as `graph` says), or
+  // alpha-beta on the measured link where the ranks talk through MPI (transport mpi). all_reduce_s is what the engine's TP group pays
   // inside a node: its own all-reduce from the operator table (measured under a CUDA graph, or
   // eagerly where `graph` is false), else a cluster's `library: vllm` table, else NCCL's.
   double all_reduce_s(double bytes, std::int64_t ranks, bool graph = true) const;
-  double nccl_all_reduce_s(double bytes, std::int64_t ranks) const;
-  double all_gather_s(double bytes, std::int64_t ranks) const;
-  double send_s(double bytes, bool cross_node) const;
+  double nccl_all_reduce_s(double bytes, std::int64_t ranks, bool graph = true) const;
+  double all_gather_s(double bytes, std::int64_t ranks, bool graph = true) const;
+  double send_s(double bytes, bool cross_node, bool graph = true) const;
 
   // The fraction of the GEMM peak a GEMM of `tokens` rows on a `weight_bytes` matrix reaches
   // (the cluster's measured tables, relative to the peak the model already scales by), and the
@@ -120,6 +123,7 @@ class StepCostModel {
   // Achievable bytes/s of one GPU's share of its node's NICs, and of its NVLink/PCIe link.
   double net_bw_per_gpu() const;
   double intra_bw() const;
+  double nccl_model_s(Collective op, double bytes, std::int64_t ranks, bool graph) const;
   double layer_gemms(const std::vector<Gemm>& gs, std::int64_t tokens) const;
   // GEMM time of one layer depends on the token count alone: memoised per count (the serving
   // simulation asks for the same few counts thousands of times).
@@ -145,6 +149,20 @@ class StepCostModel {
 
   model::Model m_;
   const hw::Cluster& c_;
+  CollectiveModel coll_;  // NCCL, where the cluster measured no table (transport nccl)
+  bool nccl_;             // the cluster's transport is NCCL (not tpp-profile's MPI ranks)
+  struct CollKey {
+    int op_graph;
+    std::int64_t ranks;
+    double bytes;
+    bool operator==(const CollKey&) const = default;
+  };
+  struct CollKeyHash {
+    std::size_t operator()(const CollKey& k) const {
+      return std::hash<double>()(k.bytes) ^ (static_cast<std::size_t>(k.ranks) * 31 + static_cast<std::size_t>(k.op_graph)) * 0x9e3779b97f4a7c15ULL;
+    }
+  };
+  mutable std::unordered_map<CollKey, double, CollKeyHash> coll_cache_;
   ParallelConfig p_;
   ResolvedOptions o_;
   Efficiency e_;

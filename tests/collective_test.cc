@@ -3,6 +3,7 @@
 // --import-nccl-tests and --check-nccl-tests as a user runs them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,47 @@ TEST(CollectiveModel, NcclProtoFromTheClusterLimitsTheProtocols) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().str().find("p4de-bad-proto.yaml:"), std::string::npos) << r.error().str();
   EXPECT_NE(r.error().str().find("'fast' is not one of ll, ll128, simple"), std::string::npos) << r.error().str();
+}
+
+// vLLM's custom all-reduce, where vLLM runs it, against vLLM's own measured kernels (the
+// operator tables: H100 fitted on, H200 and A100 not) under a CUDA graph, 1 KiB-8 MiB.
+TEST(CollectiveModel, VllmCustomAllReduceAgainstItsMeasuredKernels) {
+  for (auto [gpu_cluster, gpu_dir, bound] : {std::tuple{"h100x1", "H100-SXM5-80GB", 5.0},
+                                             std::tuple{"h200x1", "H200-SXM-141GB", 6.0},
+                                             std::tuple{"a100x1", "A100-SXM4-80GB", 25.0}}) {
+    const hw::Cluster c = cluster(gpu_cluster);
+    const sim::CollectiveModel m(c);
+    std::ifstream in(std::string(TPP_TEST_DATA) + "/../../hardware_profiles/operators/" + gpu_dir + "/vllm.json");
+    const auto j = nlohmann::json::parse(in);
+    for (const auto& series : j.at("all_reduce")) {
+      if (series.at("mode") != "graph") continue;
+      const auto n = series.at("ranks").get<std::int64_t>();
+      std::vector<double> err;
+      const auto bytes = series.at("bytes").get<std::vector<double>>();
+      const auto us = series.at("us").get<std::vector<double>>();
+      for (std::size_t k = 0; k < bytes.size(); ++k) {
+        if (bytes[k] < 1024 || bytes[k] > 8 << 20) continue;
+        const auto t = m.engine_all_reduce(bytes[k], n, true);
+        ASSERT_TRUE(t) << n << " " << bytes[k];
+        err.push_back(std::abs(t->seconds * 1e6 / us[k] - 1) * 100);
+      }
+      std::sort(err.begin(), err.end());
+      EXPECT_LT(err[err.size() / 2], bound) << gpu_dir << " " << n << " GPUs";
+    }
+  }
+  const hw::Cluster c = cluster("h100x2");
+  const sim::CollectiveModel m(c);
+  EXPECT_FALSE(m.engine_all_reduce(16384, 16, true)) << "a group across nodes: NCCL";
+  EXPECT_FALSE(m.engine_all_reduce(16384, 3, true)) << "not a size vLLM supports";
+  EXPECT_FALSE(m.engine_all_reduce(9 << 20, 8, true)) << "beyond its 8 MiB buffer: NCCL";
+  EXPECT_NE(m.engine_all_reduce(128 << 10, 8, true)->how.find("one stage"), std::string::npos);
+  EXPECT_NE(m.engine_all_reduce(256 << 10, 8, true)->how.find("two stages"), std::string::npos);
+  EXPECT_NE(m.engine_all_reduce(256 << 10, 4, true)->how.find("one stage"), std::string::npos);
+  EXPECT_NEAR(m.engine_all_reduce(4096, 8, false)->seconds - m.engine_all_reduce(4096, 8, true)->seconds, 16.2e-6, 1e-12);
+  hw::Cluster pcie = c;
+  pcie.intra_node.kind = hw::LinkKind::kPcie;
+  EXPECT_TRUE(sim::CollectiveModel(pcie).engine_all_reduce(4096, 2, true));
+  EXPECT_FALSE(sim::CollectiveModel(pcie).engine_all_reduce(4096, 4, true)) << "more than 2 PCIe GPUs: off";
 }
 
 TEST(CollectiveModel, PhysicalBounds) {
