@@ -292,6 +292,23 @@ TEST(CliCollective, SweepInNcclTestsColumnsAndJson) {
   EXPECT_NEAR(bus, alg * 7 / 8, 1e-9 * bus);
 }
 
+// --vllm: an all-reduce as vLLM's TP group pays it: its custom all-reduce inside a node up to
+// 8 MiB, NCCL beyond it and across nodes; other collectives are refused.
+TEST(CliCollective, VllmAllReduceIsItsCustomKernelWhereItRuns) {
+  auto r = profile("--cluster h20x2 --collective all_reduce --ranks 8 --sweep 16K:16M --vllm --cuda-graph --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["sizes"].size(), 11u);
+  EXPECT_EQ(j["sizes"][0]["how"], "model: vLLM custom all-reduce, one stage");
+  EXPECT_EQ(j["sizes"][5]["how"], "model: vLLM custom all-reduce, two stages");  // 512 KiB
+  EXPECT_EQ(j["sizes"][10]["how"].get<std::string>().find("model: nvls"), 0u);  // 16 MiB: NCCL
+  auto across = profile("--cluster h20x2 --collective all_reduce --ranks 16 --bytes 16K --vllm --format json");
+  ASSERT_EQ(across.code, 0) << across.err;
+  EXPECT_EQ(nlohmann::json::parse(across.out)["sizes"][0]["how"].get<std::string>().find("model: tree"), 0u);
+  test::expect_one_line_error(profile("--cluster h20x2 --collective all_gather --ranks 8 --vllm"),
+                              "tpp-profile: error: --vllm is for all_reduce (vLLM's TP all-reduce), not all_gather");
+}
+
 TEST(CliCollective, BadArgumentsAreOneLine) {
   test::expect_one_line_error(profile("--cluster h100x2 --collective all_reduce"),
                               "tpp-profile: error: --collective needs --ranks N (the GPUs taking part)");

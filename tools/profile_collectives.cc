@@ -103,6 +103,9 @@ int print_collective(const CollectiveArgs& a) {
       return fail("tpp-profile: error: --sweep '" + clip(a.sweep) + "' must be MIN:MAX sizes, MIN <= MAX (8:1G)");
     for (std::int64_t b = lo; b <= hi; b *= 2) sizes.push_back(b);
   }
+  if (a.vllm && *op != sim::Collective::kAllReduce)
+    return fail("tpp-profile: error: --vllm is for all_reduce (vLLM's TP all-reduce), not " +
+                std::string(sim::collective_name(*op)));
   const sim::CollectiveModel m(*cluster);
   sim::CollectiveConditions cond{a.cuda_graph, a.in_place, a.algorithm, 1};
   cond.gpus_per_thread = a.gpus_per_thread;
@@ -110,7 +113,10 @@ int print_collective(const CollectiveArgs& a) {
   const std::int64_t g = cluster->gpus_per_node;
   const std::int64_t nodes = (a.ranks + g - 1) / g;
   for (std::int64_t b : sizes) {
-    const auto t = a.model_only ? m.model(*op, static_cast<double>(b), a.ranks, cond)
+    std::optional<sim::CollectiveTime> own;
+    if (a.vllm) own = m.engine_all_reduce(static_cast<double>(b), a.ranks, a.cuda_graph);
+    const auto t = own ? *own
+                 : a.model_only ? m.model(*op, static_cast<double>(b), a.ranks, cond)
                                 : m.time(*op, static_cast<double>(b), a.ranks, cond);
     const double us = t.seconds * 1e6;
     const double algbw = static_cast<double>(b) / (t.seconds * 1e9);

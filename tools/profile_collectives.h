@@ -15,6 +15,7 @@ struct CollectiveArgs {
   std::int64_t ranks = 0;
   int gpus_per_thread = 1;
   bool cuda_graph = false, in_place = false, model_only = false;
+  bool vllm = false;  // an all-reduce as vLLM's TP group dispatches it: its custom all-reduce where it runs
 };
 int print_collective(const CollectiveArgs& a);
 

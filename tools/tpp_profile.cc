@@ -612,6 +612,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"ring", "tree", "nvls", "nvls_tree"}));
   app.add_flag("--model-only", ca.model_only, "--collective: the model even where the cluster has a "
                "measured table");
+  app.add_flag("--vllm", ca.vllm, "--collective all_reduce: as vLLM's TP group pays it, its custom "
+               "all-reduce where vLLM runs it (inside a node, up to 8 MiB), else NCCL");
   app.add_option("--import-nccl-tests", import_files, "read nccl-tests output files into the "
                  "cluster's collectives tables, written to -o");
   app.add_option("--check-nccl-tests", check_files, "lay nccl-tests output files beside the model's "
