@@ -202,6 +202,9 @@ double CollectiveModel::evaluate(Collective c, double bytes, std::int64_t ranks,
   int best_a = -1, best_p = -1;
   auto consider = [&](Algo a, Proto p, double lat, double algbw, double fill_bytes = 0) {
     if (!cond.algorithm.empty() && cond.algorithm != kAlgoName[a]) return;
+    // LL128 needs NVLink between the node's GPUs (tuning.cc: typeIntra <= PATH_NVB): off on
+    // PCIe-only nodes.
+    if (p == kLL128 && pcie) return;
     if (c_.inter_node && !c_.inter_node->nccl_proto.empty() &&
         std::find(c_.inter_node->nccl_proto.begin(), c_.inter_node->nccl_proto.end(), kProtoKey[p]) ==
             c_.inter_node->nccl_proto.end())

@@ -210,6 +210,11 @@ TEST(CollectiveModel, VllmCustomAllReduceAgainstItsMeasuredKernels) {
   pcie.intra_node.kind = hw::LinkKind::kPcie;
   EXPECT_TRUE(sim::CollectiveModel(pcie).engine_all_reduce(4096, 2, true));
   EXPECT_FALSE(sim::CollectiveModel(pcie).engine_all_reduce(4096, 4, true)) << "more than 2 PCIe GPUs: off";
+  // NCCL turns LL128 off where the node's GPUs talk over PCIe (tuning.cc, typeIntra > PATH_NVB).
+  for (double bytes = 1024; bytes <= (1 << 30); bytes *= 4)
+    for (std::int64_t n : {4, 8, 16})
+      EXPECT_EQ(sim::CollectiveModel(pcie).model(sim::Collective::kAllReduce, bytes, n).how.find("LL128"),
+                std::string::npos) << bytes << " " << n;
 }
 
 TEST(CollectiveModel, PhysicalBounds) {
