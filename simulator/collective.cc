@@ -45,8 +45,6 @@ double bus_factor(Collective c, std::int64_t ranks) {
   return 1;
 }
 
-CollectiveModel::CollectiveModel(const hw::Cluster& cluster) : c_(cluster), fig_(link_figures(cluster)) {}
-
 double CollectiveModel::table_seconds(const hw::CollectiveTable& t, double bytes) {
   const auto& pts = t.points;
   if (bytes <= static_cast<double>(pts.front().bytes)) return pts.front().time_us * 1e-6;
@@ -155,6 +153,27 @@ LinkFigures link_figures(const hw::Cluster& c) {
   return f;
 }
 
+namespace {
+
+// Bit p set: NCCL may run protocol p on this cluster. LL128 needs NVLink between the node's GPUs
+// (tuning.cc: typeIntra <= PATH_NVB), so it is off on PCIe-only nodes; a fabric's stack may
+// allow fewer (inter_node.nccl_proto, as NCCL_PROTO: AWS's plugin sets simple on p4d/p4de).
+unsigned allowed_protocols(const hw::Cluster& c) {
+  unsigned mask = 0;
+  for (int p = 0; p < kProtos; ++p) {
+    const auto& only = c.inter_node ? c.inter_node->nccl_proto : std::vector<std::string>{};
+    if (!only.empty() && std::find(only.begin(), only.end(), kProtoKey[p]) == only.end()) continue;
+    if (p == kLL128 && c.intra_node.kind == hw::LinkKind::kPcie) continue;
+    mask |= 1u << p;
+  }
+  return mask;
+}
+
+}  // namespace
+
+CollectiveModel::CollectiveModel(const hw::Cluster& cluster)
+    : c_(cluster), fig_(link_figures(cluster)), protocols_(allowed_protocols(cluster)) {}
+
 CollectiveTime CollectiveModel::model(Collective c, double bytes, std::int64_t ranks,
                                       const CollectiveConditions& cond) const {
   CollectiveTime t;
@@ -202,13 +221,7 @@ double CollectiveModel::evaluate(Collective c, double bytes, std::int64_t ranks,
   int best_a = -1, best_p = -1;
   auto consider = [&](Algo a, Proto p, double lat, double algbw, double fill_bytes = 0) {
     if (!cond.algorithm.empty() && cond.algorithm != kAlgoName[a]) return;
-    // LL128 needs NVLink between the node's GPUs (tuning.cc: typeIntra <= PATH_NVB): off on
-    // PCIe-only nodes.
-    if (p == kLL128 && pcie) return;
-    if (c_.inter_node && !c_.inter_node->nccl_proto.empty() &&
-        std::find(c_.inter_node->nccl_proto.begin(), c_.inter_node->nccl_proto.end(), kProtoKey[p]) ==
-            c_.inter_node->nccl_proto.end())
-      return;
+    if (!(protocols_ & (1u << p))) return;
     if (algbw <= 0) return;
     double bw = algbw;
     const int ls = log2i(bytes / 64);
@@ -269,6 +282,8 @@ double CollectiveModel::evaluate(Collective c, double bytes, std::int64_t ranks,
       // the switch, then broadcast back, so two chunk-steps of every operation pass before the
       // pipeline runs full. That costs 2 x chunk x operations more bytes at the same speed.
       const double nvls_channels = ci >= 3 ? (nodes > 1 ? 32 : 24) : 16;
+      // Across nodes NCCL runs min(nvlsChannels, comm->nChannels) (enqueue.cc), and
+      // comm->nChannels is twice the ring graph's channels (connect.cc).
       const double ops = (nodes > 1 ? std::min(nvls_channels, 2 * ring_ch) : nvls_channels) * ch;
       double chunk;
       if (nodes == 1) {

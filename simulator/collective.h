@@ -95,6 +95,7 @@ class CollectiveModel {
 
   const hw::Cluster& c_;
   LinkFigures fig_;
+  unsigned protocols_;  // bit p: NCCL may run protocol p (LL, LL128, Simple) on this cluster
 };
 
 }  // namespace tpp::sim

@@ -606,13 +606,11 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
 
 namespace {
 
-// The cluster's measured table of `library` for `op` over `ranks` in `scope`, if any.
-const hw::CollectiveTable* find_table(const hw::Cluster& c, std::string_view op,
-                                      std::int64_t ranks, bool intra,
-                                      std::string_view library = "nccl") {
+// The cluster's measured `library: vllm` all-reduce over `ranks` inside a node, if any (its NCCL
+// tables are CollectiveModel::table's to pick).
+const hw::CollectiveTable* vllm_table(const hw::Cluster& c, std::int64_t ranks) {
   for (const auto& t : c.collectives)
-    if (t.op == op && t.ranks == ranks && (t.scope == "intra_node") == intra &&
-        t.library == library)
+    if (t.op == "all_reduce" && t.ranks == ranks && t.scope == "intra_node" && t.library == "vllm")
       return &t;
   return nullptr;
 }
@@ -653,13 +651,13 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n, bool graph) con
     if (const auto& ot = o_.operator_tables) {
       if (const auto* s = ot->all_reduce_series(n, graph ? "graph" : "eager")) {
         const double engine = hw::OperatorTables::series_s(s->bytes, s->us, bytes);
-        const hw::CollectiveTable* nccl = find_table(c_, "all_reduce", n, true);
+        const hw::CollectiveTable* nccl = nccl_table(Collective::kAllReduce, n, graph);
         if (s->own_max_bytes < 0 || bytes <= s->own_max_bytes)
           return nccl ? std::min(engine, table_s(*nccl, bytes)) : engine;
         return nccl ? table_s(*nccl, bytes) : engine;
       }
     }
-    const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, true, "vllm");
+    const hw::CollectiveTable* t = vllm_table(c_, n);
     if (t && bytes <= static_cast<double>(t->points.back().bytes)) return table_s(*t, bytes);
     // No measurement of the engine's own path on this GPU: vLLM's custom all-reduce as
     // CollectiveModel models it, where vLLM would run it (an engine's step; tpp-run's own
@@ -669,6 +667,20 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n, bool graph) con
       if (auto e = coll_.engine_all_reduce(bytes, n, graph)) return e->seconds;
   }
   return nccl_all_reduce_s(bytes, n, graph);
+}
+
+const hw::CollectiveTable* StepCostModel::nccl_table(Collective op, std::int64_t n, bool graph) const {
+  // The one measured under the step's conditions where there are several (CollectiveModel::
+  // table): from a CUDA graph or eagerly, out of place (vLLM's pynccl all-reduce).
+  // Memoised: the step asks for the same few (op, ranks) at every step.
+  const int op_graph = static_cast<int>(op) * 2 + (graph ? 1 : 0);
+  for (const auto& [k, ranks, t] : table_cache_)
+    if (k == op_graph && ranks == n) return t;
+  CollectiveConditions cond;
+  cond.cuda_graph = graph;
+  const hw::CollectiveTable* t = coll_.table(op, n, cond);
+  table_cache_.emplace_back(op_graph, n, t);
+  return t;
 }
 
 double StepCostModel::nccl_model_s(Collective op, double bytes, std::int64_t n, bool graph) const {
@@ -688,7 +700,7 @@ double StepCostModel::nccl_model_s(Collective op, double bytes, std::int64_t n, 
 double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n, bool graph) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
-  if (const hw::CollectiveTable* t = find_table(c_, "all_reduce", n, n <= g))
+  if (const hw::CollectiveTable* t = nccl_table(Collective::kAllReduce, n, graph))
     return table_s(*t, bytes);
   if (nccl_) return nccl_model_s(Collective::kAllReduce, bytes, n, graph);
   const double intra_a = c_.intra_node.latency_us.value * 1e-6;
@@ -714,7 +726,7 @@ double StepCostModel::nccl_all_reduce_s(double bytes, std::int64_t n, bool graph
 double StepCostModel::all_gather_s(double bytes, std::int64_t n, bool graph) const {
   if (n <= 1) return 0;
   const std::int64_t g = c_.gpus_per_node;
-  if (const hw::CollectiveTable* t = find_table(c_, "all_gather", n, n <= g))
+  if (const hw::CollectiveTable* t = nccl_table(Collective::kAllGather, n, graph))
     return table_s(*t, bytes);
   if (nccl_) return nccl_model_s(Collective::kAllGather, bytes, n, graph);
   const double nd = static_cast<double>(n);
@@ -725,11 +737,11 @@ double StepCostModel::all_gather_s(double bytes, std::int64_t n, bool graph) con
 }
 
 double StepCostModel::send_s(double bytes, bool cross_node, bool graph) const {
-  if (const hw::CollectiveTable* t = find_table(c_, "send_recv", 2, !cross_node))
-    return table_s(*t, bytes);
   // Two ranks on one node, or one rank on each of two (CollectiveModel's send/recv placement).
-  if (nccl_ && (!cross_node || c_.inter_node))
-    return nccl_model_s(Collective::kSendRecv, bytes, cross_node ? c_.gpus_per_node + 1 : 2, graph);
+  const std::int64_t ranks = cross_node ? c_.gpus_per_node + 1 : 2;
+  if (const hw::CollectiveTable* t = nccl_table(Collective::kSendRecv, ranks, graph))
+    return table_s(*t, bytes);
+  if (nccl_ && (!cross_node || c_.inter_node)) return nccl_model_s(Collective::kSendRecv, bytes, ranks, graph);
   if (cross_node && c_.inter_node)
     return bytes / net_bw_per_gpu() + c_.inter_node->latency_us.value * 1e-6;
   return bytes / intra_bw() + c_.intra_node.latency_us.value * 1e-6;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -85,9 +86,10 @@ class StepCostModel {
   // busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for all-gather), from the cluster's
   // measured table when it has one for the op and ranks, else NCCL's model (CollectiveModel:
   // the ranks placed a node first, launched from a CUDA graph or eagerly as `graph` says), or
-  // alpha-beta on the measured link where the ranks talk through MPI (transport mpi). all_reduce_s is what the engine's TP group pays
-  // inside a node: its own all-reduce from the operator table (measured under a CUDA graph, or
-  // eagerly where `graph` is false), else a cluster's `library: vllm` table, else NCCL's.
+  // alpha-beta on the measured link where the ranks talk through MPI (transport mpi).
+  // all_reduce_s is what the engine's TP group pays inside a node: its own all-reduce from the
+  // operator table (measured under a CUDA graph, or eagerly where `graph` is false), else a
+  // cluster's `library: vllm` table, else vLLM's custom all-reduce as modelled, else NCCL's.
   double all_reduce_s(double bytes, std::int64_t ranks, bool graph = true) const;
   double nccl_all_reduce_s(double bytes, std::int64_t ranks, bool graph = true) const;
   double all_gather_s(double bytes, std::int64_t ranks, bool graph = true) const;
@@ -123,6 +125,7 @@ class StepCostModel {
   // Achievable bytes/s of one GPU's share of its node's NICs, and of its NVLink/PCIe link.
   double net_bw_per_gpu() const;
   double intra_bw() const;
+  const hw::CollectiveTable* nccl_table(Collective op, std::int64_t ranks, bool graph) const;
   double nccl_model_s(Collective op, double bytes, std::int64_t ranks, bool graph) const;
   double layer_gemms(const std::vector<Gemm>& gs, std::int64_t tokens) const;
   // GEMM time of one layer depends on the token count alone: memoised per count (the serving
@@ -163,6 +166,7 @@ class StepCostModel {
     }
   };
   mutable std::unordered_map<CollKey, double, CollKeyHash> coll_cache_;
+  mutable std::vector<std::tuple<int, std::int64_t, const hw::CollectiveTable*>> table_cache_;
   ParallelConfig p_;
   ResolvedOptions o_;
   Efficiency e_;
