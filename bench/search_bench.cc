@@ -29,4 +29,28 @@ void BM_SearchR1OnA100x16(benchmark::State& state) {
 }
 BENCHMARK(BM_SearchR1OnA100x16)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The hybrid models (issue 15): their KV-cache groups, windowed attention and linear layers on
+// two 8 x H100 nodes, from their config.json.
+void search_config(benchmark::State& state, const char* file) {
+  auto m = tpp::model::load_model(std::string(TPP_TEST_DATA) + "/hf/" + file);
+  auto c = tpp::hw::load_cluster("h100x2");
+  auto w = tpp::sim::load_workload("chat");
+  tpp::planner::SearchOptions o;
+  o.progress = false;
+  for (auto _ : state) {
+    auto res = tpp::planner::search(*m, *c, {}, *w, o);
+    benchmark::DoNotOptimize(res);
+  }
+}
+void BM_SearchGptOss120bOnH100x2(benchmark::State& s) { search_config(s, "openai--gpt-oss-120b.json"); }
+void BM_SearchGemma3_27bOnH100x2(benchmark::State& s) { search_config(s, "google--gemma-3-27b-it.json"); }
+void BM_SearchQwen3NextOnH100x2(benchmark::State& s) {
+  search_config(s, "Qwen--Qwen3-Next-80B-A3B-Instruct.json");
+}
+void BM_SearchDeepSeekV32OnH100x2(benchmark::State& s) { search_config(s, "deepseek-ai--DeepSeek-V3.2.json"); }
+BENCHMARK(BM_SearchGptOss120bOnH100x2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SearchGemma3_27bOnH100x2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SearchQwen3NextOnH100x2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SearchDeepSeekV32OnH100x2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace

@@ -113,4 +113,18 @@ Expected<Plan> read_plan(const std::string& path) {
   return plan;
 }
 
+std::string executor_unsupported(const model::Model& m) {
+  const auto& a = m.attention;
+  if (m.windowed_attention()) return "sliding-window, chunked or linear attention layers";
+  if (a.sinks) return "attention sinks";
+  if (a.output_gate) return "gated attention output";
+  if (a.rotary_dim > 0 && a.rotary_dim != a.head_dim) return "partial rotary embeddings";
+  if (a.qk_norm_all_heads) return "q/k norms over all heads";
+  if (m.sandwich_norms) return "pre/post-feedforward norms (Gemma)";
+  if (m.moe && m.moe->expert_bias) return "expert biases";
+  if (m.quant.method == model::QuantMethod::kMxfp4) return "MXFP4 experts";
+  if (m.vision) return "an image encoder";
+  return "";
+}
+
 }  // namespace tpp::exec

@@ -34,4 +34,10 @@ struct Plan {
 // than kSupportedPlanVersion, any section missing or invalid (the section's own reader's message).
 Expected<Plan> read_plan(const std::string& path);
 
+// What of the model this executor's decoder does not run (empty: it runs all of it): the 2026
+// architectures' sliding-window and chunked layers, attention sinks, output gates, partial
+// rotary, all-head q/k norms, Gemma's sandwich norms, expert biases, MXFP4 experts and image
+// encoders are planned by tpp-plan but not executed (docs/model-schema.md).
+std::string executor_unsupported(const model::Model& m);
+
 }  // namespace tpp::exec

@@ -1,6 +1,8 @@
 // Hugging Face config.json reader. Field names and defaults follow the transformers config
 // classes (LlamaConfig, Qwen2Config, MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig,
-// DeepseekV2Config, DeepseekV3Config) and the vLLM model files that consume them.
+// DeepseekV2Config, DeepseekV3Config, GptOssConfig, Gemma2Config, Gemma3TextConfig,
+// Llama4TextConfig, Glm4MoeConfig, MiniMaxM2Config) and the vLLM model files that consume them
+// (vllm/model_executor/models/<family>.py; docs/model-schema.md lists what each contributes).
 #include <algorithm>
 #include <filesystem>
 
@@ -12,7 +14,8 @@ namespace tpp::model {
 namespace {
 
 enum class Family { kLlama, kMistral, kQwen2, kQwen3, kMixtral, kQwen2Moe, kQwen3Moe, kDeepseekV2,
-                    kDeepseekV3 };
+                    kDeepseekV3, kGptOss, kGemma2, kGemma3, kGemma3Mm, kLlama4, kLlama4Mm,
+                    kGlm4Moe, kMiniMaxM2, kQwen3Next, kDeepseekV32 };
 
 const std::vector<std::pair<std::string, Family>>& families() {
   static const std::vector<std::pair<std::string, Family>> f = {
@@ -20,7 +23,14 @@ const std::vector<std::pair<std::string, Family>>& families() {
       {"Qwen2ForCausalLM", Family::kQwen2},         {"Qwen3ForCausalLM", Family::kQwen3},
       {"MixtralForCausalLM", Family::kMixtral},     {"Qwen2MoeForCausalLM", Family::kQwen2Moe},
       {"Qwen3MoeForCausalLM", Family::kQwen3Moe},   {"DeepseekV2ForCausalLM", Family::kDeepseekV2},
-      {"DeepseekV3ForCausalLM", Family::kDeepseekV3}};
+      {"DeepseekV3ForCausalLM", Family::kDeepseekV3}, {"GptOssForCausalLM", Family::kGptOss},
+      {"Gemma2ForCausalLM", Family::kGemma2},       {"Gemma3ForCausalLM", Family::kGemma3},
+      {"Gemma3ForConditionalGeneration", Family::kGemma3Mm},
+      {"Llama4ForCausalLM", Family::kLlama4},
+      {"Llama4ForConditionalGeneration", Family::kLlama4Mm},
+      {"Glm4MoeForCausalLM", Family::kGlm4Moe},     {"MiniMaxM2ForCausalLM", Family::kMiniMaxM2},
+      {"Qwen3NextForCausalLM", Family::kQwen3Next},
+      {"DeepseekV32ForCausalLM", Family::kDeepseekV32}};
   return f;
 }
 
@@ -34,7 +44,76 @@ const std::vector<std::string> kWellKnownKeys = {
     "rope_theta", "routed_scaling_factor", "router_aux_loss_coef", "scoring_func", "seq_aux",
     "sliding_window", "use_sliding_window", "topk_group", "transformers_version", "use_cache",
     "layer_types", "experts_per_token", "num_experts", "v_head_dim", "kv_lora_rank",
-    "q_lora_rank", "head_dim", "torch_dtype", "dtype"};
+    "q_lora_rank", "head_dim", "torch_dtype", "dtype", "query_pre_attn_scalar",
+    "attn_logit_softcapping", "final_logit_softcapping", "cache_implementation",
+    "rope_local_base_freq", "swiglu_limit", "initial_context_length", "router_jitter_noise",
+    "for_llm_compressor", "attn_temperature_tuning", "floor_scale", "attn_scale", "moe_layers",
+    "num_mtp_modules", "mtp_transformer_layers", "use_mtp", "qk_norm_type", "sliding_window_size",
+    "shared_intermediate_size", "boi_token_index", "eoi_token_index", "image_token_index",
+    "mm_tokens_per_image", "sliding_window_pattern", "no_rope_layer_interval",
+    "interleave_moe_layer_step", "intermediate_size_mlp", "attention_chunk_size", "use_qk_norm",
+    "partial_rotary_factor", "rotary_dim", "use_routing_bias", "no_rope_layers",
+    "_attn_implementation", "_attn_implementation_autoset", "rope_parameters",
+    "full_attention_interval", "linear_conv_kernel_dim", "linear_key_head_dim",
+    "linear_num_key_heads", "linear_num_value_heads", "linear_value_head_dim",
+    "attn_output_gate", "index_head_dim", "index_n_heads", "index_topk"};
+
+// How each layer attends, from layer_types ("sliding_attention" / "full_attention", as
+// transformers writes them) or, without it, the family's default pattern.
+std::optional<Error> read_layer_types(Fields& c, Model& m, const std::vector<bool>& sliding) {
+  auto types = c.string_list_or("layer_types");
+  if (!c.ok()) return c.finish();
+  if (types.empty()) {
+    m.layer_attention.assign(static_cast<std::size_t>(m.num_layers), LayerAttention::kFull);
+    for (std::size_t l = 0; l < sliding.size() && l < m.layer_attention.size(); ++l)
+      if (sliding[l]) m.layer_attention[l] = LayerAttention::kSlidingWindow;
+    return std::nullopt;
+  }
+  if (static_cast<std::int64_t>(types.size()) != m.num_layers) {
+    c.fail("layer_types", "field 'layer_types' lists " + std::to_string(types.size()) +
+                              " layers; num_hidden_layers is " + std::to_string(m.num_layers));
+    return c.finish();
+  }
+  for (const auto& t : types) {
+    if (t == "sliding_attention") m.layer_attention.push_back(LayerAttention::kSlidingWindow);
+    else if (t == "full_attention") m.layer_attention.push_back(LayerAttention::kFull);
+    else if (t == "linear_attention" && m.linear_attention)
+      m.layer_attention.push_back(LayerAttention::kLinear);
+    else {
+      c.fail("layer_types", "field 'layer_types': layer type '" + t +
+                                "' is not supported (supported: " +
+                                (m.linear_attention ? "full_attention, linear_attention)"
+                                                    : "sliding_attention, full_attention)"));
+      return c.finish();
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> read_vision(const Doc& doc, const Node& node, Model& m, VisionKind kind) {
+  Fields v(doc, node, "vision_config", Strictness::kLenient);
+  VisionTower t;
+  t.kind = kind;
+  const bool siglip = kind == VisionKind::kSiglip;  // SiglipVisionConfig / Llama4VisionConfig
+  t.hidden_size = v.integer_or("hidden_size", siglip ? 768 : 768, 1, kMaxHidden);
+  t.intermediate_size = v.integer_or("intermediate_size", siglip ? 3072 : 5632, 1,
+                                     kMaxIntermediate);
+  t.num_layers = v.integer_or("num_hidden_layers", siglip ? 12 : 34, 1, kMaxLayers);
+  t.image_size = v.integer_or("image_size", siglip ? 224 : 448, 1, 65536);
+  t.patch_size = v.integer_or("patch_size", siglip ? 16 : 14, 1, 65536);
+  t.num_channels = v.integer_or("num_channels", 3, 1, 64);
+  if (!siglip) {
+    t.projector_input_dim = v.integer_or("projector_input_dim", 4096, 1, kMaxHidden);
+    t.projector_output_dim = v.integer_or("projector_output_dim", 4096, 1, kMaxHidden);
+    t.output_dim = v.integer_or("vision_output_dim", 7680, 1, kMaxHidden);
+  }
+  if (v.ok() && t.patch_size > t.image_size)
+    v.fail("patch_size", "patch_size " + std::to_string(t.patch_size) + " exceeds image_size " +
+                             std::to_string(t.image_size));
+  if (auto e = v.finish()) return e;
+  m.vision = t;
+  return std::nullopt;
+}
 
 std::string name_from_path(const std::string& file) {
   std::filesystem::path p(file);
@@ -55,7 +134,8 @@ std::optional<Error> read_quant(const Doc& doc, const Node& node, Model& m) {
     q.method = QuantMethod::kFp8;
     q.weight_dtype = DType::kFP8E4M3;
     std::string fmt = f.string_or("fmt", "e4m3");
-    if (fmt != "e4m3") f.fail("fmt", "fp8 format '" + fmt + "' is not supported (only e4m3)");
+    if (fmt != "e4m3" && fmt != "float8_e4m3fn")
+      f.fail("fmt", "fp8 format '" + fmt + "' is not supported (only e4m3)");
     auto block = f.int_list_or("weight_block_size", 1, kMaxHidden);
     if (f.ok() && !block.empty() && block.size() != 2)
       f.fail("weight_block_size", "field 'weight_block_size' needs two sizes [rows, cols]");
@@ -74,6 +154,13 @@ std::optional<Error> read_quant(const Doc& doc, const Node& node, Model& m) {
     if (f.ok() && q.group_size == 0) f.fail("group_size", "field 'group_size' must not be 0");
     q.zero_point = true;  // both store qzeros, symmetric or not
     q.g_idx = method == "gptq";
+  } else if (method == "mxfp4") {
+    // Mxfp4Config: the MoE experts only, fp4 e2m1 in blocks of 32 with E8M0 scales.
+    q.method = QuantMethod::kMxfp4;
+    q.weight_dtype = DType::kFP4E2M1;
+    q.experts_only = true;
+    if (f.ok() && !m.moe)
+      f.fail("quant_method", "mxfp4 quantizes MoE experts; this model has none");
   } else if (method == "compressed-tensors") {
     q.method = QuantMethod::kCompressedTensors;
     const Node* groups = f.map_or_null("config_groups");
@@ -111,7 +198,7 @@ std::optional<Error> read_quant(const Doc& doc, const Node& node, Model& m) {
   } else {
     f.fail("quant_method", "quantization method '" + method +
                                "' is not supported (supported: fp8, awq, gptq, "
-                               "compressed-tensors)");
+                               "compressed-tensors, mxfp4)");
   }
   return f.finish();
 }
@@ -152,98 +239,258 @@ Expected<Model> model_from_hf_config(const Doc& doc) {
                                 "' is not supported (supported: " + list + ")");
     return *f.finish();
   }
-  const bool deepseek = *fam == Family::kDeepseekV2 || *fam == Family::kDeepseekV3;
+  const bool deepseek = *fam == Family::kDeepseekV2 || *fam == Family::kDeepseekV3 ||
+                        *fam == Family::kDeepseekV32;
+  const bool deepseek_v3 = *fam == Family::kDeepseekV3 || *fam == Family::kDeepseekV32;
+  const bool gemma3 = *fam == Family::kGemma3 || *fam == Family::kGemma3Mm;
+  const bool gemma = gemma3 || *fam == Family::kGemma2;
+  const bool llama4 = *fam == Family::kLlama4 || *fam == Family::kLlama4Mm;
+  const bool multimodal = *fam == Family::kGemma3Mm || *fam == Family::kLlama4Mm;
 
   std::string nm = f.string_or("_name_or_path", "");
   m.name = nm.empty() || nm.front() == '/' || nm.front() == '.' ? name_from_path(doc.file) : nm;
   if (m.name.find('/') != std::string::npos) m.hf_repo = m.name;
-  m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
-  m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
-  m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
-  m.max_position_embeddings = f.integer("max_position_embeddings", 1, kMaxPositions);
-  m.intermediate_size = f.integer("intermediate_size", 1, kMaxIntermediate);
-  m.tie_word_embeddings = f.boolean_or("tie_word_embeddings", false);
   std::string dt = f.has("torch_dtype") ? f.choice("torch_dtype", {"bfloat16", "float16", "float32"})
                                         : f.choice_or("dtype", "bfloat16",
                                                       {"bfloat16", "float16", "float32"});
+  // A multimodal checkpoint keeps its language model's fields in text_config (and its image
+  // encoder's in vision_config).
+  const Node* text = multimodal ? f.map_or_null("text_config") : nullptr;
+  const Node* vision = multimodal ? f.map_or_null("vision_config") : nullptr;
+  if (multimodal && f.ok() && !text) f.missing("text_config");
+  if (!f.ok()) return *f.finish();
+  Fields tf(doc, text ? *text : doc.root, "text_config", Strictness::kLenient);
+  tf.allow(kWellKnownKeys);
+  Fields& c = text ? tf : f;
+  if (text && tf.has("torch_dtype")) dt = tf.choice("torch_dtype", {"bfloat16", "float16", "float32"});
+
+  // Gemma3TextConfig's defaults stand in for what a Gemma 3 text_config leaves out.
+  m.hidden_size = gemma3 ? c.integer_or("hidden_size", 2304, 1, kMaxHidden)
+                         : c.integer("hidden_size", 1, kMaxHidden);
+  m.num_layers = gemma3 ? c.integer_or("num_hidden_layers", 26, 1, kMaxLayers)
+                        : c.integer("num_hidden_layers", 1, kMaxLayers);
+  m.vocab_size = gemma3 ? c.integer_or("vocab_size", 262208, 1, kMaxVocab)
+                        : c.integer("vocab_size", 1, kMaxVocab);
+  m.max_position_embeddings =
+      gemma3 ? c.integer_or("max_position_embeddings", 131072, 1, kMaxPositions)
+             : c.integer("max_position_embeddings", 1, kMaxPositions);
+  m.intermediate_size = gemma3 ? c.integer_or("intermediate_size", 9216, 1, kMaxIntermediate)
+                               : c.integer("intermediate_size", 1, kMaxIntermediate);
+  // Gemma ties its head to the embedding (vLLM asserts it); the others default to untied.
+  m.tie_word_embeddings = c.boolean_or("tie_word_embeddings", gemma);
   m.dtype = *parse_dtype(dt);
   m.quant.weight_dtype = m.dtype;
 
   Attention& a = m.attention;
-  a.num_heads = f.integer("num_attention_heads", 1, kMaxHeads);
-  a.num_kv_heads = f.integer_or("num_key_value_heads", a.num_heads, 1, kMaxHeads);
+  a.num_heads = gemma3 ? c.integer_or("num_attention_heads", 8, 1, kMaxHeads)
+                       : c.integer("num_attention_heads", 1, kMaxHeads);
+  a.num_kv_heads = c.integer_or("num_key_value_heads", gemma3 ? 4 : a.num_heads, 1, kMaxHeads);
   if (!deepseek) {
-    hints.head_dim_explicit = f.has("head_dim");
+    hints.head_dim_explicit = c.has("head_dim") || gemma3;
     hints.head_dim_must_match_hidden =
-        hints.head_dim_explicit && (*fam == Family::kQwen2 || *fam == Family::kQwen2Moe);
-    a.head_dim = f.integer_or("head_dim", 0, 1, kMaxHeadDim);
+        c.has("head_dim") && (*fam == Family::kQwen2 || *fam == Family::kQwen2Moe);
+    a.head_dim = c.integer_or("head_dim", gemma3 ? 256 : 0, 1, kMaxHeadDim);
   }
-  bool attn_bias = f.boolean_or("attention_bias", false);
+  bool attn_bias = c.boolean_or("attention_bias", *fam == Family::kGptOss);
   switch (*fam) {
     case Family::kQwen2:
     case Family::kQwen2Moe: a.qkv_bias = true; break;  // Qwen2Attention: bias on q/k/v only
     case Family::kQwen3:
     case Family::kQwen3Moe: a.qk_norm = true; a.qkv_bias = a.o_bias = attn_bias; break;
+    // Qwen3NextAttention: q/k norms, a sigmoid output gate from q_proj (attn_output_gate,
+    // default true), q/k/v biases only with qkv_bias (default false).
+    case Family::kQwen3Next: a.qk_norm = true; a.qkv_bias = c.boolean_or("qkv_bias", false);
+                             a.output_gate = c.boolean_or("attn_output_gate", true); break;
     case Family::kLlama: a.qkv_bias = a.o_bias = attn_bias;
-                         m.mlp_bias = f.boolean_or("mlp_bias", false); break;
+                         m.mlp_bias = c.boolean_or("mlp_bias", false); break;
+    // Glm4MoeAttention: bias on q/k/v when attention_bias, never on o_proj; q/k norms per head.
+    case Family::kGlm4Moe: a.qkv_bias = attn_bias; a.qk_norm = c.boolean_or("use_qk_norm", false);
+                           break;
+    // Llama4Attention: no biases; its qk norm (use_qk_norm) has no weight.
+    case Family::kLlama4:
+    case Family::kLlama4Mm: break;
+    case Family::kMiniMaxM2: a.qkv_bias = attn_bias;
+                             a.qk_norm = a.qk_norm_all_heads = c.boolean_or("use_qk_norm", true);
+                             break;
     default: a.qkv_bias = a.o_bias = attn_bias; break;
   }
+  if (gemma3) a.qk_norm = true;
+  if (gemma) m.sandwich_norms = true;
+  if (*fam == Family::kGptOss) a.sinks = true;
+
+  // Partial rotary embeddings: GLM's partial_rotary_factor (default 0.5 in vLLM's glm4_moe.py),
+  // MiniMax-M2's rotary_dim.
+  if ((*fam == Family::kGlm4Moe || *fam == Family::kQwen3Next) && f.ok()) {
+    const double factor = c.number_or("partial_rotary_factor",
+                                      *fam == Family::kGlm4Moe ? 0.5 : 0.25, 0.0, 1.0);
+    a.rotary_dim = static_cast<std::int64_t>(static_cast<double>(a.head_dim) * factor);
+  }
+  if (*fam == Family::kMiniMaxM2) a.rotary_dim = c.integer_or("rotary_dim", 0, 1, kMaxHeadDim);
 
   if (*fam == Family::kMixtral) {
     Moe e;
-    e.num_experts = f.integer("num_local_experts", 1, kMaxExperts);
-    e.experts_per_token = f.integer("num_experts_per_tok", 1, kMaxExperts);
+    e.num_experts = c.integer("num_local_experts", 1, kMaxExperts);
+    e.experts_per_token = c.integer("num_experts_per_tok", 1, kMaxExperts);
     e.expert_intermediate_size = m.intermediate_size;
     m.moe = e;
-  } else if (*fam == Family::kQwen2Moe || *fam == Family::kQwen3Moe) {
+  } else if (*fam == Family::kGptOss || *fam == Family::kMiniMaxM2) {
+    // Every layer MoE; experts intermediate_size wide. gpt-oss: router and experts biased.
     Moe e;
-    e.num_experts = f.integer("num_experts", 1, kMaxExperts);
-    e.experts_per_token = f.integer("num_experts_per_tok", 1, kMaxExperts);
-    e.expert_intermediate_size = f.integer("moe_intermediate_size", 1, kMaxIntermediate);
-    if (*fam == Family::kQwen2Moe) {
+    e.num_experts = c.integer("num_local_experts", 1, kMaxExperts);
+    e.experts_per_token =
+        c.has("num_experts_per_tok") ? c.integer("num_experts_per_tok", 1, kMaxExperts)
+                                     : c.integer("experts_per_token", 1, kMaxExperts);
+    e.expert_intermediate_size = m.intermediate_size;
+    e.router_bias = *fam == Family::kGptOss || c.boolean_or("use_routing_bias", false);
+    e.expert_bias = *fam == Family::kGptOss;
+    m.moe = e;
+  } else if (llama4) {
+    // Llama4TextConfig: experts and the shared expert intermediate_size wide, dense layers
+    // intermediate_size_mlp; MoE every interleave_moe_layer_step-th layer (vLLM llama4.py reads
+    // the step, not moe_layers).
+    Moe e;
+    e.num_experts = c.integer("num_local_experts", 1, kMaxExperts);
+    e.experts_per_token = c.integer_or("num_experts_per_tok", 1, 1, kMaxExperts);
+    e.expert_intermediate_size = m.intermediate_size;
+    e.num_shared_experts = 1;
+    e.shared_intermediate_size = m.intermediate_size;
+    m.intermediate_size = c.integer_or("intermediate_size_mlp", 16384, 1, kMaxIntermediate);
+    const std::int64_t step = c.integer_or("interleave_moe_layer_step", 1, 1, kMaxLayers);
+    for (std::int64_t l = 0; l < m.num_layers && c.ok(); ++l)
+      if ((l + 1) % step != 0) e.dense_layers.push_back(l);
+    m.moe = e;
+  } else if (*fam == Family::kGlm4Moe) {
+    Moe e;
+    e.num_experts = c.integer("n_routed_experts", 1, kMaxExperts);
+    e.experts_per_token = c.integer("num_experts_per_tok", 1, kMaxExperts);
+    e.expert_intermediate_size = c.integer("moe_intermediate_size", 1, kMaxIntermediate);
+    e.num_shared_experts = c.integer_or("n_shared_experts", 1, 0, kMaxExperts);
+    e.shared_intermediate_size = e.num_shared_experts * e.expert_intermediate_size;
+    e.first_k_dense = c.integer_or("first_k_dense_replace", 1, 0, kMaxLayers);
+    e.router_bias = true;  // Glm4MoE's gate always has e_score_correction_bias
+    m.moe = e;
+    m.mtp_layers = c.integer_or("num_nextn_predict_layers", 0, 0, kMaxMtpLayers);
+  } else if (*fam == Family::kQwen2Moe || *fam == Family::kQwen3Moe ||
+             *fam == Family::kQwen3Next) {
+    Moe e;
+    e.num_experts = c.integer("num_experts", 1, kMaxExperts);
+    e.experts_per_token = c.integer("num_experts_per_tok", 1, kMaxExperts);
+    e.expert_intermediate_size = c.integer("moe_intermediate_size", 1, kMaxIntermediate);
+    if (*fam == Family::kQwen2Moe || *fam == Family::kQwen3Next) {
       e.shared_intermediate_size =
-          f.integer_or("shared_expert_intermediate_size", 0, 0, kMaxIntermediate);
+          c.integer_or("shared_expert_intermediate_size", 0, 0, kMaxIntermediate);
       e.num_shared_experts = e.shared_intermediate_size > 0 ? 1 : 0;
       e.shared_expert_gate = e.num_shared_experts > 0;
     }
-    std::int64_t step = f.integer_or("decoder_sparse_step", 1, 1, kMaxLayers);
-    e.dense_layers = f.int_list_or("mlp_only_layers", 0, kMaxLayers - 1);
+    std::int64_t step = c.integer_or("decoder_sparse_step", 1, 1, kMaxLayers);
+    e.dense_layers = c.int_list_or("mlp_only_layers", 0, kMaxLayers - 1);
     // Qwen2MoeDecoderLayer: MoE when not in mlp_only_layers and (layer + 1) % step == 0.
-    for (std::int64_t l = 0; l < m.num_layers && f.ok(); ++l)
+    for (std::int64_t l = 0; l < m.num_layers && c.ok(); ++l)
       if ((l + 1) % step != 0 &&
           std::find(e.dense_layers.begin(), e.dense_layers.end(), l) == e.dense_layers.end())
         e.dense_layers.push_back(l);
     m.moe = e;
   } else if (deepseek) {
-    Mla x = read_mla_fields(f);
+    Mla x = read_mla_fields(c);
     m.mla = x;
     a.head_dim = x.qk_nope_head_dim + x.qk_rope_head_dim;
     hints.head_dim_explicit = true;
-    if (f.has("n_routed_experts")) {
+    if (c.has("n_routed_experts")) {
       Moe e;
-      e.num_experts = f.integer("n_routed_experts", 1, kMaxExperts);
-      e.experts_per_token = f.integer("num_experts_per_tok", 1, kMaxExperts);
-      e.expert_intermediate_size = f.integer("moe_intermediate_size", 1, kMaxIntermediate);
-      e.num_shared_experts = f.integer_or("n_shared_experts", 0, 0, kMaxExperts);
+      e.num_experts = c.integer("n_routed_experts", 1, kMaxExperts);
+      e.experts_per_token = c.integer("num_experts_per_tok", 1, kMaxExperts);
+      e.expert_intermediate_size = c.integer("moe_intermediate_size", 1, kMaxIntermediate);
+      e.num_shared_experts = c.integer_or("n_shared_experts", 0, 0, kMaxExperts);
       e.shared_intermediate_size = e.num_shared_experts * e.expert_intermediate_size;
-      e.first_k_dense = f.integer_or("first_k_dense_replace", 0, 0, kMaxLayers);
-      std::int64_t freq = f.integer_or("moe_layer_freq", 1, 1, kMaxLayers);
+      e.first_k_dense = c.integer_or("first_k_dense_replace", 0, 0, kMaxLayers);
+      std::int64_t freq = c.integer_or("moe_layer_freq", 1, 1, kMaxLayers);
       // DeepseekV2DecoderLayer: MoE when layer >= first_k_dense_replace and layer % freq == 0.
-      for (std::int64_t l = e.first_k_dense; l < m.num_layers && f.ok(); ++l)
+      for (std::int64_t l = e.first_k_dense; l < m.num_layers && c.ok(); ++l)
         if (l % freq != 0) e.dense_layers.push_back(l);
-      std::string topk = f.string_or("topk_method",
-                                     *fam == Family::kDeepseekV3 ? "noaux_tc" : "greedy");
+      std::string topk = c.string_or("topk_method", deepseek_v3 ? "noaux_tc" : "greedy");
       e.router_bias = topk == "noaux_tc";
       m.moe = e;
     }
-    if (*fam == Family::kDeepseekV3)
-      m.mtp_layers = f.integer_or("num_nextn_predict_layers", 0, 0, kMaxMtpLayers);
+    if (deepseek_v3) m.mtp_layers = c.integer_or("num_nextn_predict_layers", 0, 0, kMaxMtpLayers);
+    if (*fam == Family::kDeepseekV32) {
+      SparseIndexer ix;  // deepseek_v2.py Indexer: all three required for V3.2
+      ix.num_heads = c.integer("index_n_heads", 1, kMaxHeads);
+      ix.head_dim = c.integer("index_head_dim", 1, kMaxHeadDim);
+      ix.topk = c.integer("index_topk", 1, kMaxPositions);
+      m.indexer = ix;
+    }
   }
+
+  // Which layers attend to a window (vLLM's per-layer KV-cache spec).
+  if (f.ok() && c.ok()) {
+    if (*fam == Family::kGptOss || gemma) {
+      m.sliding_window = gemma3 ? c.integer_or("sliding_window", 4096, 1, kMaxPositions)
+                                : c.integer("sliding_window", 1, kMaxPositions);
+      // Defaults without layer_types: gpt-oss and Gemma 2 slide on even layers (gpt_oss.py
+      // layer_idx % 2 == 0; Gemma2Config); Gemma 3 on all but every sliding_window_pattern-th.
+      const std::int64_t pattern =
+          gemma3 ? c.integer_or("sliding_window_pattern", 6, 1, kMaxLayers) : 2;
+      std::vector<bool> sliding(static_cast<std::size_t>(m.num_layers));
+      for (std::int64_t l = 0; l < m.num_layers; ++l)
+        sliding[static_cast<std::size_t>(l)] = (l + 1) % pattern != 0;
+      if (auto e = read_layer_types(c, m, sliding)) return *e;
+    } else if (*fam == Family::kQwen3Next) {
+      LinearAttention x;
+      x.num_key_heads = c.integer("linear_num_key_heads", 1, kMaxHeads);
+      x.num_value_heads = c.integer("linear_num_value_heads", 1, kMaxHeads);
+      x.key_head_dim = c.integer("linear_key_head_dim", 1, kMaxHeadDim);
+      x.value_head_dim = c.integer("linear_value_head_dim", 1, kMaxHeadDim);
+      x.conv_kernel = c.integer("linear_conv_kernel_dim", 1, 64);
+      m.linear_attention = x;
+      // Qwen3NextConfig: full attention on every full_attention_interval-th layer (4), gated
+      // delta net on the rest, unless layer_types says otherwise.
+      const std::int64_t interval = c.integer_or("full_attention_interval", 4, 1, kMaxLayers);
+      m.layer_attention.clear();
+      auto types = c.string_list_or("layer_types");
+      if (c.ok() && types.empty())
+        for (std::int64_t l = 0; l < m.num_layers; ++l)
+          m.layer_attention.push_back((l + 1) % interval == 0 ? LayerAttention::kFull
+                                                              : LayerAttention::kLinear);
+      else if (auto e = read_layer_types(c, m, {}))
+        return *e;
+    } else if (*fam == Family::kMistral && c.has("sliding_window")) {
+      // A model-wide window (Mistral-7B-v0.1) applies to every layer (vLLM's
+      // cache_config.sliding_window for a non-interleaved config).
+      m.sliding_window = c.integer("sliding_window", 1, kMaxPositions);
+      m.layer_attention.assign(static_cast<std::size_t>(m.num_layers),
+                               LayerAttention::kSlidingWindow);
+    } else if (llama4) {
+      // Llama4Attention: RoPE layers attend in chunks of attention_chunk_size, NoPE layers
+      // (no_rope_layers[i] == 0; by default every no_rope_layer_interval-th) to everything.
+      m.attention_chunk_size = c.integer_or("attention_chunk_size", 0, 1, kMaxPositions);
+      auto nope = c.int_list_or("no_rope_layers", 0, 1);
+      const std::int64_t interval = c.integer_or("no_rope_layer_interval", 4, 1, kMaxLayers);
+      if (c.ok() && !nope.empty() && static_cast<std::int64_t>(nope.size()) != m.num_layers)
+        c.fail("no_rope_layers", "field 'no_rope_layers' lists " + std::to_string(nope.size()) +
+                                     " layers; num_hidden_layers is " +
+                                     std::to_string(m.num_layers));
+      if (c.ok() && m.attention_chunk_size > 0)
+        for (std::int64_t l = 0; l < m.num_layers; ++l) {
+          const bool rope = nope.empty() ? (l + 1) % interval != 0
+                                         : nope[static_cast<std::size_t>(l)] != 0;
+          m.layer_attention.push_back(rope ? LayerAttention::kChunkedLocal
+                                           : LayerAttention::kFull);
+        }
+    }
+  }
+  if (vision && f.ok() && c.ok())
+    if (auto e = read_vision(doc, *vision, m, llama4 ? VisionKind::kLlama4 : VisionKind::kSiglip))
+      return *e;
+
   const Node* quant = f.map_or_null("quantization_config");
+  if (!quant && text) quant = tf.map_or_null("quantization_config");
   pos.note_all(doc.root);
-  pos.note(doc.root, "num_local_experts", "num_experts");
+  if (text) pos.note_all(*text);
+  pos.note(text ? *text : doc.root, "num_local_experts", "num_experts");
   pos.note(doc.root, "n_routed_experts", "num_experts");
   if (auto e = f.finish()) return *e;
+  if (text)
+    if (auto e = tf.finish()) return *e;
   if (quant) {
     if (auto e = read_quant(doc, *quant, m)) return *e;
     pos.note(*quant, "group_size", "group_size");

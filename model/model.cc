@@ -12,6 +12,7 @@ const char* dtype_name(DType d) {
     case DType::kFP8E4M3: return "fp8_e4m3";
     case DType::kINT8: return "int8";
     case DType::kINT4: return "int4";
+    case DType::kFP4E2M1: return "fp4_e2m1";
   }
   return "?";
 }
@@ -23,7 +24,8 @@ double dtype_bytes(DType d) {
     case DType::kF16: return 2;
     case DType::kFP8E4M3:
     case DType::kINT8: return 1;
-    case DType::kINT4: return 0.5;
+    case DType::kINT4:
+    case DType::kFP4E2M1: return 0.5;
   }
   return 0;
 }
@@ -35,6 +37,7 @@ std::optional<DType> parse_dtype(const std::string& s) {
   if (s == "fp8_e4m3" || s == "fp8" || s == "float8_e4m3fn") return DType::kFP8E4M3;
   if (s == "int8") return DType::kINT8;
   if (s == "int4") return DType::kINT4;
+  if (s == "fp4_e2m1" || s == "fp4") return DType::kFP4E2M1;
   return std::nullopt;
 }
 
@@ -67,6 +70,7 @@ const char* quant_method_name(QuantMethod m) {
     case QuantMethod::kAwq: return "awq";
     case QuantMethod::kGptq: return "gptq";
     case QuantMethod::kCompressedTensors: return "compressed-tensors";
+    case QuantMethod::kMxfp4: return "mxfp4";
   }
   return "?";
 }
@@ -79,6 +83,27 @@ const char* attention_kind_name(AttentionKind k) {
     case AttentionKind::kMLA: return "MLA";
   }
   return "?";
+}
+
+const char* layer_attention_name(LayerAttention k) {
+  switch (k) {
+    case LayerAttention::kFull: return "full";
+    case LayerAttention::kSlidingWindow: return "sliding";
+    case LayerAttention::kChunkedLocal: return "chunked";
+    case LayerAttention::kLinear: return "linear";
+  }
+  return "?";
+}
+
+LayerAttention Model::layer_attention_of(std::int64_t layer) const {
+  if (layer < 0 || layer >= static_cast<std::int64_t>(layer_attention.size()))
+    return LayerAttention::kFull;
+  return layer_attention[static_cast<std::size_t>(layer)];
+}
+
+bool Model::windowed_attention() const {  // or linear
+  return std::any_of(layer_attention.begin(), layer_attention.end(),
+                     [](LayerAttention k) { return k != LayerAttention::kFull; });
 }
 
 AttentionKind Model::attention_kind() const {

@@ -11,8 +11,9 @@ namespace {
 const std::vector<std::string> kDtypes = {"bf16", "fp16", "f32"};
 const std::vector<std::string> kKvDtypes = {"auto", "bfloat16", "float16", "fp8", "fp8_e4m3",
                                             "fp8_e5m2"};
-const std::vector<std::string> kMethods = {"none", "fp8", "awq", "gptq", "compressed-tensors"};
-const std::vector<std::string> kWeightDtypes = {"fp8_e4m3", "int8", "int4"};
+const std::vector<std::string> kMethods = {"none", "fp8", "awq", "gptq", "compressed-tensors",
+                                           "mxfp4"};
+const std::vector<std::string> kWeightDtypes = {"fp8_e4m3", "int8", "int4", "fp4_e2m1"};
 
 std::optional<Error> read_attention(const Doc& doc, const Node& node, Model& m,
                                     ValidationHints& hints) {
@@ -25,12 +26,47 @@ std::optional<Error> read_attention(const Doc& doc, const Node& node, Model& m,
   a.qkv_bias = f.boolean_or("qkv_bias", false);
   a.o_bias = f.boolean_or("o_bias", false);
   a.qk_norm = f.boolean_or("qk_norm", false);
+  a.qk_norm_all_heads = f.boolean_or("qk_norm_all_heads", false);
+  a.sinks = f.boolean_or("sinks", false);
+  a.output_gate = f.boolean_or("output_gate", false);
+  a.rotary_dim = f.integer_or("rotary_dim", 0, 1, kMaxHeadDim);
+  return f.finish();
+}
+
+std::optional<Error> read_vision(const Doc& doc, const Node& node, Model& m) {
+  Fields f(doc, node, "vision");
+  VisionTower v;
+  v.kind = f.choice("kind", {"siglip", "llama4"}) == "siglip" ? VisionKind::kSiglip
+                                                             : VisionKind::kLlama4;
+  v.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+  v.intermediate_size = f.integer("intermediate_size", 1, kMaxIntermediate);
+  v.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+  v.image_size = f.integer("image_size", 1, 65536);
+  v.patch_size = f.integer("patch_size", 1, 65536);
+  v.num_channels = f.integer_or("num_channels", 3, 1, 64);
+  const bool llama4 = v.kind == VisionKind::kLlama4;
+  v.projector_input_dim = llama4 ? f.integer("projector_input_dim", 1, kMaxHidden) : 0;
+  v.projector_output_dim = llama4 ? f.integer("projector_output_dim", 1, kMaxHidden) : 0;
+  v.output_dim = llama4 ? f.integer("vision_output_dim", 1, kMaxHidden) : 0;
+  if (f.ok() && v.patch_size > v.image_size)
+    f.fail("patch_size", "patch_size exceeds image_size");
+  m.vision = v;
   return f.finish();
 }
 
 std::optional<Error> read_mla(const Doc& doc, const Node& node, Model& m) {
   Fields f(doc, node, "mla");
   m.mla = read_mla_fields(f);
+  if (const Node* ix = f.map_or_null("indexer")) {
+    if (auto e = f.finish()) return e;
+    Fields xf(doc, *ix, "indexer");
+    SparseIndexer s;
+    s.num_heads = xf.integer("index_n_heads", 1, kMaxHeads);
+    s.head_dim = xf.integer("index_head_dim", 1, kMaxHeadDim);
+    s.topk = xf.integer("index_topk", 1, kMaxPositions);
+    if (auto e = xf.finish()) return e;
+    m.indexer = s;
+  }
   return f.finish();
 }
 
@@ -46,6 +82,7 @@ std::optional<Error> read_moe(const Doc& doc, const Node& node, Model& m) {
                    e.num_shared_experts * e.expert_intermediate_size, 1, kMaxIntermediate);
   e.shared_expert_gate = f.boolean_or("shared_expert_gate", false);
   e.router_bias = f.boolean_or("router_bias", false);
+  e.expert_bias = f.boolean_or("expert_bias", false);
   e.first_k_dense = f.integer_or("first_k_dense_replace", 0, 0, kMaxLayers);
   e.dense_layers = f.int_list_or("mlp_only_layers", 0, kMaxLayers - 1);
   m.moe = e;
@@ -57,6 +94,7 @@ std::optional<Error> read_quantization(const Doc& doc, const Node& node, Model& 
   Quantization& q = m.quant;
   std::string method = f.choice("method", kMethods);
   std::string fallback = method == "fp8"                    ? "fp8_e4m3"
+                         : method == "mxfp4"                ? "fp4_e2m1"
                          : method == "compressed-tensors"   ? "int8"
                          : method == "none"                 ? ""
                                                             : "int4";
@@ -75,11 +113,16 @@ std::optional<Error> read_quantization(const Doc& doc, const Node& node, Model& 
                             "' in quantization does not apply to method none");
     return std::nullopt;
   }
-  q.method = method == "fp8"    ? QuantMethod::kFp8
-             : method == "awq"  ? QuantMethod::kAwq
-             : method == "gptq" ? QuantMethod::kGptq
-                                : QuantMethod::kCompressedTensors;
+  q.method = method == "fp8"     ? QuantMethod::kFp8
+             : method == "awq"   ? QuantMethod::kAwq
+             : method == "gptq"  ? QuantMethod::kGptq
+             : method == "mxfp4" ? QuantMethod::kMxfp4
+                                 : QuantMethod::kCompressedTensors;
   q.weight_dtype = *parse_dtype(wd);
+  if ((q.method == QuantMethod::kMxfp4) != (q.weight_dtype == DType::kFP4E2M1))
+    return make_error(doc.file, node.line, node.col,
+                      "quantization method mxfp4 goes with weight_dtype fp4_e2m1, and only it");
+  q.experts_only = q.method == QuantMethod::kMxfp4;
   if (!block.empty()) {
     if (block.size() != 2)
       return make_error(doc.file, node.line, node.col,
@@ -117,6 +160,19 @@ Expected<Model> model_from_yaml(const Doc& doc) {
   m.dtype = *parse_dtype(f.choice_or("dtype", "bf16", kDtypes));
   m.kv_cache_dtype = *parse_kv_cache_dtype(f.choice_or("kv_cache_dtype", "auto", kKvDtypes));
   m.mtp_layers = f.integer_or("num_nextn_predict_layers", 0, 0, kMaxMtpLayers);
+  m.sandwich_norms = f.boolean_or("sandwich_norms", false);
+  m.sliding_window = f.integer_or("sliding_window", 0, 1, kMaxPositions);
+  m.attention_chunk_size = f.integer_or("attention_chunk_size", 0, 1, kMaxPositions);
+  for (const auto& t : f.string_list_or("layer_types")) {
+    if (t == "full") m.layer_attention.push_back(LayerAttention::kFull);
+    else if (t == "sliding") m.layer_attention.push_back(LayerAttention::kSlidingWindow);
+    else if (t == "chunked") m.layer_attention.push_back(LayerAttention::kChunkedLocal);
+    else if (t == "linear") m.layer_attention.push_back(LayerAttention::kLinear);
+    else if (f.ok()) f.fail("layer_types", "field 'layer_types': layer type '" + t +
+                                               "' is not one of full, sliding, chunked, linear");
+  }
+  const Node* vision = f.map_or_null("vision");
+  const Node* linear = f.map_or_null("linear_attention");
   const Node* attention = f.map_or_null("attention");
   const Node* mla = f.map_or_null("mla");
   const Node* moe = f.map_or_null("moe");
@@ -133,6 +189,22 @@ Expected<Model> model_from_yaml(const Doc& doc) {
   if (moe) {
     pos.note_all(*moe);
     if (auto e = read_moe(doc, *moe, m)) return *e;
+  }
+  if (vision) {
+    pos.note_all(*vision);
+    if (auto e = read_vision(doc, *vision, m)) return *e;
+  }
+  if (linear) {
+    pos.note_all(*linear);
+    Fields lf(doc, *linear, "linear_attention");
+    LinearAttention x;
+    x.num_key_heads = lf.integer("num_key_heads", 1, kMaxHeads);
+    x.num_value_heads = lf.integer("num_value_heads", 1, kMaxHeads);
+    x.key_head_dim = lf.integer("key_head_dim", 1, kMaxHeadDim);
+    x.value_head_dim = lf.integer("value_head_dim", 1, kMaxHeadDim);
+    x.conv_kernel = lf.integer("conv_kernel", 1, 64);
+    if (auto e = lf.finish()) return *e;
+    m.linear_attention = x;
   }
   m.quant.weight_dtype = m.dtype;
   if (quant) {

@@ -52,23 +52,60 @@ void add_attention(const Model& m, Builder& b) {
     b.add("self_attn.kv_b_proj.weight", C::kAttention, S::kColumn,
           a.num_heads * (x.qk_nope_head_dim + x.v_head_dim), x.kv_lora_rank, true);
     b.add("self_attn.o_proj.weight", C::kAttention, S::kRow, h, a.num_heads * x.v_head_dim, true);
+    if (m.indexer) {
+      // DeepSeek-V3.2's Indexer, replicated on every rank: wq_b and wk quantized like the other
+      // linears, k_norm a LayerNorm (weight and bias), weights_proj unquantized.
+      const SparseIndexer& ix = *m.indexer;
+      b.add("self_attn.indexer.wq_b.weight", C::kAttention, S::kReplicated,
+            ix.num_heads * ix.head_dim, x.q_lora_rank, true);
+      b.add("self_attn.indexer.wk.weight", C::kAttention, S::kReplicated, ix.head_dim, h, true);
+      b.vec("self_attn.indexer.k_norm.weight", C::kAttention, S::kReplicated, ix.head_dim);
+      b.vec("self_attn.indexer.k_norm.bias", C::kAttention, S::kReplicated, ix.head_dim);
+      b.add("self_attn.indexer.weights_proj.weight", C::kAttention, S::kReplicated, ix.num_heads,
+            h, false);
+    }
     return;
   }
   const std::int64_t q = a.num_heads * a.head_dim, kv = a.num_kv_heads * a.head_dim;
-  b.add("self_attn.q_proj.weight", C::kAttention, S::kColumn, q, h, true);
+  // Qwen3-Next's gated attention: q_proj yields the query and a gate of the same size, per head.
+  b.add("self_attn.q_proj.weight", C::kAttention, S::kColumn, a.output_gate ? 2 * q : q, h,
+        true);
   b.add("self_attn.k_proj.weight", C::kAttention, S::kKvHeads, kv, h, true);
   b.add("self_attn.v_proj.weight", C::kAttention, S::kKvHeads, kv, h, true);
   if (a.qkv_bias) {
-    b.vec("self_attn.q_proj.bias", C::kAttention, S::kColumn, q);
+    b.vec("self_attn.q_proj.bias", C::kAttention, S::kColumn, a.output_gate ? 2 * q : q);
     b.vec("self_attn.k_proj.bias", C::kAttention, S::kKvHeads, kv);
     b.vec("self_attn.v_proj.bias", C::kAttention, S::kKvHeads, kv);
   }
   b.add("self_attn.o_proj.weight", C::kAttention, S::kRow, h, q, true);
   if (a.o_bias) b.vec("self_attn.o_proj.bias", C::kAttention, S::kReplicated, h);
-  if (a.qk_norm) {
+  if (a.qk_norm && a.qk_norm_all_heads) {
+    // MiniMaxText01RMSNormTP: one norm over every head, its weight split like the heads.
+    b.vec("self_attn.q_norm.weight", C::kAttention, S::kColumn, q);
+    b.vec("self_attn.k_norm.weight", C::kAttention, S::kKvHeads, kv);
+  } else if (a.qk_norm) {
     b.vec("self_attn.q_norm.weight", C::kAttention, S::kReplicated, a.head_dim);
     b.vec("self_attn.k_norm.weight", C::kAttention, S::kReplicated, a.head_dim);
   }
+  // gpt-oss's sinks: one logit per head, each rank keeping its heads' (OAIAttention).
+  if (a.sinks) b.vec("self_attn.sinks", C::kAttention, S::kColumn, a.num_heads);
+}
+
+// Qwen3NextGatedDeltaNet: in_proj_qkvz and in_proj_ba (column), the depthwise conv over q, k
+// and v ([conv_dim, 1, kernel], split by channel: one vector here, so that it is no GEMM), A_log
+// and dt_bias per value head (split), the gated RMSNorm over value_head_dim, out_proj (row).
+void add_linear_attention(const Model& m, Builder& b) {
+  const LinearAttention& x = *m.linear_attention;
+  const std::int64_t h = m.hidden_size;
+  b.add("linear_attn.in_proj_qkvz.weight", C::kAttention, S::kColumn,
+        2 * x.key_dim() + 2 * x.value_dim(), h, true);
+  b.add("linear_attn.in_proj_ba.weight", C::kAttention, S::kColumn, 2 * x.num_value_heads, h,
+        true);
+  b.vec("linear_attn.conv1d.weight", C::kAttention, S::kColumn, x.conv_dim() * x.conv_kernel);
+  b.vec("linear_attn.A_log", C::kAttention, S::kColumn, x.num_value_heads);
+  b.vec("linear_attn.dt_bias", C::kAttention, S::kColumn, x.num_value_heads);
+  b.vec("linear_attn.norm.weight", C::kAttention, S::kReplicated, x.value_head_dim);
+  b.add("linear_attn.out_proj.weight", C::kAttention, S::kRow, h, x.value_dim(), true);
 }
 
 void add_gated_mlp(Builder& b, const std::string& p, C c, std::int64_t hidden,
@@ -91,6 +128,11 @@ void add_moe(const Model& m, Builder& b) {
   b.add("mlp.experts.w1.weight", C::kExperts, S::kExpertColumn, w, h, true, n);
   b.add("mlp.experts.w3.weight", C::kExperts, S::kExpertColumn, w, h, true, n);
   b.add("mlp.experts.w2.weight", C::kExperts, S::kExpertRow, h, w, true, n);
+  if (e.expert_bias) {  // gpt-oss: gate_up_proj_bias [E, 2I] and down_proj_bias [E, H]
+    b.add("mlp.experts.w1.bias", C::kExperts, S::kExpertColumn, w, 1, false, n);
+    b.add("mlp.experts.w3.bias", C::kExperts, S::kExpertColumn, w, 1, false, n);
+    b.add("mlp.experts.w2.bias", C::kExperts, S::kReplicated, h, 1, false, n);
+  }
   if (e.num_shared_experts > 0)
     add_gated_mlp(b, "mlp.shared_experts.", C::kSharedExperts, h, e.shared_intermediate_size,
                   false);
@@ -100,10 +142,35 @@ void add_moe(const Model& m, Builder& b) {
 
 void add_decoder_layer(const Model& m, std::int64_t layer, Builder& b) {
   b.vec("input_layernorm.weight", C::kNorms, S::kReplicated, m.hidden_size);
-  add_attention(m, b);
+  if (layer < m.num_layers && m.layer_attention_of(layer) == LayerAttention::kLinear)
+    add_linear_attention(m, b);
+  else
+    add_attention(m, b);
   b.vec("post_attention_layernorm.weight", C::kNorms, S::kReplicated, m.hidden_size);
+  if (m.sandwich_norms) {  // Gemma 2/3
+    b.vec("pre_feedforward_layernorm.weight", C::kNorms, S::kReplicated, m.hidden_size);
+    b.vec("post_feedforward_layernorm.weight", C::kNorms, S::kReplicated, m.hidden_size);
+  }
   if (m.is_moe_layer(layer)) add_moe(m, b);
   else add_gated_mlp(b, "mlp.", C::kMlp, m.hidden_size, m.intermediate_size, m.mlp_bias);
+}
+
+// One pre-norm ViT block with biases everywhere (LayerNorm weight and bias, q/k/v/o, fc1/fc2).
+void add_vit_block(Builder& b, std::int64_t hv, std::int64_t iv) {
+  b.vec("layer_norm1.weight", C::kVision, S::kReplicated, hv);
+  b.vec("layer_norm1.bias", C::kVision, S::kReplicated, hv);
+  for (const char* x : {"q_proj", "k_proj", "v_proj"}) {
+    b.add(std::string("self_attn.") + x + ".weight", C::kVision, S::kColumn, hv, hv, false);
+    b.vec(std::string("self_attn.") + x + ".bias", C::kVision, S::kColumn, hv);
+  }
+  b.add("self_attn.out_proj.weight", C::kVision, S::kRow, hv, hv, false);
+  b.vec("self_attn.out_proj.bias", C::kVision, S::kReplicated, hv);
+  b.vec("layer_norm2.weight", C::kVision, S::kReplicated, hv);
+  b.vec("layer_norm2.bias", C::kVision, S::kReplicated, hv);
+  b.add("mlp.fc1.weight", C::kVision, S::kColumn, iv, hv, false);
+  b.vec("mlp.fc1.bias", C::kVision, S::kColumn, iv);
+  b.add("mlp.fc2.weight", C::kVision, S::kRow, hv, iv, false);
+  b.vec("mlp.fc2.bias", C::kVision, S::kReplicated, hv);
 }
 
 // DeepSeek-V3's MTP module as its checkpoint stores it (model.layers.61.*): its own copy of
@@ -132,6 +199,7 @@ const char* component_name(Component c) {
     case C::kNorms: return "norms";
     case C::kLmHead: return "lm_head";
     case C::kMtp: return "mtp";
+    case C::kVision: return "vision";
     case C::kCount: break;
   }
   return "?";
@@ -146,6 +214,8 @@ std::vector<TensorSpec> layer_tensors(const Model& m, std::int64_t layer) {
   } else {
     add_decoder_layer(m, layer, b);
   }
+  if (m.quant.experts_only)
+    for (auto& t : out) t.quantized = t.quantized && t.component == C::kExperts;
   return out;
 }
 
@@ -159,9 +229,59 @@ std::vector<TensorSpec> global_tensors(const Model& m) {
   return out;
 }
 
+std::vector<TensorSpec> vision_tensors(const Model& m) {
+  std::vector<TensorSpec> out;
+  if (!m.vision) return out;
+  const VisionTower& v = *m.vision;
+  const std::int64_t hv = v.hidden_size, iv = v.intermediate_size, p = v.patch_size;
+  const std::int64_t patches = (v.image_size / p) * (v.image_size / p);
+  Builder b{&out, "vision."};
+  if (v.kind == VisionKind::kSiglip) {
+    // SiglipVisionEmbeddings: a patch convolution with bias and learned positions; no head.
+    b.add("embeddings.patch_embedding.weight", C::kVision, S::kReplicated, hv,
+          v.num_channels * p * p, false);
+    b.vec("embeddings.patch_embedding.bias", C::kVision, S::kReplicated, hv);
+    b.add("embeddings.position_embedding.weight", C::kVision, S::kReplicated, patches, hv, false);
+    for (std::int64_t l = 0; l < v.num_layers; ++l) {
+      Builder lb{&out, "vision.encoder.layers." + std::to_string(l) + "."};
+      add_vit_block(lb, hv, iv);
+    }
+    b.vec("post_layernorm.weight", C::kVision, S::kReplicated, hv);
+    b.vec("post_layernorm.bias", C::kVision, S::kReplicated, hv);
+    // Gemma3MultiModalProjector: mm_input_projection_weight [vision, text] and its RMSNorm.
+    b.add("projector.mm_input_projection_weight", C::kVision, S::kReplicated, hv,
+          m.hidden_size, false);
+    b.vec("projector.mm_soft_emb_norm.weight", C::kVision, S::kReplicated, hv);
+  } else {
+    // Llama4VisionModel: unbiased patch projection, a class token, positions incl. it.
+    b.add("patch_embedding.linear.weight", C::kVision, S::kColumn, hv, v.num_channels * p * p,
+          false);
+    b.vec("class_embedding", C::kVision, S::kReplicated, hv);
+    b.add("positional_embedding_vlm", C::kVision, S::kReplicated, patches + 1, hv, false);
+    for (const char* n : {"layernorm_pre", "layernorm_post"}) {
+      b.vec(std::string(n) + ".weight", C::kVision, S::kReplicated, hv);
+      b.vec(std::string(n) + ".bias", C::kVision, S::kReplicated, hv);
+    }
+    for (std::int64_t l = 0; l < v.num_layers; ++l) {
+      Builder lb{&out, "vision.model.layers." + std::to_string(l) + "."};
+      add_vit_block(lb, hv, iv);
+    }
+    // Llama4VisionPixelShuffleMLP's Llama4VisionMLP2: fc1 [projector_input_dim,
+    // intermediate_size], fc2 [projector_output_dim, projector_output_dim], no biases.
+    b.add("vision_adapter.mlp.fc1.weight", C::kVision, S::kColumn, v.projector_input_dim, iv,
+          false);
+    b.add("vision_adapter.mlp.fc2.weight", C::kVision, S::kRow, v.projector_output_dim,
+          v.projector_output_dim, false);
+    b.add("projector.linear_1.weight", C::kVision, S::kReplicated, m.hidden_size, v.output_dim,
+          false);
+  }
+  return out;
+}
+
 std::int64_t aux_elements(const TensorSpec& t, const Model& m) {
   const Quantization& q = m.quant;
   if (!t.quantized || q.method == QuantMethod::kNone) return 0;
+  if (q.method == QuantMethod::kMxfp4) return t.count * t.rows * ceil_div(t.cols, 32);
   const std::int64_t groups = q.group_size > 0 ? ceil_div(t.cols, q.group_size) : 1;
   if (q.weight_dtype == DType::kFP8E4M3) {
     if (q.block_rows > 0)
@@ -180,6 +300,8 @@ std::int64_t storage_bytes(const TensorSpec& t, const Model& m) {
   const std::int64_t elems = t.params();
   const std::int64_t act = static_cast<std::int64_t>(dtype_bytes(m.dtype));
   if (!t.quantized || q.method == QuantMethod::kNone) return elems * act;
+  if (q.method == QuantMethod::kMxfp4)  // two e2m1 values a byte, one E8M0 byte per 32
+    return t.count * t.rows * (ceil_div(t.cols, 2) + ceil_div(t.cols, 32));
   if (q.weight_dtype == DType::kFP8E4M3) return elems + 4 * aux_elements(t, m);  // fp32 scales
   const bool int4 = q.weight_dtype == DType::kINT4;
   const std::int64_t per_int32 = int4 ? 8 : 4;
@@ -205,6 +327,7 @@ Totals sum_tensors(const Model& m, bool include_mtp, F value) {
     }
   };
   add(global_tensors(m));
+  add(vision_tensors(m));
   const std::int64_t layers = m.num_layers + (include_mtp ? m.mtp_layers : 0);
   for (std::int64_t l = 0; l < layers; ++l) add(layer_tensors(m, l));
   return t;

@@ -22,6 +22,7 @@ enum class Component {
   kNorms,          // input/post-attention layer norms and the final norm
   kLmHead,         // lm_head (absent when tied)
   kMtp,            // DeepSeek multi-token-prediction modules, everything in them
+  kVision,         // a multimodal checkpoint's image encoder and its projector
   kCount
 };
 inline constexpr int kNumComponents = static_cast<int>(Component::kCount);
@@ -56,6 +57,9 @@ struct TensorSpec {
 std::vector<TensorSpec> layer_tensors(const Model& m, std::int64_t layer);
 // embed_tokens, the final norm, lm_head (unless tied).
 std::vector<TensorSpec> global_tensors(const Model& m);
+// The image encoder and projector of a multimodal checkpoint (empty without Model::vision):
+// SigLIP (Gemma 3, vllm/model_executor/models/siglip.py) or Llama 4's (mllama4.py).
+std::vector<TensorSpec> vision_tensors(const Model& m);
 
 // Where a checkpoint tensor goes among vLLM's merged parameters: q/k/v into qkv_proj
 // (QKVParallelLinear), gate/up into gate_up_proj (MergedColumnParallelLinear), the experts'
@@ -87,7 +91,8 @@ struct Totals {
   std::int64_t get(Component c) const { return by_component[static_cast<int>(c)]; }
 };
 
-// Parameters and bytes of the whole model; MTP modules only when include_mtp.
+// Parameters and bytes of the whole model, its image encoder included; MTP modules only when
+// include_mtp.
 Totals param_totals(const Model& m, bool include_mtp);
 Totals weight_byte_totals(const Model& m, bool include_mtp);
 

@@ -1,5 +1,7 @@
 #include "model/validate.h"
 
+#include <algorithm>
+
 #include "model/tensors.h"
 
 namespace tpp::model {
@@ -87,6 +89,33 @@ std::optional<Error> validate_model(const Model& m, const FieldPositions& pos,
       return pos.error("shared_expert_intermediate_size",
                        "shared experts need a positive intermediate size");
   }
+  if (!m.layer_attention.empty() &&
+      static_cast<std::int64_t>(m.layer_attention.size()) != m.num_layers)
+    return pos.error("layer_types", "lists " + s(static_cast<std::int64_t>(m.layer_attention.size())) +
+                                        " layers; the model has " + s(m.num_layers));
+  for (LayerAttention k : m.layer_attention) {
+    if (k == LayerAttention::kSlidingWindow && m.sliding_window <= 0)
+      return pos.error("sliding_window", "sliding-window layers need a positive sliding_window");
+    if (k == LayerAttention::kChunkedLocal && m.attention_chunk_size <= 0)
+      return pos.error("attention_chunk_size",
+                       "chunked-attention layers need a positive attention_chunk_size");
+  }
+  const bool linear = std::find(m.layer_attention.begin(), m.layer_attention.end(),
+                                LayerAttention::kLinear) != m.layer_attention.end();
+  if (linear && !m.linear_attention)
+    return pos.error("linear_attention", "linear-attention layers need linear_attention's shape");
+  if (m.linear_attention && m.linear_attention->num_value_heads % m.linear_attention->num_key_heads)
+    return pos.error("linear_num_value_heads",
+                     s(m.linear_attention->num_value_heads) + " value heads are not a multiple of " +
+                         s(m.linear_attention->num_key_heads) + " key heads");
+  if (m.indexer && (!m.mla || m.mla->q_lora_rank <= 0))
+    return pos.error("index_n_heads", "the sparse-attention indexer needs MLA with q_lora_rank");
+  if (a.rotary_dim > a.head_dim)
+    return pos.error("rotary_dim", "rotary_dim " + s(a.rotary_dim) + " exceeds head_dim " +
+                                       s(a.head_dim));
+  if (m.mla && (a.sinks || a.output_gate || a.qk_norm_all_heads))
+    return pos.error("attention", "sinks, output gates and all-head q/k norms are not modelled "
+                                  "with MLA");
   bool needs_dense_mlp = !m.moe || m.moe->first_k_dense > 0 || !m.moe->dense_layers.empty();
   if (needs_dense_mlp && m.intermediate_size <= 0)
     return pos.error("intermediate_size", "dense MLP layers need a positive intermediate_size");
@@ -102,6 +131,12 @@ std::optional<Error> validate_model(const Model& m, const FieldPositions& pos,
     return pos.error("weight_block_size", "block scales apply to fp8 weights only");
   if ((q.weight_dtype == DType::kINT4 || q.weight_dtype == DType::kINT8) && q.group_size == 0)
     return pos.error("group_size", "integer weights need a group size (-1 for per channel)");
+  if (q.method == QuantMethod::kMxfp4) {
+    if (!m.moe) return pos.error("quant_method", "mxfp4 quantizes MoE experts; the model has none");
+    if (m.hidden_size % 32 != 0 || m.moe->expert_intermediate_size % 32 != 0)
+      return pos.error("quant_method", "mxfp4 needs expert inputs in whole blocks of 32");
+    return std::nullopt;
+  }
   if (q.weight_dtype == DType::kBF16 || q.weight_dtype == DType::kF16 ||
       q.weight_dtype == DType::kF32)
     return pos.error("weight_dtype", "quantization method '" +

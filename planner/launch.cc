@@ -42,9 +42,12 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   if (dp > 1) serve += fmt::format(" --data-parallel-size {}", dp);
   if (p.expert_parallel) serve += " --enable-expert-parallel";
   serve += fmt::format(" --gpu-memory-utilization {:.2f} --max-model-len {} --max-num-seqs {} "
-                       "--max-num-batched-tokens {} --block-size {}",
+                       "--max-num-batched-tokens {}",
                        o.gpu_memory_utilization, o.max_model_len, o.max_num_seqs,
-                       o.max_num_batched_tokens, o.block_size);
+                       o.max_num_batched_tokens);
+  // A model with linear-attention layers: vLLM derives its block size from the mamba state
+  // (what the plan shows); it is not one the flag accepts.
+  if (!m.linear_attention) serve += fmt::format(" --block-size {}", o.block_size);
   if (o.kv_cache_dtype != model::KvCacheDType::kAuto)
     serve += fmt::format(" --kv-cache-dtype {}", model::kv_cache_dtype_name(o.kv_cache_dtype));
   if (o.enforce_eager) serve += " --enforce-eager";

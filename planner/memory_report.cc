@@ -24,8 +24,10 @@ nlohmann::json stage_json(const sim::StageMemory& s, const sim::MemoryPlan& p) {
   j["kv_bytes_per_token"] = s.kv_bytes_per_token;
   j["gpu_blocks"] = s.gpu_blocks;
   j["block_size"] = p.options.block_size;
-  j["kv_cache_tokens"] = s.gpu_blocks * p.options.block_size;
-  j["max_concurrency"] = sim::max_concurrency(s.gpu_blocks, p.options);
+  j["kv_cache_tokens"] = p.options.engine == sim::Engine::kV1
+                             ? p.kv_groups.tokens(s.gpu_blocks)
+                             : s.gpu_blocks * p.options.block_size;
+  j["max_concurrency"] = sim::max_concurrency(s.gpu_blocks, p.options, p.kv_groups);
   if (p.options.engine == sim::Engine::kV0) j["cpu_blocks"] = s.cpu_blocks;
   return j;
 }
@@ -88,6 +90,17 @@ nlohmann::json plan_json(const sim::MemoryPlan& p) {
   m["max_concurrency"] = p.max_concurrency;
   m["max_model_len_that_fits"] = p.max_model_len_that_fits;
   if (p.options.engine == sim::Engine::kV0) m["cpu_blocks"] = b.cpu_blocks;
+  if (p.options.engine == sim::Engine::kV1 && !p.kv_groups.uniform_full()) {
+    // vLLM's KV-cache groups of a model whose layers attend differently.
+    nlohmann::json groups = nlohmann::json::array();
+    for (const auto& k : p.kv_groups.kinds)
+      groups.push_back({{"attention", model::layer_attention_name(k.kind)},
+                        {"window", k.window},
+                        {"layers", k.layers},
+                        {"groups", k.groups}});
+    m["kv_cache_groups"] = groups;
+    m["kv_group_size"] = p.kv_groups.group_size;
+  }
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& s : p.stages) stages.push_back(stage_json(s, p));
   m["stages"] = stages;
@@ -147,7 +160,10 @@ std::string memory_table(const std::vector<sim::MemoryPlan>& plans, bool stages)
     t.add(row);
     if (stages && p.stages.size() > 1)
       for (const auto& st : p.stages) {
-        auto rest = figures(st, st.gpu_blocks, st.gpu_blocks * p.options.block_size);
+        auto rest = figures(st, st.gpu_blocks,
+                            p.options.engine == sim::Engine::kV1
+                                ? p.kv_groups.tokens(st.gpu_blocks)
+                                : st.gpu_blocks * p.options.block_size);
         rest.push_back("");
         rest.push_back(fmt::format("layers {}-{}{}", st.first_layer,
                                    st.first_layer + st.num_layers - 1,

@@ -36,6 +36,26 @@ std::string describe(const model::Model& m) {
                                                              m.moe->num_shared_experts)
                                                : "",
                      m.num_moe_layers(), m.num_layers);
+  if (m.windowed_attention()) {
+    // How many layers attend each way: "sliding window 128 on 12 of 24 layers".
+    std::int64_t sliding = 0, chunked = 0, linear = 0;
+    for (auto k : m.layer_attention) {
+      sliding += k == model::LayerAttention::kSlidingWindow;
+      chunked += k == model::LayerAttention::kChunkedLocal;
+      linear += k == model::LayerAttention::kLinear;
+    }
+    if (sliding)
+      s += fmt::format(", sliding window {} on {} of {} layers", m.sliding_window, sliding,
+                       m.num_layers);
+    if (chunked)
+      s += fmt::format(", chunked attention ({}) on {} of {} layers", m.attention_chunk_size,
+                       chunked, m.num_layers);
+    if (linear)
+      s += fmt::format(", linear attention (gated delta net) on {} of {} layers", linear,
+                       m.num_layers);
+  }
+  if (m.indexer) s += fmt::format(", sparse attention (top {} tokens)", m.indexer->topk);
+  if (m.vision) s += ", with its image encoder";
   s += fmt::format(", vocab {}", m.vocab_size);
   return s;
 }
@@ -82,6 +102,17 @@ nlohmann::json model_json(const model::Model& m) {
                     {"num_heads", m.attention.num_heads},
                     {"num_kv_heads", m.attention.num_kv_heads},
                     {"head_dim", m.attention.head_dim}};
+  if (m.windowed_attention()) {
+    nlohmann::json kinds = nlohmann::json::object();
+    for (auto k : m.layer_attention) {
+      auto& n = kinds[model::layer_attention_name(k)];
+      n = n.is_null() ? 1 : n.get<int>() + 1;
+    }
+    j["attention"]["layers_by_kind"] = kinds;
+    if (m.sliding_window > 0) j["attention"]["sliding_window"] = m.sliding_window;
+    if (m.attention_chunk_size > 0) j["attention"]["attention_chunk_size"] = m.attention_chunk_size;
+  }
+  if (m.indexer) j["attention"]["index_topk"] = m.indexer->topk;
   if (m.moe)
     j["moe"] = {{"num_experts", m.moe->num_experts},
                 {"experts_per_token", m.moe->experts_per_token},

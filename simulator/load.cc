@@ -19,6 +19,7 @@ LoadPrediction predict_load(const model::Model& m, const ParallelConfig& p, cons
       for (auto& t : model::layer_tensors(m, l)) specs.push_back(t);
     if (last)
       for (std::size_t k = 1; k < globals.size(); ++k) specs.push_back(globals[k]);
+    for (auto& t : model::vision_tensors(m)) specs.push_back(t);  // on every rank
     layer0 += parts[static_cast<std::size_t>(s)];
     double hf = 0, sharded = 0;
     for (const auto& t : specs) {

@@ -150,8 +150,10 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   // which only takes 64 (vLLM 0.18+: Platform.update_block_size_for_backend; FLASH_ATTN_MLA,
   // chosen first for a bf16 cache, takes any multiple of 16).
   const bool hopper = gpu.compute_capability.value >= 9.0 && gpu.compute_capability.value < 10;
+  // DeepSeek-V3.2's sparse attention runs FLASHMLA_SPARSE, which takes 64 only, whatever the
+  // cache dtype (vllm/v1/attention/backends/mla/flashmla_sparse.py).
   r.block_size = o.block_size.value_or(
-      (m.mla && hopper && is_fp8_kv(r.kv_cache_dtype)) ? 64 : 16);
+      (m.mla && ((hopper && is_fp8_kv(r.kv_cache_dtype)) || m.indexer)) ? 64 : 16);
   static const std::int64_t kBlockSizes[] = {1, 8, 16, 32, 64, 128};
   if (std::find(std::begin(kBlockSizes), std::end(kBlockSizes), r.block_size) ==
       std::end(kBlockSizes))
@@ -215,7 +217,7 @@ model::Model as_loaded(const model::Model& m, const ServingOptions& o) {
 namespace {
 
 struct LayerKinds {
-  std::int64_t dense_bytes = 0, moe_bytes = 0;
+  std::int64_t dense_bytes = 0, moe_bytes = 0, vision_bytes = 0;
 };
 
 std::int64_t shard_bytes(const std::vector<model::TensorSpec>& ts, const model::Model& m,
@@ -227,7 +229,14 @@ std::int64_t shard_bytes(const std::vector<model::TensorSpec>& ts, const model::
     shard.rows = s.rows;
     shard.cols = s.cols;
     shard.count = s.count;
-    sum += model::storage_bytes(shard, m);
+    std::int64_t bytes = model::storage_bytes(shard, m);
+    // vLLM's MXFP4 MoE pads the experts' hidden dimension for its kernels (Mxfp4MoEMethod.
+    // create_weights): gpt-oss's 2880 loads as 3072, a multiple of 256. Measured on one H100:
+    // gpt-oss-120b's weights take 64.38 GiB (vllm-project/vllm#33155, v0.14.1), gpt-oss-20b's
+    // 13.47 GiB (v0.11.0), 6.7% above their unpadded MXFP4 bytes (60.4 and 12.6 GiB).
+    if (m.quant.method == model::QuantMethod::kMxfp4 && t.quantized)
+      bytes = bytes / m.hidden_size * ceil_div(m.hidden_size, 256) * 256;
+    sum += bytes;
   }
   return sum;
 }
@@ -242,6 +251,7 @@ LayerKinds layer_kinds(const model::Model& m, const ParallelConfig& p) {
   LayerKinds k;
   if (dense_at >= 0) k.dense_bytes = shard_bytes(model::layer_tensors(m, dense_at), m, p);
   if (moe_at >= 0) k.moe_bytes = shard_bytes(model::layer_tensors(m, moe_at), m, p);
+  if (m.vision) k.vision_bytes = shard_bytes(model::vision_tensors(m), m, p);
   return k;
 }
 
@@ -291,10 +301,35 @@ std::string split_name(const ParallelConfig& p) {
 
 }  // namespace
 
+namespace {
+
+std::int64_t mamba_page_bytes(const model::Model& m, const ParallelConfig& p) {
+  if (!m.linear_attention) return 0;
+  // MambaStateShapeCalculator.gated_delta_net_state_shape: conv state (kernel - 1) x conv_dim/tp,
+  // temporal state value_heads/tp x value_head_dim x key_head_dim, both in the model dtype
+  // (mamba_cache_dtype and mamba_ssm_cache_dtype "auto").
+  const auto& x = *m.linear_attention;
+  const double b = model::dtype_bytes(m.dtype);
+  const double conv = static_cast<double>((x.conv_kernel - 1) * (x.conv_dim() / p.tp));
+  const double ssm = static_cast<double>(x.num_value_heads / p.tp * x.value_head_dim *
+                                         x.key_head_dim);
+  return static_cast<std::int64_t>((conv + ssm) * b);
+}
+
+}  // namespace
+
 MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const ParallelConfig& p,
-                           const ResolvedOptions& o) {
+                           const ResolvedOptions& resolved) {
   MemoryPlan plan;
   plan.parallel = p;
+  ResolvedOptions o = resolved;
+  if (m.linear_attention && o.engine == Engine::kV1) {
+    // HybridAttentionMambaModelConfig.verify_and_update_config: the attention block grows (in
+    // steps of 16 tokens) until its page holds a mamba state, and the mamba page is padded to it,
+    // so that every group's page is the same size.
+    const std::int64_t one = kv_bytes_per_token_layer(m, p, o.kv_bytes_per_element);
+    o.block_size = std::max(o.block_size, 16 * ceil_div(mamba_page_bytes(m, p), 16 * one));
+  }
   plan.options = o;
   plan.total_bytes = gpu.memory_driver_bytes();
   plan.budget_bytes = static_cast<std::int64_t>(
@@ -306,7 +341,10 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
       static_cast<double>(padded_vocab(m.vocab_size) / p.tp * m.hidden_size) * b);
   // get_rope's cos_sin_cache [max_position, rotary_dim] in the model dtype, one per rank
   // (rotary_embedding.py; _ROPE_DICT shares it across layers). MLA rotates qk_rope_head_dim.
-  const std::int64_t rotary_dim = m.mla ? m.mla->qk_rope_head_dim : m.attention.head_dim;
+  // Partial rotary (GLM, MiniMax-M2) rotates rotary_dim of each head.
+  const std::int64_t rotary_dim = m.mla                     ? m.mla->qk_rope_head_dim
+                                  : m.attention.rotary_dim > 0 ? m.attention.rotary_dim
+                                                               : m.attention.head_dim;
   const std::int64_t rope_cache =
       static_cast<std::int64_t>(static_cast<double>(m.max_position_embeddings * rotary_dim) * b);
   const std::int64_t kv_layer = kv_bytes_per_token_layer(m, p, o.kv_bytes_per_element);
@@ -316,6 +354,9 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
                                                      : kCudaGraphGiB);
 
   const auto parts = pp_partition(m.num_layers, p.pp, p.pp_layer_partition);
+  plan.kv_groups = kv_groups(m, o.block_size);
+  // V0 knows no hybrid pool: it keeps every layer's tokens (and is not run on hybrid models).
+  const bool grouped = o.engine == Engine::kV1 && !plan.kv_groups.uniform_full();
   std::int64_t first_layer = 0;
   plan.gpu_blocks = INT64_MAX;
   for (std::size_t s = 0; s < parts.size(); ++s) {
@@ -327,9 +368,14 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
     std::int64_t dense = 0, moe = 0;
     for (std::int64_t l = first_layer; l < first_layer + parts[s]; ++l)
       (m.is_moe_layer(l) ? moe : dense) += 1;
+    st.kv_group_size = grouped ? plan.kv_groups.stage_group_size(first_layer, parts[s])
+                               : parts[s];
     first_layer += parts[s];
 
-    st.weights_bytes = dense * kinds.dense_bytes + moe * kinds.moe_bytes + rope_cache;
+    // A multimodal model's image encoder is built on every PP rank (gemma3_mm.py, mllama4.py
+    // construct it outside the language model's PP layers), sharded like its own layers.
+    st.weights_bytes = dense * kinds.dense_bytes + moe * kinds.moe_bytes + rope_cache +
+                       kinds.vision_bytes;
     if (first) st.weights_bytes += vocab_shard;  // embed_tokens
     // lm_head on the last stage (with PP and tied embeddings, a copy of embed_tokens).
     if (last && !(m.tie_word_embeddings && p.pp == 1)) st.weights_bytes += vocab_shard;
@@ -342,8 +388,9 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
     st.kv_bytes_per_token = kv_layer * st.num_layers;
     const std::int64_t avail = std::max<std::int64_t>(0, st.kv_cache_bytes);
     if (o.engine == Engine::kV1) {
-      // kv_cache_utils.get_num_blocks: available // page_size // num_layers.
-      st.gpu_blocks = avail / (o.block_size * kv_layer) / st.num_layers;
+      // kv_cache_utils.get_num_blocks: available // page_size // num_layers, the layers of the
+      // stage's largest KV-cache group when they form several (get_kv_cache_configs).
+      st.gpu_blocks = avail / (o.block_size * kv_layer) / st.kv_group_size;
     } else {
       // CacheEngine.get_cache_block_size: one block spans every layer of the rank.
       const std::int64_t block = o.block_size * st.kv_bytes_per_token;
@@ -357,9 +404,20 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
     plan.stages.push_back(st);
   }
 
-  plan.kv_cache_tokens = plan.gpu_blocks * o.block_size;
-  plan.max_concurrency = max_concurrency(plan.gpu_blocks, o);
-  if (o.engine == Engine::kV1) {
+  plan.kv_cache_tokens = grouped ? plan.kv_groups.tokens(plan.gpu_blocks)
+                                 : plan.gpu_blocks * o.block_size;
+  plan.max_concurrency = grouped ? max_concurrency(plan.gpu_blocks, o, plan.kv_groups)
+                                 : max_concurrency(plan.gpu_blocks, o);
+  if (grouped) {
+    // The longest request whose blocks over every group the pool holds (windows bound some).
+    std::int64_t lo = 0, hi = model::kMaxPositions;
+    while (lo < hi) {
+      const std::int64_t mid = lo + (hi - lo + 1) / 2;
+      if (plan.kv_groups.peak(mid, o.max_num_batched_tokens) <= plan.gpu_blocks) lo = mid;
+      else hi = mid - 1;
+    }
+    plan.max_model_len_that_fits = lo;
+  } else if (o.engine == Engine::kV1) {
     plan.max_model_len_that_fits = plan.kv_cache_tokens;
   } else {
     // V0: each of the pp virtual engines holds blocks // pp, and one request must fit in one
@@ -411,6 +469,18 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
 // 1 x (kv_lora_rank + qk_rope_head_dim) x dtype, the same on every TP rank.
 std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfig& p,
                                       double element_bytes) {
+  if (m.mla && m.indexer) {
+    // DeepSeek-V3.2: an fp8 cache is fp8_ds_mla, 656 bytes a token (512 fp8 latent values,
+    // 4 fp32 scales, 64 bf16 rope values); beside it, in the same uniform-type group, the
+    // indexer's K cache of head_dim fp8 values and an fp32 scale per 128 (DeepseekV32IndexerCache).
+    const std::int64_t mla = element_bytes == 1
+                                 ? m.mla->kv_lora_rank + m.mla->kv_lora_rank / 128 * 4 +
+                                       2 * m.mla->qk_rope_head_dim
+                                 : static_cast<std::int64_t>((m.mla->kv_lora_rank +
+                                                              m.mla->qk_rope_head_dim) *
+                                                             element_bytes);
+    return mla + m.indexer->head_dim + m.indexer->head_dim / 128 * 4;
+  }
   if (m.mla)
     return static_cast<std::int64_t>((m.mla->kv_lora_rank + m.mla->qk_rope_head_dim) *
                                      element_bytes);
@@ -423,6 +493,12 @@ double max_concurrency(std::int64_t blocks, const ResolvedOptions& o) {
     return static_cast<double>(blocks) /
            static_cast<double>(ceil_div(o.max_model_len, o.block_size));
   return static_cast<double>(blocks * o.block_size) / static_cast<double>(o.max_model_len);
+}
+
+double max_concurrency(std::int64_t blocks, const ResolvedOptions& o, const KvGroups& groups) {
+  if (o.engine != Engine::kV1 || groups.uniform_full()) return max_concurrency(blocks, o);
+  return static_cast<double>(blocks) /
+         static_cast<double>(groups.peak(o.max_model_len, o.max_num_batched_tokens));
 }
 
 std::vector<ParallelConfig> enumerate_splits(const model::Model& m, std::int64_t gpus,

@@ -21,6 +21,7 @@
 #include "hardware_profiles/hardware.h"
 #include "hardware_profiles/operator_tables.h"
 #include "model/model.h"
+#include "simulator/kv_groups.h"
 #include "simulator/parallel.h"
 
 namespace tpp::sim {
@@ -118,6 +119,7 @@ struct StageMemory {
   std::int64_t cuda_graph_bytes = 0;        // reported; deducted only when counted
   std::int64_t kv_cache_bytes = 0;          // available for the KV cache (negative: no room)
   std::int64_t kv_bytes_per_token = 0;      // one token over this stage's layers
+  std::int64_t kv_group_size = 0;           // the pool's divisor: layers in its largest group
   std::int64_t gpu_blocks = 0;
   std::int64_t cpu_blocks = 0;              // V0 swap blocks
 };
@@ -128,9 +130,10 @@ struct MemoryPlan {
   std::int64_t total_bytes = 0;             // the driver's total per GPU
   std::int64_t budget_bytes = 0;            // total x utilization
   std::vector<StageMemory> stages;
+  KvGroups kv_groups;                       // how the layers share the block pool (V1)
   std::size_t binding_stage = 0;            // the stage with the fewest blocks
   std::int64_t gpu_blocks = 0;              // the engine's: min over ranks
-  std::int64_t kv_cache_tokens = 0;
+  std::int64_t kv_cache_tokens = 0;         // as vLLM logs it: blocks // groups x block_size
   double max_concurrency = 0;               // requests of max_model_len at once
   std::int64_t max_model_len_that_fits = 0; // largest length one request can have
   bool fits = false;
@@ -162,6 +165,9 @@ std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfi
 // Requests of max_model_len the KV cache holds at once: V1 blocks / cdiv(max_model_len,
 // block_size) (get_max_concurrency_for_kv_cache_config); V0 blocks x block_size / max_model_len.
 double max_concurrency(std::int64_t blocks, const ResolvedOptions& o);
+// The same for a model whose layers form `groups` (V1 only): blocks / the blocks one request of
+// max_model_len may hold over every group (its layers' max_memory_usage_bytes).
+double max_concurrency(std::int64_t blocks, const ResolvedOptions& o, const KvGroups& groups);
 
 // Every split of `gpus` GPUs: tp x pp x dp = gpus, tp and pp as vLLM accepts them for this
 // model (check_parallel), pp at most the layers.

@@ -7,6 +7,8 @@ namespace tpp::sim {
 Scheduler::Scheduler(const SchedulerConfig& config)
     : config_(config), free_blocks_(config.num_blocks) {
   if (config_.num_blocks > 0) free_runs_.push_back({-1, config_.num_blocks, 0});
+  grouped_ = !config_.kv_groups.kinds.empty() && !config_.kv_groups.uniform_full();
+  if (grouped_) config_.prefix_caching = false;
 }
 
 // Blocks back to the free queue's end. A preempted request's run is freed tail first (its last,
@@ -50,6 +52,15 @@ std::int64_t Scheduler::blocks_for(std::int64_t tokens) const {
   return (tokens + config_.block_size - 1) / config_.block_size;
 }
 
+std::int64_t Scheduler::held(std::int64_t computed, std::int64_t n) const {
+  return grouped_ ? config_.kv_groups.held(computed, n) : blocks_for(computed + n);
+}
+
+std::int64_t Scheduler::peak(std::int64_t tokens) const {
+  return grouped_ ? config_.kv_groups.peak(tokens, config_.max_num_batched_tokens)
+                  : blocks_for(tokens);
+}
+
 void Scheduler::add(const Request& r, double now) {
   Seq s;
   s.req = r;
@@ -57,7 +68,7 @@ void Scheduler::add(const Request& r, double now) {
   const std::int64_t total = r.input_tokens + r.output_tokens;
   if (config_.max_model_len > 0 && total > config_.max_model_len)
     s.rejection = Rejection::kOverMaxModelLen;
-  else if (blocks_for(total) > config_.num_blocks)
+  else if (peak(total) > config_.num_blocks)
     s.rejection = Rejection::kOverKvCache;
   s.rejected = s.rejection != Rejection::kNone;
   seqs_.push_back(s);
@@ -97,7 +108,15 @@ bool Scheduler::schedule_running(Batch& b, std::int64_t& budget) {
     Seq& s = seqs_[static_cast<std::size_t>(i)];
     if (s.in_flight) continue;
     const std::int64_t n = std::min(s.req.input_tokens + s.generated - s.computed, budget);
-    std::int64_t need = std::max<std::int64_t>(0, blocks_for(s.computed + n) - s.blocks);
+    if (grouped_ && !config_.reserve_whole_request) {
+      // Blocks the windows have passed go back to the pool first (remove_skipped_blocks).
+      const std::int64_t keep = held(s.computed, 0);
+      if (keep < s.blocks) {
+        release(-1, s.blocks - keep, 0);
+        s.blocks = keep;
+      }
+    }
+    std::int64_t need = std::max<std::int64_t>(0, held(s.computed, n) - s.blocks);
     bool self_preempted = false;
     while (need > free_blocks_) {
       // Preempt the last-admitted running request that is not in flight (maybe this one).
@@ -132,8 +151,8 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
     const std::int64_t computed = s.computed + hit * config_.block_size;
     const std::int64_t n = std::min(total - computed, budget);
     const std::int64_t need =
-        (config_.reserve_whole_request ? blocks_for(s.req.input_tokens + s.req.output_tokens)
-                                       : blocks_for(computed + n)) -
+        (config_.reserve_whole_request ? peak(s.req.input_tokens + s.req.output_tokens)
+                                       : held(computed, n)) -
         s.blocks - hit;
     if (need > free_blocks_ - hit) break;
     if (hit > 0) {  // the cached blocks leave the free queue; the rest of the run is nobody's
@@ -161,6 +180,13 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
 
 Batch Scheduler::schedule() {
   Batch b;
+  // The window the model's windowed layers attend to, for their share of the attention time.
+  for (const auto& k : config_.kv_groups.kinds)
+    if (k.window > 0 && b.shape.window == 0) {
+      b.shape.window = k.window;
+      b.shape.chunked = k.kind == model::LayerAttention::kChunkedLocal;
+    }
+  if (b.shape.window == 0) b.shape.window = config_.kv_groups.sparse_topk;
   b.items.reserve(running_.size() + waiting_.size() / 4 + 1);
   std::int64_t budget = config_.max_num_batched_tokens;
   if (!schedule_running(b, budget)) schedule_waiting(b, budget);

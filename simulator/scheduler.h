@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "simulator/kv_groups.h"
 #include "simulator/step_cost.h"
 #include "simulator/workload.h"
 
@@ -39,6 +40,11 @@ struct SchedulerConfig {
   // scheduler.py GuaranteedNoEvictScheduler): a request is admitted only when the blocks of its
   // whole prompt and output are free, and holds them from then on, so nothing is ever preempted.
   bool reserve_whole_request = false;
+  // How the model's layers share the pool (simulator/kv_groups.h). No kinds, or one group of
+  // full attention: each block holds block_size tokens of every layer. Otherwise a request
+  // holds blocks in each group for the tokens that group's layers still attend to, and frees
+  // those its windows have passed; its cached prefix is not kept for reuse on preemption.
+  KvGroups kv_groups{};
 };
 
 struct ScheduledSeq {
@@ -90,6 +96,11 @@ class Scheduler {
 
  private:
   std::int64_t blocks_for(std::int64_t tokens) const;
+  // Blocks a request holds with `computed` tokens cached and `n` more being computed.
+  std::int64_t held(std::int64_t computed, std::int64_t n) const;
+  // The most blocks a request of `tokens` tokens holds.
+  std::int64_t peak(std::int64_t tokens) const;
+  bool grouped_ = false;  // kv_groups other than one group of full attention
   void preempt(std::int32_t i);
   bool schedule_running(Batch& b, std::int64_t& budget);
   void schedule_waiting(Batch& b, std::int64_t& budget);

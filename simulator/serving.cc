@@ -357,7 +357,8 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   const ParallelConfig& p = plan.parallel;
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
-                     o.max_model_len, o.prefix_caching, o.reserve_whole_request};
+                     o.max_model_len, o.prefix_caching, o.reserve_whole_request,
+                     o.engine == Engine::kV1 ? plan.kv_groups : KvGroups{}};
   Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0, {}, false, 6, 0, {}, 1, 0, 0};
   for (std::int64_t d = 0; d < p.dp; ++d)
     loop.engines.push_back(Replica{Scheduler(sc), std::vector<double>(cost.num_stages(), 0.0),

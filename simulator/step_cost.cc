@@ -148,19 +148,50 @@ const hw::OperatorTables::AttentionSeries* exact_series(
 
 }  // namespace
 
+namespace {
+
+// Keys the queries at positions [0, n) attend to in all, each seeing `window` keys at most
+// (sliding: min(x + 1, W)) or those of its own chunk so far (chunked: x mod C + 1).
+double windowed_keys(double n, double window, bool chunked) {
+  if (chunked) {
+    const double whole = std::floor(n / window), r = n - whole * window;
+    return whole * window * (window + 1) / 2 + r * (r + 1) / 2;
+  }
+  if (n <= window) return n * (n + 1) / 2;
+  return window * (window + 1) / 2 + (n - window) * window;
+}
+
+}  // namespace
+
 void BatchShape::add(std::int64_t new_tokens, std::int64_t context) {
   tokens += new_tokens;
   seqs += 1;
   const double q = static_cast<double>(new_tokens), c = static_cast<double>(context);
+  const double w = static_cast<double>(window);
   if (new_tokens == 1 && context > 0) {
     decode_tokens += 1;
     decode_context += c + 1;
+    if (window > 0)
+      windowed_decode_context += chunked ? std::fmod(c, w) + 1 : std::min(c + 1, w);
   } else {
     prefill_tokens += new_tokens;
     prefill_seqs += 1;
     prefill_pairs += q * c + q * (q + 1) / 2;
     prefill_context += c;
+    if (window > 0) {
+      windowed_prefill_pairs += windowed_keys(c + q, w, chunked) - windowed_keys(c, w, chunked);
+      windowed_prefill_context += chunked ? std::fmod(c, w) : std::min(c, w - 1);
+    }
   }
+}
+
+BatchShape BatchShape::windowed() const {
+  BatchShape b = *this;
+  if (window <= 0) return b;
+  b.prefill_pairs = windowed_prefill_pairs;
+  b.prefill_context = windowed_prefill_context;
+  b.decode_context = windowed_decode_context;
+  return b;
 }
 
 StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& cluster,
@@ -227,8 +258,10 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
     }
     return out;
   };
-  for (std::int64_t l = 0; l < m_.num_layers && (dense_.empty() || moe_.empty()); ++l) {
-    auto& slot = m_.is_moe_layer(l) ? moe_ : dense_;
+  for (std::int64_t l = 0; l < m_.num_layers; ++l) {
+    const bool linear = m_.layer_attention_of(l) == model::LayerAttention::kLinear;
+    auto& slot = m_.is_moe_layer(l) ? (linear ? linear_moe_ : moe_)
+                                    : (linear ? linear_dense_ : dense_);
     if (slot.empty()) slot = gemms_of(l);
   }
   // The engine's measured attention kernels (a cluster's measured attention figures win): for
@@ -301,8 +334,14 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   std::int64_t layer = 0;
   for (std::size_t s = 0; s < parts.size(); ++s) {
     Stage st;
-    for (std::int64_t l = layer; l < layer + parts[s]; ++l)
-      (m_.is_moe_layer(l) ? st.moe_layers : st.dense_layers) += 1;
+    for (std::int64_t l = layer; l < layer + parts[s]; ++l) {
+      const bool moe = m_.is_moe_layer(l);
+      (moe ? st.moe_layers : st.dense_layers) += 1;
+      const auto kind = m_.layer_attention_of(l);
+      if (kind == model::LayerAttention::kLinear) (moe ? st.linear_moe : st.linear_dense) += 1;
+      // DeepSeek-V3.2's layers read index_topk tokens at most: timed as a window of that many.
+      else if (kind != model::LayerAttention::kFull || m_.indexer) st.windowed_layers += 1;
+    }
     layer += parts[s];
     st.first = s == 0;
     st.last = s + 1 == parts.size();
@@ -493,6 +532,36 @@ double StepCostModel::attention_time(const BatchShape& b) const {
   return decode + prefill + (published_kernels() ? kAttentionLatencyS : 0.0);
 }
 
+double StepCostModel::linear_attention_time(const BatchShape& b) const {
+  const auto& x = *m_.linear_attention;
+  const double hv = static_cast<double>(x.num_value_heads / p_.tp);
+  const double dk = static_cast<double>(x.key_head_dim), dv = static_cast<double>(x.value_head_dim);
+  const double state = hv * dv * dk * act_bytes_;  // the temporal state of one sequence
+  const double conv = static_cast<double>((x.conv_kernel - 1) * (x.conv_dim() / p_.tp)) * act_bytes_;
+  const double seqs = static_cast<double>(b.decode_tokens + b.prefill_seqs);
+  // Each sequence reads and writes its state (and conv state) once a step.
+  double bytes = 2 * seqs * (state + conv);
+  // Per token and value head: the state update and readout (about 4 dk dv multiply-adds), and
+  // within a chunk of 64 the intra-chunk attention over q, k and v (2 x 64 x (dk + dv)).
+  const double dec = static_cast<double>(b.decode_tokens), pre = static_cast<double>(b.prefill_tokens);
+  double flops = 2 * hv * (dec * 4 * dk * dv + pre * (4 * dk * dv + 2 * 64 * (dk + dv)));
+  // q, k, v, z, a, b in and the output out, once each (the projections' GEMMs write them).
+  bytes += (dec + pre) * (static_cast<double>(x.conv_dim() + x.value_dim()) / p_.tp) * 2 * act_bytes_;
+  return std::max(flops / bf16_flops_, bytes / mem_bw_) +
+         (published_kernels() ? kAttentionLatencyS : 0.0);
+}
+
+double StepCostModel::indexer_time(const BatchShape& b) const {
+  const auto& ix = *m_.indexer;
+  const double per_key = 2 * static_cast<double>(ix.num_heads * ix.head_dim);  // fp8 MACs x 2
+  const double key_bytes = static_cast<double>(ix.head_dim + ix.head_dim / 128 * 4);
+  const double flops = per_key * (b.decode_context + b.prefill_pairs);
+  const double bytes = key_bytes * (b.decode_context + b.prefill_context + static_cast<double>(b.prefill_tokens));
+  const hw::Gpu& g = c_.gpu;
+  const double fp8 = (g.has_fp8 ? g.fp8_dense_tflops.value : g.bf16_dense_tflops.value) * 1e12 * e_.compute;
+  return std::max(flops / fp8, bytes / mem_bw_) + (published_kernels() ? kAttentionLatencyS : 0.0);
+}
+
 template <class Roof>
 double StepCostModel::attention_decode_time(const BatchShape& b, double heads, Roof roof) const {
   if (m_.mla) {
@@ -555,9 +624,19 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   if (b.tokens == 0) return c;
   const double dl = static_cast<double>(st.dense_layers), ml = static_cast<double>(st.moe_layers);
   const double layers = dl + ml;
-  c.gemm = (dl > 0 ? dl * cached_gemms(dense_, dense_cache_, b.tokens) : 0) +
-           (ml > 0 ? ml * cached_gemms(moe_, moe_cache_, b.tokens) : 0);
-  c.attention = layers * attention_time(b);
+  const double ldl = static_cast<double>(st.linear_dense), lml = static_cast<double>(st.linear_moe);
+  c.gemm = (dl > ldl ? (dl - ldl) * cached_gemms(dense_, dense_cache_, b.tokens) : 0) +
+           (ml > lml ? (ml - lml) * cached_gemms(moe_, moe_cache_, b.tokens) : 0) +
+           (ldl > 0 ? ldl * cached_gemms(linear_dense_, linear_dense_cache_, b.tokens) : 0) +
+           (lml > 0 ? lml * cached_gemms(linear_moe_, linear_moe_cache_, b.tokens) : 0);
+  // Windowed layers (sliding, chunked, sparse) attend to their window only, when the batch says
+  // what that is; otherwise they are timed as full attention. Linear layers keep a state.
+  const double windowed = b.window > 0 ? static_cast<double>(st.windowed_layers) : 0.0;
+  const double linear = ldl + lml;
+  c.attention = (layers - windowed - linear) * attention_time(b) +
+                (windowed > 0 ? windowed * attention_time(b.windowed()) : 0.0) +
+                (linear > 0 ? linear * linear_attention_time(b) : 0.0) +
+                (m_.indexer ? layers * indexer_time(b) : 0.0);
   c.elementwise = dl * elementwise_time(b, false) + ml * elementwise_time(b, true);
   // The first stage gathers one embedding row per token; the last computes logits for the last
   // token of each sequence only (vLLM's logits_indices).

@@ -29,8 +29,17 @@ struct BatchShape {
   double prefill_context = 0;       // cached tokens the prefill chunks attend to
   double decode_context = 0;        // tokens the decodes read from the KV cache (incl. their own)
 
+  // The same sums as a model's windowed layers see them (sliding window or chunked local
+  // attention, model::LayerAttention): keys within the window, or within the query's chunk.
+  // Set window (and chunked) before the first add(); 0: no windowed sums.
+  std::int64_t window = 0;
+  bool chunked = false;
+  double windowed_prefill_pairs = 0, windowed_prefill_context = 0, windowed_decode_context = 0;
+
   // A sequence with `context` tokens already cached computes `new_tokens` more.
   void add(std::int64_t new_tokens, std::int64_t context);
+  // This batch as a windowed layer attends: the windowed sums in place of the full ones.
+  BatchShape windowed() const;
 };
 
 // Seconds on one rank of one stage.
@@ -103,6 +112,14 @@ class StepCostModel {
   double activation_bytes() const { return act_bytes_; }
   double elementwise_bw(double tokens, double bytes_per_token) const;
 
+  // A gated-delta-net layer (Qwen3-Next): its recurrent state read and written by each decode,
+  // and the chunked delta rule over each prefill (flash-linear-attention's chunk_gated_delta_rule,
+  // chunks of 64, which vLLM's qwen3_next.py runs).
+  // One layer, seconds.
+  double linear_attention_time(const BatchShape& b) const;
+  // DeepSeek-V3.2's indexer: fp8 scores of every cached token for each query (its own heads),
+  // over a K cache of head_dim fp8 values and a scale (DeepGEMM fp8_mqa_logits).
+  double indexer_time(const BatchShape& b) const;
  private:
   struct Gemm {
     double rows, cols, weight_bytes;  // one rank's shard
@@ -116,6 +133,8 @@ class StepCostModel {
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;
+    std::int64_t windowed_layers = 0;  // of them, sliding-window, chunked or sparse attention
+    std::int64_t linear_dense = 0, linear_moe = 0;  // of them, linear attention (gated delta net)
     bool first = false, last = false, send_cross_node = false;
   };
   double gemm_time(const Gemm& g, double tokens) const;
@@ -173,8 +192,9 @@ class StepCostModel {
   std::vector<Stage> stages_;
   // Every dense layer has the same sharded GEMMs, and so has every MoE layer, on every stage.
   std::vector<Gemm> dense_, moe_;
+  std::vector<Gemm> linear_dense_, linear_moe_;  // layers with linear attention
   Gemm lm_head_{};  // the last stage's: logits for one row per sequence
-  mutable std::vector<double> dense_cache_, moe_cache_;
+  mutable std::vector<double> dense_cache_, moe_cache_, linear_dense_cache_, linear_moe_cache_;
   double bf16_flops_, mem_bw_, gemm_bw_, act_bytes_, kv_bytes_token_layer_;
   double launch_eager_s_ = 0, launch_graph_s_ = 0;
   double elem_bw_ = 0, attn_decode_ = 0, attn_prefill_ = 0;  // measured multipliers (0: none)

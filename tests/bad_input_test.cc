@@ -42,7 +42,8 @@ TEST(BadModelYaml, TypoedKeySuggestsNearest) {
             "m.yaml:10:1: error: unknown key 'colour' in model (valid keys: name, hf_repo, hidden_size, "
             "num_hidden_layers, vocab_size, max_position_embeddings, intermediate_size, "
             "tie_word_embeddings, mlp_bias, dtype, kv_cache_dtype, num_nextn_predict_layers, "
-            "attention, mla, moe, quantization)");
+            "sandwich_norms, sliding_window, attention_chunk_size, layer_types, vision, "
+            "linear_attention, attention, mla, moe, quantization)");
 }
 
 TEST(BadModelYaml, MissingRequiredField) {
@@ -101,10 +102,27 @@ TEST(BadModelYaml, Inconsistencies) {
             "m.yaml:13:3: error: field 'first_k_dense_replace': 9 dense layers exceed the 4 layers");
 }
 
+TEST(BadModelYaml, HybridFields) {
+  EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) +
+                                      "layer_types: [full, sliding, full, sliding]\n"),
+            "m.yaml:1:1: error: field 'sliding_window': sliding-window layers need a positive "
+            "sliding_window");
+  EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) + "layer_types: [full, banded]\n"),
+            "m.yaml:10:1: error: field 'layer_types': layer type 'banded' is not one of "
+            "full, sliding, chunked, linear");
+  EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) +
+                                      "sliding_window: 8\nlayer_types: [full, sliding]\n"),
+            "m.yaml:11:1: error: field 'layer_types': lists 2 layers; the model has 4");
+  EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) +
+                                      "quantization:\n  method: mxfp4\n  weight_dtype: int4\n"),
+            "m.yaml:11:3: error: quantization method mxfp4 goes with weight_dtype fp4_e2m1, and "
+            "only it");
+}
+
 TEST(BadModelYaml, Quantization) {
   EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) + "quantization:\n  method: fp4\n"),
             "m.yaml:11:3: error: field 'method' in quantization is 'fp4', expected one of: none, "
-            "fp8, awq, gptq, compressed-tensors (did you mean 'fp8'?)");
+            "fp8, awq, gptq, compressed-tensors, mxfp4 (did you mean 'fp8'?)");
   EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) +
                                       "quantization:\n  method: awq\n  group_size: 0\n"),
             "m.yaml:12:3: error: field 'group_size': integer weights need a group size (-1 for "
@@ -145,12 +163,51 @@ const char* kHfLlama = R"({
 
 TEST(BadHfConfig, ValidBaseLoads) { EXPECT_EQ(model_error("c.json", kHfLlama), "(loaded)"); }
 
+// The 2026 architectures' own fields: windows, layer types, MXFP4, text_config.
+TEST(BadHfConfig, HybridModelFields) {
+  const std::string gemma2 = test::replace(kHfLlama, "LlamaForCausalLM", "Gemma2ForCausalLM");
+  EXPECT_EQ(model_error("c.json", gemma2),
+            "c.json:1:1: error: missing required field 'sliding_window' in config");
+  EXPECT_EQ(model_error("c.json", test::replace(gemma2, "\"vocab_size\": 1024",
+                                               "\"vocab_size\": 1024, \"sliding_window\": 0")),
+            "c.json:9:23: error: field 'sliding_window' in config must be at least 1, got 0");
+  EXPECT_EQ(model_error("c.json",
+                        test::replace(gemma2, "\"vocab_size\": 1024",
+                                      "\"vocab_size\": 1024, \"sliding_window\": 64, "
+                                      "\"layer_types\": [\"full_attention\"]")),
+            "c.json:9:45: error: field 'layer_types' lists 1 layers; num_hidden_layers is 4");
+  EXPECT_EQ(model_error("c.json",
+                        test::replace(gemma2, "\"vocab_size\": 1024",
+                                      "\"vocab_size\": 1024, \"sliding_window\": 64, "
+                                      "\"layer_types\": [\"full_attention\", \"x\", \"a\", \"b\"]")),
+            "c.json:9:45: error: field 'layer_types': layer type 'x' is not supported (supported: sliding_attention, "
+            "full_attention)");
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"vocab_size\": 1024",
+                                               "\"vocab_size\": 1024, \"quantization_config\": "
+                                               "{\"quant_method\": \"mxfp4\"}")),
+            "c.json:9:47: error: mxfp4 quantizes MoE experts; this model has none");
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "LlamaForCausalLM",
+                                               "Gemma3ForConditionalGeneration")),
+            "c.json:1:1: error: missing required field 'text_config' in config");
+  // A no_rope_layers of the wrong length is refused.
+  const std::string llama4 =
+      R"({"architectures": ["Llama4ForCausalLM"], "hidden_size": 256, "num_hidden_layers": 4,
+  "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 1000, "head_dim": 32,
+  "intermediate_size": 128, "intermediate_size_mlp": 512, "num_local_experts": 4,
+  "max_position_embeddings": 4096, "attention_chunk_size": 64, "no_rope_layers": [1, 0]})";
+  EXPECT_EQ(model_error("c.json", llama4),
+            "c.json:4:64: error: field 'no_rope_layers' lists 2 layers; num_hidden_layers is 4");
+}
+
 TEST(BadHfConfig, Errors) {
-  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "LlamaForCausalLM", "Gemma2ForCausalLM")),
-            "c.json:2:3: error: architecture 'Gemma2ForCausalLM' is not supported (supported: "
+  EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "LlamaForCausalLM", "Phi3ForCausalLM")),
+            "c.json:2:3: error: architecture 'Phi3ForCausalLM' is not supported (supported: "
             "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
             "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, "
-            "DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)");
+            "DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, GptOssForCausalLM, "
+            "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, "
+            "Llama4ForCausalLM, Llama4ForConditionalGeneration, Glm4MoeForCausalLM, "
+            "MiniMaxM2ForCausalLM, Qwen3NextForCausalLM, DeepseekV32ForCausalLM)");
   EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"hidden_size\"", "\"hiden_size\"")),
             "c.json:3:3: error: unknown key 'hiden_size' in config (did you mean 'hidden_size'?)");
   EXPECT_EQ(model_error("c.json", test::replace(kHfLlama, "\"num_key_value_heads\"",
@@ -172,7 +229,7 @@ TEST(BadHfConfig, Errors) {
                                           "\"vocab_size\": 1024, \"quantization_config\": "
                                           "{\"quant_method\": \"bitsandbytes\"}")),
             "c.json:9:47: error: quantization method 'bitsandbytes' is not supported "
-            "(supported: fp8, awq, gptq, compressed-tensors)");
+            "(supported: fp8, awq, gptq, compressed-tensors, mxfp4)");
   EXPECT_EQ(model_error("c.json", "[1, 2]"),
             "c.json:1:1: error: config must be a map of fields, got a list (is this a config file?)");
 }

@@ -89,6 +89,11 @@ case "$what" in
     "$plan" --model tiny-llama --cluster huge.yaml --tp 1 --workload "$src/workloads/loop.yaml" \
       --dtype float32 -o huge.json >/dev/null
     one_line_error "this host has free: plan against a smaller memory profile" "$run" --plan huge.json
+    # A 2026 architecture tpp-plan plans but the decoder does not run: refused, not run wrongly.
+    "$plan" --model "$src/tests/data/hf/openai--gpt-oss-20b.json" --cluster huge.yaml --tp 1 \
+      --workload "$src/workloads/loop.yaml" --dtype float32 -o oss.json >/dev/null
+    one_line_error "has sliding-window, chunked or linear attention layers, which tpp-plan plans"  \
+      "$run" --plan oss.json
     ;;
   checkpoints)
     make_plan tiny-mixtral 2 2 1 "" plan.json

@@ -550,6 +550,13 @@ int main(int argc, char** argv) {
     tpp::exec::mpi_finalize();
     return rank0_fail(rank, plan.error().str());
   }
+  if (auto what = tpp::exec::executor_unsupported(plan->model); !what.empty()) {
+    tpp::exec::mpi_finalize();
+    return rank0_fail(rank, fmt::format(
+        "{}: error: field 'model': {} has {}, which tpp-plan plans for but this executor does "
+        "not run (its decoder covers the Llama, Qwen, Mixtral and DeepSeek layers)",
+        plan_file, plan->model.name, what));
+  }
   if (plan->split.expert_parallel && plan->split.dp > 1) {
     tpp::exec::mpi_finalize();
     return rank0_fail(rank, fmt::format(
