@@ -123,6 +123,7 @@ std::string executor_unsupported(const model::Model& m) {
   if (m.sandwich_norms) return "pre/post-feedforward norms (Gemma)";
   if (m.moe && m.moe->expert_bias) return "expert biases";
   if (m.quant.method == model::QuantMethod::kMxfp4) return "MXFP4 experts";
+  if (m.quant.method == model::QuantMethod::kNvfp4) return "NVFP4 weights";
   if (m.vision) return "an image encoder";
   return "";
 }

@@ -123,8 +123,44 @@ std::string name_from_path(const std::string& file) {
   return stem.empty() ? file : stem;
 }
 
-// Reads the weight format from quantization_config (vLLM's fp8, awq, gptq and
-// compressed-tensors configs).
+// NVIDIA ModelOpt's NVFP4, as config.json's quantization_config (quant_method modelopt,
+// quant_algo, ignore, config_groups, kv_cache_scheme) or hf_quant_config.json's `quantization`
+// (quant_algo, group_size, exclude_modules, kv_cache_quant_algo): vLLM's ModelOptNvFp4Config.
+void read_modelopt(const Doc& doc, Fields& f, Model& m) {
+  Quantization& q = m.quant;
+  const std::string algo = f.string("quant_algo");
+  if (f.ok() && algo != "NVFP4") {
+    f.fail("quant_algo", "ModelOpt quant_algo '" + algo + "' is not supported (supported: NVFP4)");
+    return;
+  }
+  q.method = QuantMethod::kNvfp4;
+  q.weight_dtype = DType::kFP4E2M1;
+  std::int64_t group = f.integer_or("group_size", 0, 1, kMaxHidden);
+  if (const Node* groups = f.map_or_null("config_groups"); groups && !groups->fields.empty()) {
+    Fields gf(doc, groups->fields.front().second, "config_groups", Strictness::kLenient);
+    if (const Node* w = gf.map_or_null("weights")) {
+      Fields wf(doc, *w, "weights", Strictness::kLenient);
+      group = wf.integer_or("group_size", group, 1, kMaxHidden);
+      if (auto e = wf.finish()) f.adopt(*e);
+    }
+    if (auto e = gf.finish()) f.adopt(*e);
+  }
+  q.group_size = group > 0 ? group : 16;
+  if (f.ok() && q.group_size != 16)
+    f.fail("group_size", "NVFP4 scales blocks of 16 values, got group_size " +
+                             std::to_string(q.group_size));
+  q.ignore = f.has("ignore") ? f.string_list_or("ignore") : f.string_list_or("exclude_modules");
+  // An fp8 KV cache the checkpoint was calibrated for (vLLM then runs it).
+  if (f.string_or("kv_cache_quant_algo", "") == "FP8") m.kv_cache_dtype = KvCacheDType::kFP8;
+  if (const Node* kv = f.map_or_null("kv_cache_scheme")) {
+    Fields kf(doc, *kv, "kv_cache_scheme", Strictness::kLenient);
+    if (kf.integer_or("num_bits", 0, 0, 64) == 8) m.kv_cache_dtype = KvCacheDType::kFP8;
+    if (auto e = kf.finish()) f.adopt(*e);
+  }
+}
+
+// Reads the weight format from quantization_config (vLLM's fp8, awq, gptq,
+// compressed-tensors, mxfp4 and modelopt configs).
 std::optional<Error> read_quant(const Doc& doc, const Node& node, Model& m) {
   Fields f(doc, node, "quantization_config", Strictness::kLenient);
   Quantization& q = m.quant;
@@ -154,6 +190,8 @@ std::optional<Error> read_quant(const Doc& doc, const Node& node, Model& m) {
     if (f.ok() && q.group_size == 0) f.fail("group_size", "field 'group_size' must not be 0");
     q.zero_point = true;  // both store qzeros, symmetric or not
     q.g_idx = method == "gptq";
+  } else if (method == "modelopt") {
+    read_modelopt(doc, f, m);
   } else if (method == "mxfp4") {
     // Mxfp4Config: the MoE experts only, fp4 e2m1 in blocks of 32 with E8M0 scales.
     q.method = QuantMethod::kMxfp4;
@@ -198,7 +236,7 @@ std::optional<Error> read_quant(const Doc& doc, const Node& node, Model& m) {
   } else {
     f.fail("quant_method", "quantization method '" + method +
                                "' is not supported (supported: fp8, awq, gptq, "
-                               "compressed-tensors, mxfp4)");
+                               "compressed-tensors, mxfp4, modelopt)");
   }
   return f.finish();
 }
@@ -517,7 +555,26 @@ Expected<Model> load_model(const std::string& path) {
   }
   auto doc = json ? load_json_file(file) : load_yaml_file(file);
   if (!doc) return doc.error();
-  return json ? model_from_hf_config(*doc) : model_from_yaml(*doc);
+  if (!json) return model_from_yaml(*doc);
+  auto m = model_from_hf_config(*doc);
+  // ModelOpt checkpoints (nvidia/DeepSeek-R1-FP4, ...) may describe their weights in
+  // hf_quant_config.json beside config.json, which vLLM reads first.
+  const auto side = std::filesystem::path(file).parent_path() / "hf_quant_config.json";
+  if (!m || m->quant.method != QuantMethod::kNone || !std::filesystem::exists(side, ec)) return m;
+  auto qdoc = load_json_file(side.string());
+  if (!qdoc) return qdoc.error();
+  Fields top(*qdoc, qdoc->root, "hf_quant_config", Strictness::kLenient);
+  const Node* section = top.map_or_null("quantization");
+  if (top.ok() && !section) top.missing("quantization");
+  if (auto e = top.finish()) return *e;
+  Fields f(*qdoc, *section, "quantization", Strictness::kLenient);
+  read_modelopt(*qdoc, f, *m);
+  if (auto e = f.finish()) return *e;
+  FieldPositions pos;
+  pos.file = side.string();
+  pos.note_all(*section);
+  if (auto e = validate_model(*m, pos, ValidationHints{true, false})) return *e;
+  return m;
 }
 
 }  // namespace tpp::model

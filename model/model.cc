@@ -71,6 +71,7 @@ const char* quant_method_name(QuantMethod m) {
     case QuantMethod::kGptq: return "gptq";
     case QuantMethod::kCompressedTensors: return "compressed-tensors";
     case QuantMethod::kMxfp4: return "mxfp4";
+    case QuantMethod::kNvfp4: return "modelopt_fp4";
   }
   return "?";
 }

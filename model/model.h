@@ -39,7 +39,10 @@ std::optional<KvCacheDType> parse_kv_cache_dtype(const std::string& s);
 // MXFP4 (gpt-oss): fp4 e2m1 values in blocks of 32 along the input, one uint8 E8M0 scale per
 // block; vLLM's Mxfp4Config quantizes the MoE experts only (every other linear layer stays in
 // the model dtype, quantization/mxfp4.py get_quant_method).
-enum class QuantMethod { kNone, kFp8, kAwq, kGptq, kCompressedTensors, kMxfp4 };
+// NVFP4 (NVIDIA ModelOpt, vLLM's modelopt_fp4): fp4 e2m1 values packed two a byte, an fp8 e4m3
+// scale per 16 along the input, and two fp32 scalars (weight_scale_2, input_scale) a tensor, on
+// every linear layer but those the checkpoint's ignore list names.
+enum class QuantMethod { kNone, kFp8, kAwq, kGptq, kCompressedTensors, kMxfp4, kNvfp4 };
 const char* quant_method_name(QuantMethod m);  // vLLM's --quantization name ("none" for kNone)
 
 struct Quantization {
@@ -51,6 +54,10 @@ struct Quantization {
   bool zero_point = false;            // int4/int8 group zero points (AWQ, GPTQ, asym)
   bool g_idx = false;                 // GPTQ's per-input-channel group index (int32)
   bool experts_only = false;          // only the routed experts are stored quantized (MXFP4)
+  // Modules left unquantized (ModelOpt's ignore / exclude_modules): a name matches when equal,
+  // when it contains the entry, or by the entry as a glob (vLLM's is_layer_excluded), against
+  // the module's checkpoint name ("model.layers.3.self_attn.o_proj", "lm_head").
+  std::vector<std::string> ignore;
 };
 
 struct Attention {

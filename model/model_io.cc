@@ -93,6 +93,7 @@ nlohmann::json model_to_json(const Model& m) {
                          {"zero_point", q.zero_point},
                          {"g_idx", q.g_idx}};
     if (q.block_rows > 0) jq["weight_block_size"] = {q.block_rows, q.block_cols};
+    if (!q.ignore.empty()) jq["ignore"] = q.ignore;
     j["quantization"] = jq;
   }
   return j;

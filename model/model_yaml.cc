@@ -12,7 +12,7 @@ const std::vector<std::string> kDtypes = {"bf16", "fp16", "f32"};
 const std::vector<std::string> kKvDtypes = {"auto", "bfloat16", "float16", "fp8", "fp8_e4m3",
                                             "fp8_e5m2"};
 const std::vector<std::string> kMethods = {"none", "fp8", "awq", "gptq", "compressed-tensors",
-                                           "mxfp4"};
+                                           "mxfp4", "modelopt_fp4"};
 const std::vector<std::string> kWeightDtypes = {"fp8_e4m3", "int8", "int4", "fp4_e2m1"};
 
 std::optional<Error> read_attention(const Doc& doc, const Node& node, Model& m,
@@ -95,6 +95,7 @@ std::optional<Error> read_quantization(const Doc& doc, const Node& node, Model& 
   std::string method = f.choice("method", kMethods);
   std::string fallback = method == "fp8"                    ? "fp8_e4m3"
                          : method == "mxfp4"                ? "fp4_e2m1"
+                         : method == "modelopt_fp4"         ? "fp4_e2m1"
                          : method == "compressed-tensors"   ? "int8"
                          : method == "none"                 ? ""
                                                             : "int4";
@@ -105,6 +106,7 @@ std::optional<Error> read_quantization(const Doc& doc, const Node& node, Model& 
   q.group_size = f.integer_or("group_size", 0, -1, kMaxHidden);
   q.zero_point = f.boolean_or("zero_point", method == "awq" || method == "gptq");
   q.g_idx = f.boolean_or("g_idx", method == "gptq");
+  q.ignore = f.string_list_or("ignore");
   if (auto e = f.finish()) return e;
   if (method == "none") {
     if (node.fields.size() > 1)
@@ -117,11 +119,15 @@ std::optional<Error> read_quantization(const Doc& doc, const Node& node, Model& 
              : method == "awq"   ? QuantMethod::kAwq
              : method == "gptq"  ? QuantMethod::kGptq
              : method == "mxfp4" ? QuantMethod::kMxfp4
+             : method == "modelopt_fp4" ? QuantMethod::kNvfp4
                                  : QuantMethod::kCompressedTensors;
   q.weight_dtype = *parse_dtype(wd);
-  if ((q.method == QuantMethod::kMxfp4) != (q.weight_dtype == DType::kFP4E2M1))
+  const bool fp4 = q.method == QuantMethod::kMxfp4 || q.method == QuantMethod::kNvfp4;
+  if (fp4 != (q.weight_dtype == DType::kFP4E2M1))
     return make_error(doc.file, node.line, node.col,
-                      "quantization method mxfp4 goes with weight_dtype fp4_e2m1, and only it");
+                      "quantization methods mxfp4 and modelopt_fp4 go with weight_dtype fp4_e2m1, "
+                      "and only they");
+  if (q.method == QuantMethod::kNvfp4 && q.group_size == 0) q.group_size = 16;
   q.experts_only = q.method == QuantMethod::kMxfp4;
   if (!block.empty()) {
     if (block.size() != 2)

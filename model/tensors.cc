@@ -1,5 +1,7 @@
 #include "model/tensors.h"
 
+#include <fnmatch.h>
+
 #include <string>
 #include <tuple>
 
@@ -186,6 +188,20 @@ void add_mtp_module(const Model& m, std::int64_t layer, Builder& b) {
   b.add("shared_head.head.weight", C::kMtp, S::kVocab, m.vocab_size, h, false);
 }
 
+// vLLM's is_layer_excluded (quantization/modelopt.py): the module (the tensor's name without
+// its .weight / .bias) equals an entry, contains it, or matches it as a glob.
+bool ignored(const Quantization& q, std::string name) {
+  for (const char* tail : {".weight", ".bias"})
+    if (name.size() > std::string(tail).size() &&
+        name.compare(name.size() - std::string(tail).size(), std::string::npos, tail) == 0)
+      name.resize(name.size() - std::string(tail).size());
+  for (const auto& e : q.ignore)
+    if (name == e || name.find(e) != std::string::npos ||
+        fnmatch(e.c_str(), name.c_str(), 0) == 0)
+      return true;
+  return false;
+}
+
 }  // namespace
 
 const char* component_name(Component c) {
@@ -216,6 +232,9 @@ std::vector<TensorSpec> layer_tensors(const Model& m, std::int64_t layer) {
   }
   if (m.quant.experts_only)
     for (auto& t : out) t.quantized = t.quantized && t.component == C::kExperts;
+  if (!m.quant.ignore.empty())
+    for (auto& t : out)
+      if (t.quantized && ignored(m.quant, "model." + t.name)) t.quantized = false;
   return out;
 }
 
@@ -282,6 +301,8 @@ std::int64_t aux_elements(const TensorSpec& t, const Model& m) {
   const Quantization& q = m.quant;
   if (!t.quantized || q.method == QuantMethod::kNone) return 0;
   if (q.method == QuantMethod::kMxfp4) return t.count * t.rows * ceil_div(t.cols, 32);
+  if (q.method == QuantMethod::kNvfp4)  // fp8 block scales, weight_scale_2 and input_scale
+    return t.count * (t.rows * ceil_div(t.cols, 16) + 2);
   const std::int64_t groups = q.group_size > 0 ? ceil_div(t.cols, q.group_size) : 1;
   if (q.weight_dtype == DType::kFP8E4M3) {
     if (q.block_rows > 0)
@@ -302,6 +323,8 @@ std::int64_t storage_bytes(const TensorSpec& t, const Model& m) {
   if (!t.quantized || q.method == QuantMethod::kNone) return elems * act;
   if (q.method == QuantMethod::kMxfp4)  // two e2m1 values a byte, one E8M0 byte per 32
     return t.count * t.rows * (ceil_div(t.cols, 2) + ceil_div(t.cols, 32));
+  if (q.method == QuantMethod::kNvfp4)  // two e2m1 a byte, an fp8 scale per 16, two fp32 scalars
+    return t.count * (t.rows * (ceil_div(t.cols, 2) + ceil_div(t.cols, 16)) + 8);
   if (q.weight_dtype == DType::kFP8E4M3) return elems + 4 * aux_elements(t, m);  // fp32 scales
   const bool int4 = q.weight_dtype == DType::kINT4;
   const std::int64_t per_int32 = int4 ? 8 : 4;

@@ -131,6 +131,13 @@ std::optional<Error> validate_model(const Model& m, const FieldPositions& pos,
     return pos.error("weight_block_size", "block scales apply to fp8 weights only");
   if ((q.weight_dtype == DType::kINT4 || q.weight_dtype == DType::kINT8) && q.group_size == 0)
     return pos.error("group_size", "integer weights need a group size (-1 for per channel)");
+  if (q.method == QuantMethod::kNvfp4) {
+    for (const auto& t : layer_tensors(m, 0))
+      if (t.quantized && t.cols % 16 != 0)
+        return pos.error("group_size", "the " + s(t.cols) + " inputs of " + t.name +
+                                           " are not whole blocks of 16 (NVFP4)");
+    return std::nullopt;
+  }
   if (q.method == QuantMethod::kMxfp4) {
     if (!m.moe) return pos.error("quant_method", "mxfp4 quantizes MoE experts; the model has none");
     if (m.hidden_size % 32 != 0 || m.moe->expert_intermediate_size % 32 != 0)

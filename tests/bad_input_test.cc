@@ -115,14 +115,14 @@ TEST(BadModelYaml, HybridFields) {
             "m.yaml:11:1: error: field 'layer_types': lists 2 layers; the model has 4");
   EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) +
                                       "quantization:\n  method: mxfp4\n  weight_dtype: int4\n"),
-            "m.yaml:11:3: error: quantization method mxfp4 goes with weight_dtype fp4_e2m1, and "
-            "only it");
+            "m.yaml:11:3: error: quantization methods mxfp4 and modelopt_fp4 go with weight_dtype "
+            "fp4_e2m1, and only they");
 }
 
 TEST(BadModelYaml, Quantization) {
   EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) + "quantization:\n  method: fp4\n"),
             "m.yaml:11:3: error: field 'method' in quantization is 'fp4', expected one of: none, "
-            "fp8, awq, gptq, compressed-tensors, mxfp4 (did you mean 'fp8'?)");
+            "fp8, awq, gptq, compressed-tensors, mxfp4, modelopt_fp4 (did you mean 'fp8'?)");
   EXPECT_EQ(model_error("m.yaml", std::string(kTinyLlama) +
                                       "quantization:\n  method: awq\n  group_size: 0\n"),
             "m.yaml:12:3: error: field 'group_size': integer weights need a group size (-1 for "
@@ -229,7 +229,7 @@ TEST(BadHfConfig, Errors) {
                                           "\"vocab_size\": 1024, \"quantization_config\": "
                                           "{\"quant_method\": \"bitsandbytes\"}")),
             "c.json:9:47: error: quantization method 'bitsandbytes' is not supported "
-            "(supported: fp8, awq, gptq, compressed-tensors, mxfp4)");
+            "(supported: fp8, awq, gptq, compressed-tensors, mxfp4, modelopt)");
   EXPECT_EQ(model_error("c.json", "[1, 2]"),
             "c.json:1:1: error: config must be a map of fields, got a list (is this a config file?)");
 }

@@ -9,6 +9,8 @@
 // tensor), so those models add layers x experts to the transformers figure.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "hardware_profiles/hardware.h"
 #include "model/load.h"
 #include "model/tensors.h"
@@ -182,6 +184,49 @@ TEST(NewArchitectures, ExecutorRefusesWhatItDoesNotRun) {
   model::Model vis = load_or_die(hf("meta-llama--Llama-4-Scout-17B-16E-Instruct.json"));
   vis.layer_attention.clear();
   EXPECT_EQ(exec::executor_unsupported(vis), "an image encoder");
+}
+
+// nvidia/DeepSeek-R1-FP4 (tests/data/hf/nvfp4/README.md): NVFP4 routed and shared experts and
+// dense MLPs, BF16 attention, MTP layer, embedding and head. Its safetensors hold
+// 396,767,103,086 entries (each packed byte, each fp8 block scale and the two fp32 scalars of a
+// tensor one entry): the hub's "396.8B params". The sum below counts them from tpp's tensors.
+TEST(NewArchitectures, DeepSeekR1Fp4FromHfQuantConfig) {
+  model::Model m = load_or_die(hf("nvfp4/DeepSeek-R1-FP4"));
+  EXPECT_EQ(m.quant.method, model::QuantMethod::kNvfp4);
+  EXPECT_EQ(m.quant.group_size, 16);
+  std::int64_t entries = 0;
+  auto add = [&](const std::vector<model::TensorSpec>& ts) {
+    for (const auto& t : ts)
+      entries += t.quantized ? t.params() / 2 + model::aux_elements(t, m) : t.params();
+  };
+  add(model::global_tensors(m));
+  for (std::int64_t l = 0; l < m.num_layers + m.mtp_layers; ++l) {
+    const auto ts = model::layer_tensors(m, l);
+    for (const auto& t : ts) {  // attention and the MTP layer stay BF16
+      if (t.component == model::Component::kAttention || l >= m.num_layers) {
+        EXPECT_FALSE(t.quantized) << t.name;
+      }
+    }
+    add(ts);
+  }
+  EXPECT_EQ(entries, 396'767'103'086);
+  // Weight bytes: 4.5 bits a quantized weight and 8 bytes of scalars a tensor.
+  const auto ts = model::layer_tensors(m, 3);
+  const auto& experts = *std::find_if(ts.begin(), ts.end(), [](const model::TensorSpec& t) {
+    return t.component == model::Component::kExperts;
+  });
+  EXPECT_EQ(model::storage_bytes(experts, m),
+            experts.count * (experts.rows * (experts.cols / 2 + experts.cols / 16) + 8));
+}
+
+// The plan file carries the ignore list: the model read back stores the same bytes.
+TEST(NewArchitectures, Nvfp4RoundTripsThroughTheOwnSchema) {
+  model::Model m = load_or_die(hf("nvfp4/DeepSeek-R1-FP4"));
+  model::Model back =
+      load_or_die(test::write_temp("r1-fp4.yaml", model::model_to_json(m).dump()));
+  EXPECT_EQ(back.quant.ignore, m.quant.ignore);
+  EXPECT_EQ(model::weight_byte_totals(back, true).total, model::weight_byte_totals(m, true).total);
+  EXPECT_EQ(exec::executor_unsupported(m), "NVFP4 weights");
 }
 
 // ---- KV-cache groups (kv_cache_utils._get_kv_cache_groups_uniform_page_size) ------------------
