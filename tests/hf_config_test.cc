@@ -45,13 +45,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"mistralai--Mixtral-8x7B-Instruct-v0.1.json", "MixtralForCausalLM", 46'702'792'704},
         Case{"deepseek-ai--DeepSeek-V2-Lite-Chat.json", "DeepseekV2ForCausalLM", 15'706'484'224},
         Case{"deepseek-ai--DeepSeek-R1.json", "DeepseekV3ForCausalLM", 671'026'419'200}),
-    [](const auto& p) {
-      std::string n = p.param.file;
-      n = n.substr(0, n.find(".json"));
-      for (char& c : n)
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-      return n;
-    });
+    [](const auto& p) { return test::file_param_name(p.param.file); });
 
 // The shipped YAML examples and the published configs describe the same models.
 TEST(HfConfig, YamlExamplesAgreeWithConfigs) {

@@ -82,13 +82,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"Qwen--Qwen3-Next-80B-A3B-Instruct.json", "Qwen3NextForCausalLM", 79'674'391'296, 0},
         Case{"deepseek-ai--DeepSeek-V3.2.json", "DeepseekV32ForCausalLM", 671'877'929'216,
              58 * 256}),
-    [](const auto& p) {
-      std::string n = p.param.file;
-      n = n.substr(0, n.find(".json"));
-      for (char& c : n)
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-      return n;
-    });
+    [](const auto& p) { return test::file_param_name(p.param.file); });
 
 // The search runs on each: on two 8 x H100 nodes, the recommendation serves every request it can
 // and keeps up, or the search says why nothing does.

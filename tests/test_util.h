@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <string>
 
 #include "model/load.h"
@@ -16,6 +17,14 @@ inline std::string example(const std::string& name) {
 }
 inline std::string hf(const std::string& name) {
   return std::string(TPP_TEST_DATA) + "/hf/" + name;
+}
+
+// A gtest parameter name from a file name: its stem, anything but letters and digits as '_'.
+inline std::string file_param_name(std::string n) {
+  n = n.substr(0, n.find(".json"));
+  for (char& c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return n;
 }
 
 inline model::Model load_or_die(const std::string& path) {
