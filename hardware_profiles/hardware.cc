@@ -93,6 +93,11 @@ void check_gpu(Fields& f, const Gpu& g) {
     f.fail("fp8_mamf_tflops", "field 'fp8_mamf_tflops' in " + f.section() + " (" +
                                   num(g.fp8_mamf_tflops.value) + ") exceeds fp8_dense_tflops (" +
                                   num(g.fp8_dense_tflops.value) + ")");
+  else if (g.fp4_dense_tflops.value > 0 && g.fp4_dense_tflops.value < g.fp8_dense_tflops.value)
+    f.fail("fp4_dense_tflops", "field 'fp4_dense_tflops' in " + f.section() + " (" +
+                                   num(g.fp4_dense_tflops.value) + ") is below fp8_dense_tflops (" +
+                                   num(g.fp8_dense_tflops.value) + "): FP4 tensor cores run at "
+                                   "least at the FP8 rate");
   else if (g.memory_driver_GiB.value > g.memory_marketed_GB.value)
     f.fail("memory_driver_GiB", "field 'memory_driver_GiB' in " + f.section() + " (" +
                                     num(g.memory_driver_GiB.value) +
@@ -141,6 +146,7 @@ Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_source
   if (f.has("fp32_tflops")) g.fp32_tflops = need(f, "fp32_tflops", 1, kMaxFigure, rs);
   if (f.has("bf16_mamf_tflops")) g.bf16_mamf_tflops = need(f, "bf16_mamf_tflops", 1, kMaxFigure, rs);
   if (f.has("fp8_mamf_tflops")) g.fp8_mamf_tflops = need(f, "fp8_mamf_tflops", 1, kMaxFigure, rs);
+  if (f.has("fp4_dense_tflops")) g.fp4_dense_tflops = need(f, "fp4_dense_tflops", 1, kMaxFigure, rs);
   if (const Node* rm = f.map_or_null("runtime_memory")) {
     Fields r(f.doc(), *rm, "runtime_memory");
     Gpu::RuntimeMemory m;
@@ -400,6 +406,7 @@ nlohmann::json cluster_to_json(const Cluster& c) {
   if (g.fp32_tflops.value > 0) gpu["fp32_tflops"] = figure_json(g.fp32_tflops);
   if (g.bf16_mamf_tflops.value > 0) gpu["bf16_mamf_tflops"] = figure_json(g.bf16_mamf_tflops);
   if (g.fp8_mamf_tflops.value > 0) gpu["fp8_mamf_tflops"] = figure_json(g.fp8_mamf_tflops);
+  if (g.fp4_dense_tflops.value > 0) gpu["fp4_dense_tflops"] = figure_json(g.fp4_dense_tflops);
   if (g.runtime_memory)
     gpu["runtime_memory"] = {{"non_torch_GiB", g.runtime_memory->non_torch_GiB},
                              {"non_torch_tp_GiB", g.runtime_memory->non_torch_tp_GiB},

@@ -34,6 +34,10 @@ struct Gpu {
   Figure fp32_tflops;              // FP32 without tensor cores (--dtype float32: PyTorch's
                                    // float32 matmuls do not use TF32 by default); 0: not given
   Figure int8_dense_tops;
+  // FP4 tensor cores (NVFP4 / MXFP4 operands; Blackwell, compute capability 10.0 and above):
+  // dense TFLOP/s; 0 where there are none (Hopper and older run FP4 weights with weight-only
+  // kernels that dequantise to bf16).
+  Figure fp4_dense_tflops;
   Figure nvlink_unidir_GBps;       // per GPU, one direction; 0 without NVLink
   Figure pcie_unidir_GBps;
   Figure tdp_W;
@@ -48,6 +52,7 @@ struct Gpu {
   // its peak than a bf16 one does.
   Figure bf16_mamf_tflops;
   Figure fp8_mamf_tflops;
+  bool has_fp4() const { return fp4_dense_tflops.value > 0; }
   // Memory the serving runtime holds beside the weights, activations and KV cache, measured on
   // this kind (tpp-profile); absent: the simulator's H100 figures (docs/memory-model.md).
   struct RuntimeMemory {

@@ -15,6 +15,8 @@ A case's fields (published.json):
   model                          a catalog name (llama-3.1-8b, qwen2.5-72b, r1), or the path of a
                                  tpp YAML or HF config.json, relative to the repository root
   quantization, kv_cache_dtype   passed as --quantization / --kv-cache-dtype when present
+  weights                        optional: the checkpoint's own quantization (mxfp4), shown in
+                                 the table's quantization column; tpp reads it from the model
   tp, pp                         the split (dp is 1)
   isl, osl                       input and output lengths, fixed unless range_ratio is given
   range_ratio                    optional: lengths drawn uniformly from [int(L * range_ratio), L]
@@ -306,7 +308,7 @@ def table(build, jobs):
                     err += " (excluded\\*)"
             lines.append(f"| {c['engine']} | {c['version']} | {c['gpu']} | "
                          f"{model_name(c['model'])} | "
-                         f"{c.get('quantization', 'none')} | {c.get('kv_cache_dtype', 'auto')} | "
+                         f"{c.get('quantization', c.get('weights', 'none'))} | {c.get('kv_cache_dtype', 'auto')} | "
                          f"{c['tp']} | {lengths_text(c)} | {c['requests']} | {load_text(c)} | "
                          f"{metric} | {value:,} {unit} | {shown} | {err} |")
     lines += ["", "| engine | metric | model | TP | cases | median error | median \\|error\\| | worst |",

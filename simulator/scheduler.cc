@@ -8,7 +8,14 @@ Scheduler::Scheduler(const SchedulerConfig& config)
     : config_(config), free_blocks_(config.num_blocks) {
   if (config_.num_blocks > 0) free_runs_.push_back({-1, config_.num_blocks, 0});
   grouped_ = !config_.kv_groups.kinds.empty() && !config_.kv_groups.uniform_full();
-  if (grouped_) config_.prefix_caching = false;
+  // vLLM's prefix cache serves full-attention and sliding-window groups
+  // (FullAttentionManager / SlidingWindowManager.find_longest_cache_hit); tpp keeps it off for
+  // the others (chunked local attention, and linear layers' states under mamba_cache_mode
+  // "none").
+  if (grouped_)
+    for (const auto& k : config_.kv_groups.kinds)
+      if (k.kind != model::LayerAttention::kFull && k.kind != model::LayerAttention::kSlidingWindow)
+        config_.prefix_caching = false;
 }
 
 // Blocks back to the free queue's end. A preempted request's run is freed tail first (its last,
@@ -34,7 +41,11 @@ void Scheduler::allocate(std::int64_t blocks) {
     FreeRun& r = free_runs_.front();
     const std::int64_t t = std::min(blocks, r.count);
     r.count -= t;
-    r.full = std::min(r.full, r.count);
+    // A hybrid run is all or nothing: a hit at h tokens needs the sliding window's blocks just
+    // before h (cdiv(window - 1, block_size) of them, SlidingWindowManager), and a run holds
+    // them only for h = its computed tokens; the older window blocks were freed while it ran,
+    // nearer the queue's front, and are gone before any of the run is.
+    r.full = grouped_ && t > 0 ? 0 : std::min(r.full, r.count);
     blocks -= t;
     if (r.count == 0) {
       if (r.owner >= 0) cached_.erase(r.owner);
@@ -144,25 +155,29 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
     const std::int32_t i = waiting_.front();
     Seq& s = seqs_[static_cast<std::size_t>(i)];
     // A preempted request finds the full blocks of its own prefix still cached (never all of
-    // its tokens: vLLM computes at least the last one again).
+    // its tokens: vLLM computes at least the last one again). With several groups the hit
+    // takes back the blocks every group holds at that point.
     const std::int64_t total = s.req.input_tokens + s.generated;
-    const std::int64_t hit =
-        s.computed == 0 ? std::min(cached_blocks(i), (total - 1) / config_.block_size) : 0;
+    const std::int64_t cached = s.computed == 0 ? cached_blocks(i) : 0;
+    std::int64_t hit = std::min(cached, (total - 1) / config_.block_size);  // token blocks
+    if (grouped_ && hit < cached) hit = 0;  // the window before a shorter hit is gone
     const std::int64_t computed = s.computed + hit * config_.block_size;
+    const std::int64_t hit_blocks =
+        !grouped_ || hit == 0 ? hit : std::min(held(computed, 0), cached_.at(i)->count);
     const std::int64_t n = std::min(total - computed, budget);
     const std::int64_t need =
         (config_.reserve_whole_request ? peak(s.req.input_tokens + s.req.output_tokens)
                                        : held(computed, n)) -
-        s.blocks - hit;
-    if (need > free_blocks_ - hit) break;
+        s.blocks - hit_blocks;
+    if (need > free_blocks_ - hit_blocks) break;
     if (hit > 0) {  // the cached blocks leave the free queue; the rest of the run is nobody's
       auto run = cached_.at(i);
-      run->count -= hit;
+      run->count -= hit_blocks;
       run->owner = -1;
       run->full = 0;
       cached_.erase(i);
-      free_blocks_ -= hit;
-      s.blocks += hit;
+      free_blocks_ -= hit_blocks;
+      s.blocks += hit_blocks;
       s.computed = computed;
       if (run->count == 0) free_runs_.erase(run);
     } else if (s.computed == 0 && cached_.count(i)) {  // nothing reusable left: forget the run

@@ -43,7 +43,8 @@ struct SchedulerConfig {
   // How the model's layers share the pool (simulator/kv_groups.h). No kinds, or one group of
   // full attention: each block holds block_size tokens of every layer. Otherwise a request
   // holds blocks in each group for the tokens that group's layers still attend to, and frees
-  // those its windows have passed; its cached prefix is not kept for reuse on preemption.
+  // those its windows have passed. A preempted request's prefix is reused only while none of
+  // its blocks has been evicted, and only for full and sliding-window groups.
   KvGroups kv_groups{};
 };
 

@@ -100,6 +100,34 @@ double fp8_share(const hw::Gpu& g) {
          (g.bf16_mamf_tflops.value / g.bf16_dense_tflops.value);
 }
 
+// FP4 weights (MXFP4, NVFP4) where the GPU has no FP4 tensor cores run vLLM's weight-only
+// Marlin kernels, which dequantise to bf16 inside the GEMM (vllm/model_executor/layers/
+// quantization/mxfp4.py: Marlin is the SM90 default of 0.10.2 and 0.11.0 without OpenAI's
+// triton_kernels; utils/marlin_utils_fp4.py for NVFP4). Measured, vLLM's MXFP4 Marlin MoE on an
+// H20 (Mixtral's experts, E 8, hidden 4096, intermediate 14336, top-2, bf16 activations;
+// flagos-ai/FlagGems PR #4483, 2026-07-02, its vLLM column):
+// - compute: 16384 tokens in 144.58 ms, 2 x 16384 x 2 x 3 x 4096 x 14336 FLOPs = 79.9 TFLOP/s,
+//   0.54 of the H20's 148 TFLOP/s bf16 dense (hardware_profiles/gpus/H20-96GB.yaml);
+// - weight reads: 1 token in 0.144 ms reading 2 experts x 3 x 4096 x 14336 x 4.25 / 8 bytes
+//   (187 MB) = 1.30 TB/s, 0.325 of the H20's 4.0 TB/s. (Marlin w4a16 on an H100, dense
+//   8192 x 8192 at 1 token: 4.98 TFLOP/s = 1.25 TB/s of int4 weights, 0.37 of 3.35 TB/s;
+//   vllm-project/vllm PR #34556.)
+// Both are shares of the datasheet peaks. The H20's tensor cores are a seventh of an H100's
+// and its dequantisation is no cheaper, so on an H100 the compute share is an upper bound.
+constexpr double kFp4WeightOnlyCompute = 79.9 / 148;
+constexpr double kFp4WeightOnlyMemory = 1.30 / 4.0;
+// NVFP4 on FP4 tensor cores (W4A4), relative to a bf16 GEMM's share of its peak, as fp8_share()
+// is: vLLM's CUTLASS NVFP4 GEMM with its activation quantisation ran 3039 TFLOP/s at
+// M 16384, N 6144, K 4096, and torch's bf16 GEMM 1421 at M 8192 in the same table
+// (vllm-project/vllm PR #20646, 2025-07-08; a B200-class GPU, the kernel needs SM100):
+// (3039 / 9000) / (1421 / 2250) = 0.53. cuBLASLt's MXF4 GEMM at 8192^3 on a B200 reached 5239
+// of 9000 (deepseek-ai/DeepGEMM PR #348): the library's ceiling, not what vLLM runs.
+constexpr double kFp4RelativeShare = (3039.0 / 9000) / (1421.0 / 2250);
+
+bool fp4_weight_only(const hw::Gpu& g, const model::Model& m, bool quantized) {
+  return quantized && m.quant.weight_dtype == model::DType::kFP4E2M1 && !g.has_fp4();
+}
+
 double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
   // float32 math runs on the FP32 units where the GPU file gives them (a file without the figure,
   // such as tpp-profile's CPU files, has one compute figure: its bf16 one).
@@ -116,6 +144,12 @@ double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
   // compressed-tensors int8 w8a8 runs int8 GEMMs; AWQ/GPTQ are weight-only (bf16/fp16 math).
   if (w == model::DType::kINT8 && m.quant.method == model::QuantMethod::kCompressedTensors)
     return g.int8_dense_tops.value * 1e12;
+  // FP4 on FP4 tensor cores: NVFP4 quantises its activations too (W4A4, ModelOpt's CUTLASS and
+  // FlashInfer kernels); vLLM's MXFP4 MoE on Blackwell keeps them bf16 (FlashInfer's TRT-LLM
+  // MXFP4 x bf16 kernel, mxfp4.py's default; MXFP8 activations are opt-in), so it computes at
+  // the bf16 rate and reads 4.25-bit weights.
+  if (w == model::DType::kFP4E2M1 && g.has_fp4() && m.quant.method == model::QuantMethod::kNvfp4)
+    return g.fp4_dense_tflops.value * 1e12;
   return bf16;
 }
 
@@ -241,9 +275,14 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
       sh.count = s.count;
       const bool expert = t.split == model::Split::kExpertColumn ||
                           t.split == model::Split::kExpertRow;
+      const bool fp4_tc = t.quantized && m_.quant.weight_dtype == model::DType::kFP4E2M1 &&
+                          m_.quant.method == model::QuantMethod::kNvfp4 && g.has_fp4();
+      const double share = fp4_weight_only(g, m_, t.quantized) ? kFp4WeightOnlyCompute
+                           : fp4_tc                           ? e_.compute * kFp4RelativeShare
+                                                              : e_.compute;
       Gemm gm{static_cast<double>(s.rows), static_cast<double>(s.cols),
               static_cast<double>(model::storage_bytes(sh, m_)),
-              peak_flops(g, m_, t.quantized) * e_.compute, expert,
+              peak_flops(g, m_, t.quantized) * share, expert,
               static_cast<double>(s.count), table_dtype(g, m_, t.quantized),
               t.component == model::Component::kAttention};
       const model::VllmParameter param = model::vllm_parameter(t.name, m_.mla.has_value());
@@ -422,7 +461,7 @@ double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
   const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
   return std::max(flops / (g.flops_per_s * compute_efficiency(tokens, g.weight_bytes)),
-                  bytes / gemm_bw_);
+                  bytes / (g.bw > 0 ? g.bw : gemm_bw_));
 }
 
 double StepCostModel::cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
@@ -470,7 +509,7 @@ double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t toke
     const double per_expert = routed / touched;
     const double flops = 2 * touched * round_up(per_expert, tile_rows()) * g.rows * g.cols;
     const double bytes = touched * g.weight_bytes / g.count + routed * (g.rows + g.cols) * act_bytes_;
-    t += std::max(flops / g.flops_per_s, bytes / gemm_bw_);
+    t += std::max(flops / g.flops_per_s, bytes / (g.bw > 0 ? g.bw : gemm_bw_));
   }
   return t;
 }

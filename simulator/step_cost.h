@@ -130,6 +130,7 @@ class StepCostModel {
     // (float32, int4/int8 weights, fp8 weight-only on a GPU without fp8 tensor cores).
     const char* table_dtype = nullptr;
     bool attention = false;  // an attention projection (q/k/v/o, MLA's)
+    double bw = 0;           // bytes/s its weights are read at; 0: the step model's gemm_bw_
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;

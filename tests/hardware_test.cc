@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "common/data_path.h"
 #include "hardware_profiles/hardware.h"
 #include "test_util.h"
@@ -12,7 +14,7 @@ namespace tpp {
 namespace {
 
 TEST(GpuCatalog, EveryShippedGpuLoadsWithSources) {
-  const char* names[] = {"A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-80GB", "H100-SXM5-80GB",
+  const char* names[] = {"A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-80GB", "B200-SXM-180GB", "H100-SXM5-80GB",
                          "H100-PCIe-80GB", "H200-SXM-141GB", "H20-96GB",       "H800-SXM5-80GB",
                          "L40S",           "A10",            "L4",             "RTX-4090"};
   for (const char* n : names) {
@@ -47,21 +49,47 @@ TEST(GpuCatalog, Fp32AndMamfFigures) {
   EXPECT_EQ(hw::load_gpu("A100-SXM4-80GB")->bf16_mamf_tflops.value, 271.2);
 }
 
-// A MAMF above its peak is refused with the file, the line and the field.
-TEST(GpuCatalog, MamfAbovePeakIsRefused) {
-  std::ifstream in(std::string(TPP_EXAMPLES) + "/../../hardware_profiles/gpus/H100-SXM5-80GB.yaml");
+// A shipped GPU file with one figure changed (`from` replaced by `to`), loaded from a copy named
+// `copy`: the error it gives, or "" when it loads.
+std::string edited_gpu_error(const std::string& gpu, const std::string& from, const std::string& to,
+                             const std::string& copy) {
+  std::ifstream in(std::string(TPP_EXAMPLES) + "/../../hardware_profiles/gpus/" + gpu + ".yaml");
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
-  const std::string from = "bf16_mamf_tflops:     {value: 794.5,";
   const auto at = text.find(from);
-  ASSERT_NE(at, std::string::npos);
-  text.replace(at, from.size(), "bf16_mamf_tflops:     {value: 1200,");
-  auto g = hw::load_gpu(test::write_temp("H100-bad.yaml", text));
-  ASSERT_FALSE(g);
-  const std::string e = g.error().str();
+  if (at == std::string::npos) return "no '" + from + "' in " + gpu;
+  text.replace(at, from.size(), to);
+  auto g = hw::load_gpu(test::write_temp(copy, text));
+  return g ? "" : g.error().str();
+}
+
+// A MAMF above its peak is refused with the file, the line and the field.
+TEST(GpuCatalog, MamfAbovePeakIsRefused) {
+  const std::string e = edited_gpu_error("H100-SXM5-80GB", "bf16_mamf_tflops:     {value: 794.5,",
+                                         "bf16_mamf_tflops:     {value: 1200,", "H100-bad.yaml");
   EXPECT_NE(e.find("bf16_mamf_tflops"), std::string::npos) << e;
-  EXPECT_NE(e.find("H100-bad.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("H100-bad.yaml:"), std::string::npos) << e;
+}
+
+// FP4 tensor cores: Blackwell's; a rate below the FP8 one is refused with the file and field;
+// the figure survives the plan file's JSON.
+TEST(GpuCatalog, Fp4FromBlackwell) {
+  EXPECT_FALSE(hw::load_gpu("H100-SXM5-80GB")->has_fp4());
+  auto b = hw::load_gpu("B200-SXM-180GB");
+  ASSERT_TRUE(b) << b.error().str();
+  EXPECT_EQ(b->fp4_dense_tflops.value, 9000);
+  EXPECT_GE(b->compute_capability.value, 10.0);
+  const std::string e = edited_gpu_error("B200-SXM-180GB", "fp4_dense_tflops:     {value: 9000,",
+                                         "fp4_dense_tflops:     {value: 900,", "B200-bad.yaml");
+  EXPECT_NE(e.find("B200-bad.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("fp4_dense_tflops"), std::string::npos) << e;
+  auto c = hw::load_cluster("b200x1");
+  ASSERT_TRUE(c) << c.error().str();
+  auto back = hw::load_cluster(test::write_temp("b200-plan.json", hw::cluster_to_json(*c).dump()));
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(back->gpu.fp4_dense_tflops.value, 9000);
+  EXPECT_EQ(back->gpu.fp4_dense_tflops.source, c->gpu.fp4_dense_tflops.source);
 }
 
 TEST(GpuCatalog, Fp8OnlyFromHopperAndAda) {
