@@ -18,6 +18,8 @@ A case's fields (published.json):
   weights                        optional: the checkpoint's own quantization (mxfp4), shown in
                                  the table's quantization column; tpp reads it from the model
   tp, pp                         the split (dp is 1)
+  expert_parallel                optional: true for whole experts over the TP ranks (EP = TP;
+                                 tpp-plan --enable-expert-parallel)
   isl, osl                       input and output lengths, fixed unless range_ratio is given
   range_ratio                    optional: lengths drawn uniformly from [int(L * range_ratio), L]
                                  for L = isl and L = osl, as vLLM benchmark_serving's random
@@ -218,6 +220,8 @@ def predict(plan, case, tmp, index, date=None):
         cmd += ["--quantization", case["quantization"]]
     if case.get("kv_cache_dtype"):
         cmd += ["--kv-cache-dtype", case["kv_cache_dtype"]]
+    if case.get("expert_parallel"):
+        cmd += ["--enable-expert-parallel"]
     for flag in ("max_num_seqs", "max_num_batched_tokens"):
         if case.get(flag):
             cmd += ["--" + flag.replace("_", "-"), str(case[flag])]
