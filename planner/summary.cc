@@ -196,8 +196,10 @@ std::string cluster_text(const hw::Cluster& c) {
                    gib(static_cast<double>(g.memory_driver_bytes()) * c.total_gpus()));
   s += fmt::format("  GPU compute  {:g} TFLOP/s bf16 dense, {}, {:g} GB/s HBM\n",
                    g.bf16_dense_tflops.value,
-                   g.has_fp8 ? fmt::format("{:g} TFLOP/s fp8", g.fp8_dense_tflops.value)
-                             : std::string("no fp8"),
+                   (g.has_fp8 ? fmt::format("{:g} TFLOP/s fp8", g.fp8_dense_tflops.value)
+                              : std::string("no fp8")) +
+                       (g.has_fp4() ? fmt::format(", {:g} TFLOP/s fp4", g.fp4_dense_tflops.value)
+                                    : std::string()),
                    g.hbm_bandwidth_GBps.value);
   s += fmt::format("  intra-node   {}, {:g} GB/s per GPU per direction, {:g} us\n",
                    hw::link_kind_name(c.intra_node.kind), c.intra_node.bandwidth_GBps.value,

@@ -103,6 +103,10 @@ METRICS = {
     "median_itl_ms": ("itl_ms", "p50"), "mean_itl_ms": ("itl_ms", "mean"),
     "median_e2el_ms": ("e2e_ms", "p50"), "mean_e2el_ms": ("e2e_ms", "mean"),
 }
+# A throughput's relative error is the same per GPU or for the whole system (the per-GPU figure
+# is the system's over the split's GPUs): the error bands pool the two.
+POOLED = {"output_tokens_per_s_per_gpu": "output_tokens_per_s",
+          "total_tokens_per_s_per_gpu": "total_tokens_per_s"}
 UNITS = {"output_tokens_per_s": "tok/s", "total_tokens_per_s": "tok/s",
          "output_tokens_per_s_per_gpu": "tok/s", "total_tokens_per_s_per_gpu": "tok/s",
          "request_throughput": "req/s"}
@@ -303,7 +307,8 @@ def table(build, jobs):
             else:
                 e = (p - value) / value
                 if not c.get("excluded"):
-                    errors.setdefault((c["engine"], metric, pred[1], c["tp"]), []).append(e)
+                    pooled = POOLED.get(metric, metric)
+                    errors.setdefault((c["engine"], pooled, pred[1], c["tp"]), []).append(e)
                     if aic.get((i, metric)) is not None:
                         pairs.setdefault((c["engine"], metric), []).append(
                             (e, (aic[(i, metric)] - value) / value))

@@ -44,7 +44,8 @@ void Scheduler::allocate(std::int64_t blocks) {
     // A hybrid run is all or nothing: a hit at h tokens needs the sliding window's blocks just
     // before h (cdiv(window - 1, block_size) of them, SlidingWindowManager), and a run holds
     // them only for h = its computed tokens; the older window blocks were freed while it ran,
-    // nearer the queue's front, and are gone before any of the run is.
+    // nearer the queue's front, and are gone before any of the run is. (vLLM may still reuse
+    // part of a prompt shorter than the window; tpp recomputes it: the safe side.)
     r.full = grouped_ && t > 0 ? 0 : std::min(r.full, r.count);
     blocks -= t;
     if (r.count == 0) {
@@ -158,6 +159,8 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
     // its tokens: vLLM computes at least the last one again). With several groups the hit
     // takes back the blocks every group holds at that point.
     const std::int64_t total = s.req.input_tokens + s.generated;
+    // (A preempted request has computed at most total - 1 tokens, so the cap does not bind
+    // today; kept for when a run may hold a whole request.)
     const std::int64_t cached = s.computed == 0 ? cached_blocks(i) : 0;
     std::int64_t hit = std::min(cached, (total - 1) / config_.block_size);  // token blocks
     if (grouped_ && hit < cached) hit = 0;  // the window before a shorter hit is gone

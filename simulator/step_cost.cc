@@ -90,6 +90,17 @@ constexpr double kVllmHostSeqS = 5.5e-3 / 256;
 constexpr double kVllmAsyncGapS = 0.16e-3;
 constexpr double kTrtllmHostSeqS = 45.11e-3 / 1536;
 
+// DeepSeek-V3.2's sparse attention as vLLM runs it (FLASHMLA_SPARSE,
+// vllm/v1/attention/backends/mla/flashmla_sparse.py): MQA over the latent cache (scores over
+// kv_lora_rank + rope, values over kv_lora_rank) for every query token, over the indexer's
+// index_topk slots whatever the context (FlashMLA's sparse kernels compute over the whole
+// [s_q, h_q, topk] index set, invalid slots masked: deepseek-ai/FlashMLA README), with the query
+// heads a rank holds padded up to the kernel's: `self.padding = 128 if
+// current_platform.is_device_capability(100) else 64`. The kernel's rate: "up to 640 TFlops
+// during prefilling" on an H800 SXM5 (deepseek-ai/FlashMLA README, 2025-09-29), of its 989
+// bf16 dense: 0.65 of the bf16 peak.
+constexpr double kSparseMlaShare = 640.0 / 989;
+
 double round_up(double x, double to) { return std::ceil(x / to) * to; }
 
 // An fp8 GEMM's share of its peak relative to a bf16 GEMM's (Gpu::fp8_mamf_tflops): 1 when the
@@ -103,25 +114,23 @@ double fp8_share(const hw::Gpu& g) {
 // FP4 weights (MXFP4, NVFP4) where the GPU has no FP4 tensor cores run vLLM's weight-only
 // Marlin kernels, which dequantise to bf16 inside the GEMM (vllm/model_executor/layers/
 // quantization/mxfp4.py: Marlin is the SM90 default of 0.10.2 and 0.11.0 without OpenAI's
-// triton_kernels; utils/marlin_utils_fp4.py for NVFP4). Measured, vLLM's MXFP4 Marlin MoE on an
-// H20 (Mixtral's experts, E 8, hidden 4096, intermediate 14336, top-2, bf16 activations;
-// flagos-ai/FlagGems PR #4483, 2026-07-02, its vLLM column):
-// - compute: 16384 tokens in 144.58 ms, 2 x 16384 x 2 x 3 x 4096 x 14336 FLOPs = 79.9 TFLOP/s,
-//   0.54 of the H20's 148 TFLOP/s bf16 dense (hardware_profiles/gpus/H20-96GB.yaml);
-// - weight reads: 1 token in 0.144 ms reading 2 experts x 3 x 4096 x 14336 x 4.25 / 8 bytes
-//   (187 MB) = 1.30 TB/s, 0.325 of the H20's 4.0 TB/s. (Marlin w4a16 on an H100, dense
-//   8192 x 8192 at 1 token: 4.98 TFLOP/s = 1.25 TB/s of int4 weights, 0.37 of 3.35 TB/s;
-//   vllm-project/vllm PR #34556.)
-// Both are shares of the datasheet peaks. The H20's tensor cores are a seventh of an H100's
-// and its dequantisation is no cheaper, so on an H100 the compute share is an upper bound.
+// triton_kernels; utils/marlin_utils_fp4.py for NVFP4). Their compute, measured: vLLM's MXFP4
+// Marlin MoE on an H20 (Mixtral's experts, E 8, hidden 4096, intermediate 14336, top-2, bf16
+// activations; flagos-ai/FlagGems PR #4483, 2026-07-02, its vLLM column) ran 16384 tokens in
+// 144.58 ms, 2 x 16384 x 2 x 3 x 4096 x 14336 FLOPs = 79.9 TFLOP/s, 0.54 of the H20's 148
+// TFLOP/s bf16 dense (hardware_profiles/gpus/H20-96GB.yaml). The H20's tensor cores are a
+// seventh of an H100's and its dequantisation is no cheaper, so on an H100 this is an upper
+// bound. Their weight reads keep the step model's share (Efficiency::gemm_memory): the same
+// H20 run's single token (187 MB in 0.144 ms, 0.33 of its HBM) is not carried over, because
+// on H100 it made the InferenceX gpt-oss Marlin decode runs (docs/validation.md) 40-90% slow.
 constexpr double kFp4WeightOnlyCompute = 79.9 / 148;
-constexpr double kFp4WeightOnlyMemory = 1.30 / 4.0;
 // NVFP4 on FP4 tensor cores (W4A4), relative to a bf16 GEMM's share of its peak, as fp8_share()
 // is: vLLM's CUTLASS NVFP4 GEMM with its activation quantisation ran 3039 TFLOP/s at
-// M 16384, N 6144, K 4096, and torch's bf16 GEMM 1421 at M 8192 in the same table
-// (vllm-project/vllm PR #20646, 2025-07-08; a B200-class GPU, the kernel needs SM100):
-// (3039 / 9000) / (1421 / 2250) = 0.53. cuBLASLt's MXF4 GEMM at 8192^3 on a B200 reached 5239
-// of 9000 (deepseek-ai/DeepGEMM PR #348): the library's ceiling, not what vLLM runs.
+// M 16384, N 6144, K 4096, and torch's bf16 GEMM 1421 at M 8192 (its best) in the same table
+// (vllm-project/vllm PR #20646, 2025-07-08, the "Before" table, untuned; a B200-class GPU, the
+// kernel needs SM100): (3039 / 9000) / (1421 / 2250) = 0.53. cuBLASLt's MXF4 GEMM at 8192^3 on
+// a B200 reached 5239 of 9000 (deepseek-ai/DeepGEMM PR #348): the library's ceiling, not what
+// vLLM runs.
 constexpr double kFp4RelativeShare = (3039.0 / 9000) / (1421.0 / 2250);
 
 bool fp4_weight_only(const hw::Gpu& g, const model::Model& m, bool quantized) {
@@ -319,7 +328,7 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
       const double d = static_cast<double>(m_.attention.head_dim);
       table_decode_ = t->attention_series(true, kv, d, table_heads_, table_kv_heads_);
       table_prefill_ = t->attention_series(false, kv, d, table_heads_, table_kv_heads_);
-    } else if (m_.attention.num_heads % p_.tp == 0) {
+    } else if (m_.attention.num_heads % p_.tp == 0 && !m_.indexer) {  // (sparse: sparse_mla_time)
       const auto& x = *m_.mla;
       const double heads = static_cast<double>(m_.attention.num_heads / p_.tp);
       const hw::OperatorTables::AttentionSeries *dec = nullptr, *pre = nullptr;
@@ -461,7 +470,7 @@ double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
   const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
   return std::max(flops / (g.flops_per_s * compute_efficiency(tokens, g.weight_bytes)),
-                  bytes / (g.bw > 0 ? g.bw : gemm_bw_));
+                  bytes / gemm_bw_);
 }
 
 double StepCostModel::cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
@@ -509,7 +518,7 @@ double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t toke
     const double per_expert = routed / touched;
     const double flops = 2 * touched * round_up(per_expert, tile_rows()) * g.rows * g.cols;
     const double bytes = touched * g.weight_bytes / g.count + routed * (g.rows + g.cols) * act_bytes_;
-    t += std::max(flops / g.flops_per_s, bytes / (g.bw > 0 ? g.bw : gemm_bw_));
+    t += std::max(flops / g.flops_per_s, bytes / gemm_bw_);
   }
   return t;
 }
@@ -601,6 +610,23 @@ double StepCostModel::indexer_time(const BatchShape& b) const {
   return std::max(flops / fp8, bytes / mem_bw_) + (published_kernels() ? kAttentionLatencyS : 0.0);
 }
 
+double StepCostModel::sparse_mla_time(const BatchShape& b) const {
+  const auto& x = *m_.mla;
+  const double padding = c_.gpu.compute_capability.value >= 10 ? 128 : 64;
+  const double heads = std::max(static_cast<double>(m_.attention.num_heads / p_.tp), padding);
+  const double topk = static_cast<double>(m_.indexer->topk);
+  const double latent = static_cast<double>(x.kv_lora_rank + x.qk_rope_head_dim);
+  const double slots = static_cast<double>(b.tokens) * topk;
+  const double flops = 2 * slots * heads * (latent + static_cast<double>(x.kv_lora_rank));
+  // Each query token gathers its topk latent rows once for all its heads (the indexer's K cache,
+  // stored beside them, is not read here), every one from HBM: an upper bound, as neighbouring
+  // queries share most of their top-k.
+  const double indexer_bytes = static_cast<double>(m_.indexer->head_dim + m_.indexer->head_dim / 128 * 4);
+  const double bytes = slots * (kv_bytes_token_layer_ - indexer_bytes);
+  return std::max(flops / (bf16_peak_ * kSparseMlaShare), bytes / mem_bw_) +
+         (published_kernels() ? kAttentionLatencyS : 0.0);
+}
+
 template <class Roof>
 double StepCostModel::attention_decode_time(const BatchShape& b, double heads, Roof roof) const {
   if (m_.mla) {
@@ -672,10 +698,13 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   // what that is; otherwise they are timed as full attention. Linear layers keep a state.
   const double windowed = b.window > 0 ? static_cast<double>(st.windowed_layers) : 0.0;
   const double linear = ldl + lml;
-  c.attention = (layers - windowed - linear) * attention_time(b) +
-                (windowed > 0 ? windowed * attention_time(b.windowed()) : 0.0) +
-                (linear > 0 ? linear * linear_attention_time(b) : 0.0) +
-                (m_.indexer ? layers * indexer_time(b) : 0.0);
+  if (m_.indexer && m_.mla)  // DeepSeek-V3.2: every layer sparse, its indexer beside it
+    c.attention = layers * (sparse_mla_time(b) + indexer_time(b));
+  else
+    c.attention = (layers - windowed - linear) * attention_time(b) +
+                  (windowed > 0 ? windowed * attention_time(b.windowed()) : 0.0) +
+                  (linear > 0 ? linear * linear_attention_time(b) : 0.0) +
+                  (m_.indexer ? layers * indexer_time(b) : 0.0);
   c.elementwise = dl * elementwise_time(b, false) + ml * elementwise_time(b, true);
   // The first stage gathers one embedding row per token; the last computes logits for the last
   // token of each sequence only (vLLM's logits_indices).

@@ -120,6 +120,9 @@ class StepCostModel {
   // DeepSeek-V3.2's indexer: fp8 scores of every cached token for each query (its own heads),
   // over a K cache of head_dim fp8 values and a scale (DeepGEMM fp8_mqa_logits).
   double indexer_time(const BatchShape& b) const;
+  // DeepSeek-V3.2's sparse MLA attention over the indexer's topk slots (FlashMLA's sparse
+  // kernels as vLLM pads their heads), one layer.
+  double sparse_mla_time(const BatchShape& b) const;
  private:
   struct Gemm {
     double rows, cols, weight_bytes;  // one rank's shard
@@ -130,7 +133,6 @@ class StepCostModel {
     // (float32, int4/int8 weights, fp8 weight-only on a GPU without fp8 tensor cores).
     const char* table_dtype = nullptr;
     bool attention = false;  // an attention projection (q/k/v/o, MLA's)
-    double bw = 0;           // bytes/s its weights are read at; 0: the step model's gemm_bw_
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;

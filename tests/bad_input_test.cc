@@ -256,7 +256,8 @@ TEST(BadCluster, Errors) {
   EXPECT_EQ(cluster_error(test::replace(kCluster, "H100-SXM5-80GB", "H100-SXM")),
             "c.yaml:4:6: error: field 'gpu': GPU 'H100-SXM': no such file, and no entry of that "
             "name in the gpus catalog (available: A10, A100-PCIe-80GB, A100-SXM4-40GB, "
-            "A100-SXM4-80GB, B200-SXM-180GB, H100-PCIe-80GB, H100-SXM5-80GB, H20-96GB, H200-SXM-141GB, "
+            "A100-SXM4-80GB, B200-SXM-180GB, B300-SXM-288GB, GB200-186GB, GB300-288GB, "
+            "H100-PCIe-80GB, H100-SXM5-80GB, H20-96GB, H200-NVL-141GB, H200-SXM-141GB, "
             "H800-SXM5-80GB, L4, L40S, RTX-4090)");
   EXPECT_EQ(cluster_error(test::replace(kCluster, "inter_node: {kind: infiniband, nics_per_node: 8, "
                                             "nic_bandwidth_Gbps: 400, latency_us: 5}\n", "")),

@@ -14,7 +14,8 @@ namespace tpp {
 namespace {
 
 TEST(GpuCatalog, EveryShippedGpuLoadsWithSources) {
-  const char* names[] = {"A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-80GB", "B200-SXM-180GB", "H100-SXM5-80GB",
+  const char* names[] = {"A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-80GB", "B200-SXM-180GB",
+                         "B300-SXM-288GB", "GB200-186GB", "GB300-288GB", "H200-NVL-141GB", "H100-SXM5-80GB",
                          "H100-PCIe-80GB", "H200-SXM-141GB", "H20-96GB",       "H800-SXM5-80GB",
                          "L40S",           "A10",            "L4",             "RTX-4090"};
   for (const char* n : names) {

@@ -564,6 +564,42 @@ TEST(Fp4StepCost, Nvfp4UsesFp4TensorCoresOnBlackwell) {
   EXPECT_GT(marlin.cost(0, prefill).gemm, 1.5 * native.cost(0, prefill).gemm);
 }
 
+// DeepSeek-V3.2's sparse attention as vLLM runs FlashMLA's sparse kernels: every query token
+// over all 2048 top-k slots whatever its context, the rank's heads padded to 64 on Hopper, at
+// 640 TFLOP/s, or its gathered rows at HBM speed. By hand, 8192 tokens at TP8 (16 heads, padded
+// to 64): 2 x 8192 x 2048 x 64 x (576 + 512) = 2.336e12 FLOPs in 3.65 ms; the rows, with an fp8
+// cache (656 bytes a token), 11.0 GB at 0.9 x 4.8 TB/s in 2.55 ms (bf16's 1152 bytes: 4.47 ms).
+TEST(HybridStepCost, SparseMlaPaddedHeadsAndFixedTopk) {
+  model::Model v32 = load_or_die(hf("deepseek-ai--DeepSeek-V3.2.json"));
+  auto h200 = hw::load_cluster("h200x1");
+  ASSERT_TRUE(h200) << h200.error().str();
+  sim::ServingOptions so;
+  so.kv_cache_dtype = model::KvCacheDType::kFP8;
+  auto fp8 = sim::resolve_options(v32, h200->gpu, so);
+  auto bf16 = sim::resolve_options(v32, h200->gpu, {});
+  ASSERT_TRUE(fp8);
+  ASSERT_TRUE(bf16);
+  sim::ParallelConfig tp8, tp2;
+  tp8.tp = 8;
+  tp2.tp = 2;
+  const sim::StepCostModel c8(v32, *h200, tp8, *fp8), c2(v32, *h200, tp2, *fp8),
+      c8_bf16(v32, *h200, tp8, *bf16);
+  sim::BatchShape prefill;
+  for (int k = 0; k < 4; ++k) prefill.add(2048, 0);
+  const double flops = 2.0 * 8192 * 2048 * 64 * (576 + 512);
+  EXPECT_NEAR(c8.sparse_mla_time(prefill), flops / 640e12, 0.01 * flops / 640e12 + 30e-6);
+  const double bf16_bytes = 8192.0 * 2048 * 1152;
+  EXPECT_NEAR(c8_bf16.sparse_mla_time(prefill), bf16_bytes / (0.9 * 4.8e12),
+              0.01 * bf16_bytes / (0.9 * 4.8e12) + 30e-6);
+  // 16 heads a rank at TP8 do the work of TP2's 64.
+  EXPECT_DOUBLE_EQ(c8.sparse_mla_time(prefill), c2.sparse_mla_time(prefill));
+  sim::BatchShape short_ctx, long_ctx;
+  for (int k = 0; k < 64; ++k) short_ctx.add(1, 100), long_ctx.add(1, 100000);
+  EXPECT_DOUBLE_EQ(c8.sparse_mla_time(short_ctx), c8.sparse_mla_time(long_ctx));
+  // The indexer still scores every cached token: it grows with the context.
+  EXPECT_GT(c8.indexer_time(long_ctx), 10 * c8.indexer_time(short_ctx));
+}
+
 TEST(HybridStepCost, LongDecodesCostLessWithWindows) {
   model::Model oss = load_or_die(hf("openai--gpt-oss-20b.json"));
   auto cluster = hw::load_cluster("h100x2");
