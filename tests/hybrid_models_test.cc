@@ -440,6 +440,37 @@ TEST(HybridScheduler, PreemptedRequestsReuseTheirCachedPrefix) {
   EXPECT_LT(with - minimum, (without - minimum) / 4);
 }
 
+// The hit itself: a preempted gpt-oss request whose run nobody took comes back with its
+// computed tokens, rounded down to a block, as context (without the cache it starts again from
+// its first chunk: this fails with prefix_caching off).
+TEST(HybridScheduler, ReadmittedRequestStartsFromItsCachedBlocks) {
+  auto groups = sim::kv_groups(load_or_die(hf("openai--gpt-oss-20b.json")), 16);
+  sim::SchedulerConfig c{8, 512, 16, 300, 0};
+  c.kv_groups = groups;
+  c.prefix_caching = true;
+  sim::Scheduler s(c);
+  s.add(sim::Request{0, 0, 3000, 50}, 0);
+  s.add(sim::Request{1, 0, 3000, 50}, 0);
+  double now = 0;
+  std::int64_t computed_before = -1;  // request 1's cached tokens when it was last preempted
+  bool checked = false;
+  for (int step = 0; s.has_work() && step < 10000 && !checked; ++step) {
+    const std::int64_t preempted = s.seqs()[1].preemptions;
+    const std::int64_t was = s.seqs()[1].computed;
+    sim::Batch b = s.schedule();
+    if (s.seqs()[1].preemptions > preempted) computed_before = was;
+    for (const auto& item : b.items)
+      if (item.seq == 1 && computed_before > 0 && s.seqs()[1].preemptions > 0 &&
+          item.context > 0 && !checked) {
+        EXPECT_EQ(item.context, computed_before / 16 * 16);
+        checked = true;
+      }
+    s.complete(b, ++now, nullptr);
+  }
+  EXPECT_TRUE(checked) << "request 1 was never preempted and re-admitted";
+  EXPECT_GE(s.seqs()[1].preemptions, 1);
+}
+
 // Linear layers' states are not cached (mamba_cache_mode none): the cache changes nothing.
 TEST(HybridScheduler, NoPrefixReuseWithLinearLayers) {
   auto groups = sim::kv_groups(load_or_die(hf("Qwen--Qwen3-Next-80B-A3B-Instruct.json")), 544);
