@@ -119,7 +119,12 @@ case "$what" in
     ;;
   killed)
     p=killed-$$.json  # a name no other test's ranks have
-    make_plan tiny-llama 2 1 1 "" "$p"
+    # The loop workload's 64 requests can end within a second of the first snapshot (written
+    # two seconds in), before the kill: then the final, complete file is what the test reads.
+    # 5000 requests cannot end first; the kill stops the job seconds in.
+    sed 's/^num_requests: .*/num_requests: 5000/' "$src/workloads/loop.yaml" >killed-wl-$$.yaml
+    "$plan" --model tiny-llama --cluster "$cluster" --tp 2 --pp 1 --dp 1 \
+      --workload killed-wl-$$.yaml --dtype float32 --enforce-eager -o "$p" >/dev/null
     set +e
     "$run" --launch --plan "$p" -o measured.json >out.txt 2>err.txt &
     job=$!
