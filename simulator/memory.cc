@@ -467,6 +467,10 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
 // vLLM AttentionSpec.page_size_bytes / block_size = 2 x kv heads on the rank x head size x
 // dtype, kv heads = max(1, total / tp) (ModelConfig.get_num_kv_heads); MLAAttentionSpec:
 // 1 x (kv_lora_rank + qk_rope_head_dim) x dtype, the same on every TP rank.
+std::int64_t indexer_kv_bytes_per_token(const model::Model& m) {
+  return m.indexer ? m.indexer->head_dim + m.indexer->head_dim / 128 * 4 : 0;
+}
+
 std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfig& p,
                                       double element_bytes) {
   if (m.mla && m.indexer) {
@@ -479,7 +483,7 @@ std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfi
                                  : static_cast<std::int64_t>((m.mla->kv_lora_rank +
                                                               m.mla->qk_rope_head_dim) *
                                                              element_bytes);
-    return mla + m.indexer->head_dim + m.indexer->head_dim / 128 * 4;
+    return mla + indexer_kv_bytes_per_token(m);
   }
   if (m.mla)
     return static_cast<std::int64_t>((m.mla->kv_lora_rank + m.mla->qk_rope_head_dim) *

@@ -158,7 +158,12 @@ model::Model as_loaded(const model::Model& m, const ServingOptions& o);
 MemoryPlan simulate_memory(const model::Model& loaded, const hw::Gpu& gpu,
                            const ParallelConfig& p, const ResolvedOptions& o);
 
-// Bytes of one token's K and V (or MLA latent) in one layer on one rank.
+// Bytes of one token of DeepSeek-V3.2's indexer K cache in one layer (head_dim fp8 values and an
+// fp32 scale per 128; DeepseekV32IndexerCache); 0 for a model without an indexer.
+std::int64_t indexer_kv_bytes_per_token(const model::Model& m);
+
+// Bytes of one token's K and V (or MLA latent) in one layer on one rank (the indexer's K cache
+// included).
 std::int64_t kv_bytes_per_token_layer(const model::Model& m, const ParallelConfig& p,
                                       double element_bytes);
 

@@ -137,6 +137,15 @@ bool fp4_weight_only(const hw::Gpu& g, const model::Model& m, bool quantized) {
   return quantized && m.quant.weight_dtype == model::DType::kFP4E2M1 && !g.has_fp4();
 }
 
+// NVFP4 on FP4 tensor cores: weights and activations in FP4 (W4A4, ModelOpt's CUTLASS and
+// FlashInfer kernels). vLLM's MXFP4 MoE on Blackwell keeps its activations bf16 (FlashInfer's
+// TRT-LLM MXFP4 x bf16 kernel, mxfp4.py's default; MXFP8 activations are opt-in), so it
+// computes at the bf16 rate and reads 4.25-bit weights.
+bool fp4_tensor_cores(const hw::Gpu& g, const model::Model& m, bool quantized) {
+  return quantized && m.quant.weight_dtype == model::DType::kFP4E2M1 && g.has_fp4() &&
+         m.quant.method == model::QuantMethod::kNvfp4;
+}
+
 double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
   // float32 math runs on the FP32 units where the GPU file gives them (a file without the figure,
   // such as tpp-profile's CPU files, has one compute figure: its bf16 one).
@@ -153,12 +162,7 @@ double peak_flops(const hw::Gpu& g, const model::Model& m, bool quantized) {
   // compressed-tensors int8 w8a8 runs int8 GEMMs; AWQ/GPTQ are weight-only (bf16/fp16 math).
   if (w == model::DType::kINT8 && m.quant.method == model::QuantMethod::kCompressedTensors)
     return g.int8_dense_tops.value * 1e12;
-  // FP4 on FP4 tensor cores: NVFP4 quantises its activations too (W4A4, ModelOpt's CUTLASS and
-  // FlashInfer kernels); vLLM's MXFP4 MoE on Blackwell keeps them bf16 (FlashInfer's TRT-LLM
-  // MXFP4 x bf16 kernel, mxfp4.py's default; MXFP8 activations are opt-in), so it computes at
-  // the bf16 rate and reads 4.25-bit weights.
-  if (w == model::DType::kFP4E2M1 && g.has_fp4() && m.quant.method == model::QuantMethod::kNvfp4)
-    return g.fp4_dense_tflops.value * 1e12;
+  if (fp4_tensor_cores(g, m, quantized)) return g.fp4_dense_tflops.value * 1e12;
   return bf16;
 }
 
@@ -284,11 +288,9 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
       sh.count = s.count;
       const bool expert = t.split == model::Split::kExpertColumn ||
                           t.split == model::Split::kExpertRow;
-      const bool fp4_tc = t.quantized && m_.quant.weight_dtype == model::DType::kFP4E2M1 &&
-                          m_.quant.method == model::QuantMethod::kNvfp4 && g.has_fp4();
-      const double share = fp4_weight_only(g, m_, t.quantized) ? kFp4WeightOnlyCompute
-                           : fp4_tc                           ? e_.compute * kFp4RelativeShare
-                                                              : e_.compute;
+      const double share = fp4_weight_only(g, m_, t.quantized)    ? kFp4WeightOnlyCompute
+                           : fp4_tensor_cores(g, m_, t.quantized) ? e_.compute * kFp4RelativeShare
+                                                                  : e_.compute;
       Gemm gm{static_cast<double>(s.rows), static_cast<double>(s.cols),
               static_cast<double>(model::storage_bytes(sh, m_)),
               peak_flops(g, m_, t.quantized) * share, expert,
@@ -621,8 +623,8 @@ double StepCostModel::sparse_mla_time(const BatchShape& b) const {
   // Each query token gathers its topk latent rows once for all its heads (the indexer's K cache,
   // stored beside them, is not read here), every one from HBM: an upper bound, as neighbouring
   // queries share most of their top-k.
-  const double indexer_bytes = static_cast<double>(m_.indexer->head_dim + m_.indexer->head_dim / 128 * 4);
-  const double bytes = slots * (kv_bytes_token_layer_ - indexer_bytes);
+  const double bytes =
+      slots * (kv_bytes_token_layer_ - static_cast<double>(indexer_kv_bytes_per_token(m_)));
   return std::max(flops / (bf16_peak_ * kSparseMlaShare), bytes / mem_bw_) +
          (published_kernels() ? kAttentionLatencyS : 0.0);
 }
