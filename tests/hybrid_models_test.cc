@@ -416,20 +416,33 @@ std::pair<std::int64_t, std::int64_t> run_to_end(sim::SchedulerConfig c,
   return {computed, s.preemptions()};
 }
 
+// run_to_end without the prefix cache, then with it.
+std::pair<std::pair<std::int64_t, std::int64_t>, std::pair<std::int64_t, std::int64_t>>
+without_and_with_cache(sim::SchedulerConfig c, const std::vector<sim::Request>& requests) {
+  c.prefix_caching = false;
+  const auto without = run_to_end(c, requests);
+  c.prefix_caching = true;
+  return {without, run_to_end(c, requests)};
+}
+
+// gpt-oss-20b's groups over a pool of 300 blocks of 16, 512 tokens a step: about one and a half
+// 3000-token prompts.
+sim::SchedulerConfig gpt_oss_small_pool() {
+  sim::SchedulerConfig c{8, 512, 16, 300, 0};
+  c.kv_groups = sim::kv_groups(load_or_die(hf("openai--gpt-oss-20b.json")), 16);
+  return c;
+}
+
 // vLLM's prefix cache serves sliding-window groups too: a preempted gpt-oss request whose blocks
 // nobody has taken yet comes back without recomputing its prompt. Here three 3000-token prompts
 // share a pool that holds about one and a half of them, prefilled 512 tokens a step: they
 // preempt each other, and with the cache only the prompts and outputs (9150 tokens) and the odd
 // evicted run are computed.
 TEST(HybridScheduler, PreemptedRequestsReuseTheirCachedPrefix) {
-  auto groups = sim::kv_groups(load_or_die(hf("openai--gpt-oss-20b.json")), 16);
-  sim::SchedulerConfig c{8, 512, 16, 300, 0};
-  c.kv_groups = groups;
   const std::vector<sim::Request> rs{{0, 0, 3000, 50}, {1, 0, 3000, 50}, {2, 0, 3000, 50}};
-  c.prefix_caching = false;
-  const auto [without, preempted_without] = run_to_end(c, rs);
-  c.prefix_caching = true;
-  const auto [with, preempted_with] = run_to_end(c, rs);
+  const auto [off, on] = without_and_with_cache(gpt_oss_small_pool(), rs);
+  const auto [without, preempted_without] = off;
+  const auto [with, preempted_with] = on;
   EXPECT_GT(preempted_without, 0);
   EXPECT_GT(preempted_with, 0);
   const std::int64_t minimum = 3 * (3000 + 50) - 3;  // each request's last output is not fed back
@@ -444,9 +457,7 @@ TEST(HybridScheduler, PreemptedRequestsReuseTheirCachedPrefix) {
 // computed tokens, rounded down to a block, as context (without the cache it starts again from
 // its first chunk: this fails with prefix_caching off).
 TEST(HybridScheduler, ReadmittedRequestStartsFromItsCachedBlocks) {
-  auto groups = sim::kv_groups(load_or_die(hf("openai--gpt-oss-20b.json")), 16);
-  sim::SchedulerConfig c{8, 512, 16, 300, 0};
-  c.kv_groups = groups;
+  sim::SchedulerConfig c = gpt_oss_small_pool();
   c.prefix_caching = true;
   sim::Scheduler s(c);
   s.add(sim::Request{0, 0, 3000, 50}, 0);
@@ -477,10 +488,7 @@ TEST(HybridScheduler, NoPrefixReuseWithLinearLayers) {
   sim::SchedulerConfig c{8, 512, 544, 40, 0};
   c.kv_groups = groups;
   const std::vector<sim::Request> rs{{0, 0, 6000, 50}, {1, 0, 6000, 50}, {2, 0, 6000, 50}};
-  c.prefix_caching = false;
-  const auto without = run_to_end(c, rs);
-  c.prefix_caching = true;
-  const auto with = run_to_end(c, rs);
+  const auto [without, with] = without_and_with_cache(c, rs);
   EXPECT_GT(without.second, 0);
   EXPECT_EQ(with, without);
 }
