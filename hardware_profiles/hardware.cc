@@ -116,8 +116,17 @@ const char* link_kind_name(LinkKind k) {
     case LinkKind::kNvlink: return "nvlink";
     case LinkKind::kNvswitch: return "nvswitch";
     case LinkKind::kPcie: return "pcie";
+    case LinkKind::kXgmi: return "xgmi";
   }
   return "?";
+}
+
+const char* vendor_name(Vendor v) { return v == Vendor::kAmd ? "amd" : "nvidia"; }
+
+double IntraNodeLink::group_GBps(std::int64_t ranks) const {
+  if (kind != LinkKind::kXgmi || mesh_links <= 0) return bandwidth_GBps.value;
+  const std::int64_t used = std::clamp<std::int64_t>(ranks - 1, 1, mesh_links);
+  return bandwidth_GBps.value * static_cast<double>(used) / static_cast<double>(mesh_links);
 }
 
 double Network::node_bandwidth_GBps() const {
@@ -130,6 +139,7 @@ Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_source
   Gpu g;
   g.file = doc.file;
   g.name = f.string("name");
+  g.vendor = f.choice_or("vendor", "nvidia", {"nvidia", "amd"}) == "amd" ? Vendor::kAmd : Vendor::kNvidia;
   g.memory_marketed_GB = need(f, "memory_marketed_GB", 1, 100000, rs);
   g.memory_driver_GiB = need(f, "memory_driver_GiB", 1, 100000, rs);
   g.hbm_bandwidth_GBps = need(f, "hbm_bandwidth_GBps", 1, kMaxFigure, rs);
@@ -141,7 +151,29 @@ Expected<Gpu> gpu_from_doc(const Doc& doc, const Node& node, bool require_source
   g.pcie_unidir_GBps = need(f, "pcie_unidir_GBps", 1, kMaxFigure, rs);
   g.tdp_W = need(f, "tdp_W", 1, kMaxFigure, rs);
   g.sm_count = need(f, "sm_count", 1, 100000, rs);
-  g.compute_capability = need(f, "compute_capability", 1, 100, rs);
+  // CUDA's compute capability for NVIDIA; AMD's GPUs have an ISA name instead, and 8 (or 7)
+  // Infinity Fabric links to their peers where NVIDIA's have NVLink.
+  if (g.vendor == Vendor::kNvidia) {
+    g.compute_capability = need(f, "compute_capability", 1, 100, rs);
+    for (const char* k : {"gfx_target", "xgmi_links", "xgmi_link_unidir_GBps"})
+      if (f.ok() && f.has(k))
+        f.fail(k, std::string("field '") + k + "' in gpu is AMD's: give vendor: amd, or drop it");
+  } else {
+    if (f.ok() && f.has("compute_capability"))
+      f.fail("compute_capability", "field 'compute_capability' in gpu is CUDA's; an AMD GPU "
+                                   "(vendor: amd) gives gfx_target instead");
+    g.gfx_target = f.string("gfx_target");
+    if (f.ok() && g.gfx_target.rfind("gfx", 0) != 0)
+      f.fail("gfx_target", "field 'gfx_target' in gpu must be an AMD ISA name such as gfx942, "
+                           "got '" + g.gfx_target + "'");
+    g.xgmi_links = f.integer_or("xgmi_links", 0, 0, 64);
+    if (g.xgmi_links > 0) g.xgmi_link_unidir_GBps = need(f, "xgmi_link_unidir_GBps", 0.001, kMaxFigure, rs);
+    if (f.ok() && g.xgmi_links == 0 && f.has("xgmi_link_unidir_GBps"))
+      f.fail("xgmi_link_unidir_GBps", "field 'xgmi_link_unidir_GBps' in gpu needs xgmi_links");
+    if (f.ok() && g.nvlink_unidir_GBps.value > 0)
+      f.fail("nvlink_unidir_GBps", "field 'nvlink_unidir_GBps' in gpu must be 0 for an AMD GPU: "
+                                   "its links are xgmi_links");
+  }
   read_has_fp8(f, rs, g);
   if (f.has("fp32_tflops")) g.fp32_tflops = need(f, "fp32_tflops", 1, kMaxFigure, rs);
   if (f.has("bf16_mamf_tflops")) g.bf16_mamf_tflops = need(f, "bf16_mamf_tflops", 1, kMaxFigure, rs);
@@ -183,17 +215,38 @@ namespace {
 
 std::optional<Error> read_intra(const Doc& doc, const Node& node, Cluster& c) {
   Fields f(doc, node, "intra_node");
-  std::string kind = f.choice("kind", {"nvswitch", "nvlink", "pcie"});
-  c.intra_node.kind = kind == "pcie" ? LinkKind::kPcie
-                      : kind == "nvlink" ? LinkKind::kNvlink : LinkKind::kNvswitch;
+  std::string kind = f.choice("kind", {"nvswitch", "nvlink", "pcie", "xgmi"});
+  c.intra_node.kind = kind == "pcie"     ? LinkKind::kPcie
+                      : kind == "nvlink" ? LinkKind::kNvlink
+                      : kind == "xgmi"   ? LinkKind::kXgmi
+                                         : LinkKind::kNvswitch;
+  const bool amd = c.gpu.vendor == Vendor::kAmd;
+  if (f.ok() && amd && (c.intra_node.kind == LinkKind::kNvswitch || c.intra_node.kind == LinkKind::kNvlink))
+    f.fail("kind", "intra_node kind '" + kind + "' but GPU " + c.gpu.name +
+                       " is AMD's: use xgmi (Infinity Fabric) or pcie");
+  if (f.ok() && !amd && c.intra_node.kind == LinkKind::kXgmi)
+    f.fail("kind", "intra_node kind 'xgmi' is AMD's Infinity Fabric but GPU " + c.gpu.name +
+                       " is NVIDIA's");
   // Bandwidth defaults to the GPU's own link figure, with that figure's source.
-  const Figure& gpu_link = c.intra_node.kind == LinkKind::kPcie ? c.gpu.pcie_unidir_GBps
-                                                                : c.gpu.nvlink_unidir_GBps;
+  Figure gpu_link = c.intra_node.kind == LinkKind::kPcie ? c.gpu.pcie_unidir_GBps
+                                                         : c.gpu.nvlink_unidir_GBps;
+  if (c.intra_node.kind == LinkKind::kXgmi) {
+    c.intra_node.mesh_links = c.gpu.xgmi_links;
+    gpu_link = {static_cast<double>(c.gpu.xgmi_links) * c.gpu.xgmi_link_unidir_GBps.value,
+                std::to_string(c.gpu.xgmi_links) + " links x xgmi_link_unidir_GBps (" +
+                    c.gpu.xgmi_link_unidir_GBps.source + ")"};
+    if (f.ok() && c.gpus_per_node > c.gpu.xgmi_links + 1)
+      f.fail("kind", "intra_node kind 'xgmi' joins each GPU to its peers with one link each, but "
+                     "GPU " + c.gpu.name + " has " + std::to_string(c.gpu.xgmi_links) +
+                         " links and the node " + std::to_string(c.gpus_per_node) + " GPUs");
+  }
   auto bw = read_figure(f, "bandwidth_GBps", 0.001, kMaxFigure, false, false);
   c.intra_node.bandwidth_GBps = bw ? *bw : gpu_link;
   if (f.ok() && !bw && gpu_link.value <= 0)
     f.fail("kind", "intra_node kind '" + kind + "' but GPU " + c.gpu.name +
-                       " has no NVLink: use pcie or give bandwidth_GBps");
+                       (c.intra_node.kind == LinkKind::kXgmi ? " has no xgmi_links"
+                                                             : " has no NVLink") +
+                       ": use pcie or give bandwidth_GBps");
   c.intra_node.latency_us = need(f, "latency_us", 0, 1e6, false);
   if (auto e = f.finish()) return e;
   return std::nullopt;
@@ -203,7 +256,7 @@ std::optional<Error> read_inter(const Doc& doc, const Node& node, Cluster& c) {
   Fields f(doc, node, "inter_node");
   Network n;
   n.kind = f.choice("kind", {"infiniband", "roce", "efa", "tcpxo", "tcp", "ethernet"});
-  n.nics_per_node = f.integer("nics_per_node", 1, 64);
+  n.nics_per_node = f.integer("nics_per_node", 1, 576);
   n.nic_bandwidth_Gbps = need(f, "nic_bandwidth_Gbps", 0.001, 1e6, false);
   n.latency_us = need(f, "latency_us", 0, 1e6, false);
   n.nccl_proto = f.string_list_or("nccl_proto");
@@ -224,7 +277,7 @@ std::optional<Error> read_collective(const Doc& doc, const Node& node, Cluster& 
   t.scope = f.choice("scope", {"intra_node", "inter_node"});
   t.ranks = f.integer("ranks", 2, std::max<std::int64_t>(2, max_ranks));
   t.source = f.string("source");
-  t.library = f.choice_or("library", "nccl", {"nccl", "vllm"});
+  t.library = f.choice_or("library", c.transport == "rccl" ? "rccl" : "nccl", {"nccl", "rccl", "vllm"});
   for (auto [key, field] : {std::pair{"in_place", &t.in_place}, std::pair{"cuda_graph", &t.cuda_graph}})
     if (f.has(key)) *field = f.boolean_or(key, false) ? CollectiveTable::Known::kYes : CollectiveTable::Known::kNo;
   t.conditions = f.string_or("conditions", "");
@@ -325,7 +378,16 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
   Fields f(doc, doc.root, "cluster");
   c.name = f.string("name");
   c.nodes = f.integer("nodes", 1, 100000);
-  c.gpus_per_node = f.integer("gpus_per_node", 1, 64);
+  c.gpus_per_node = f.integer("gpus_per_node", 1, 576);
+  c.gpus_per_host = f.integer_or("gpus_per_host", c.gpus_per_node, 1, 64);
+  if (f.ok() && c.gpus_per_node % c.gpus_per_host != 0)
+    f.fail("gpus_per_host", "field 'gpus_per_host' in cluster (" + std::to_string(c.gpus_per_host) +
+                                ") must divide gpus_per_node (" + std::to_string(c.gpus_per_node) +
+                                "): a node is whole hosts joined by one NVLink domain");
+  if (f.ok() && c.gpus_per_node > 64 && !f.has("gpus_per_host"))
+    f.fail("gpus_per_node", "field 'gpus_per_node' in cluster is " + std::to_string(c.gpus_per_node) +
+                                ": a node of more than 64 GPUs spans hosts (an NVL72 rack); give "
+                                "gpus_per_host");
   const Node* gpu = f.raw("gpu");
   const Node* intra = f.map_or_null("intra_node");
   const Node* inter = f.map_or_null("inter_node");
@@ -334,7 +396,8 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
     f.fail("price_per_gpu_hour", "field 'price_per_gpu_hour' in cluster must be a positive "
                                  "number of dollars, got 0");
   c.storage_read_GBps = read_figure(f, "storage_read_GBps", 1e-6, kMaxFigure, false, false);
-  c.transport = f.choice_or("transport", "nccl", {"nccl", "mpi"});
+  const bool transport_given = f.has("transport");
+  c.transport = f.choice_or("transport", "nccl", {"nccl", "rccl", "mpi"});
   const Node* coll = f.raw("collectives");
   const Node* eff = f.map_or_null("efficiency");
   if (f.ok() && !gpu) f.missing("gpu");
@@ -362,6 +425,14 @@ Expected<Cluster> cluster_from_doc(const Doc& doc) {
                         "field 'gpu': GPU '" + gpu->text + "': " + g.error().message);
     c.gpu = *g;
   }
+  // AMD GPUs talk through RCCL, NVIDIA's through NCCL (tpp-profile's CPU ranks through MPI).
+  const bool amd = c.gpu.vendor == Vendor::kAmd;
+  if (!transport_given && amd) c.transport = "rccl";
+  if (const Node* t = doc.root.find("transport");
+      t && ((amd && c.transport == "nccl") || (!amd && c.transport == "rccl")))
+    return make_error(doc.file, t->line, t->col,
+                      "field 'transport' in cluster is '" + c.transport + "' but GPU " + c.gpu.name +
+                          " is " + (amd ? "AMD's (rccl)" : "NVIDIA's (nccl)"));
   if (auto e = read_intra(doc, *intra, c)) return *e;
   if (inter)
     if (auto e = read_inter(doc, *inter, c)) return *e;
@@ -402,7 +473,17 @@ nlohmann::json cluster_to_json(const Cluster& c) {
                         {"pcie_unidir_GBps", figure_json(g.pcie_unidir_GBps)},
                         {"tdp_W", figure_json(g.tdp_W)},
                         {"sm_count", figure_json(g.sm_count)},
-                        {"compute_capability", figure_json(g.compute_capability)}};
+                        };
+  if (g.vendor == Vendor::kAmd) {
+    gpu["vendor"] = vendor_name(g.vendor);
+    gpu["gfx_target"] = g.gfx_target;
+    if (g.xgmi_links > 0) {
+      gpu["xgmi_links"] = g.xgmi_links;
+      gpu["xgmi_link_unidir_GBps"] = figure_json(g.xgmi_link_unidir_GBps);
+    }
+  } else {
+    gpu["compute_capability"] = figure_json(g.compute_capability);
+  }
   if (g.fp32_tflops.value > 0) gpu["fp32_tflops"] = figure_json(g.fp32_tflops);
   if (g.bf16_mamf_tflops.value > 0) gpu["bf16_mamf_tflops"] = figure_json(g.bf16_mamf_tflops);
   if (g.fp8_mamf_tflops.value > 0) gpu["fp8_mamf_tflops"] = figure_json(g.fp8_mamf_tflops);
@@ -415,6 +496,7 @@ nlohmann::json cluster_to_json(const Cluster& c) {
   nlohmann::json j = {{"name", c.name},
                       {"nodes", c.nodes},
                       {"gpus_per_node", c.gpus_per_node},
+                      {"gpus_per_host", c.host_gpus()},
                       {"gpu", gpu},
                       {"intra_node",
                        {{"kind", link_kind_name(c.intra_node.kind)},

@@ -3,6 +3,7 @@
 // user's cluster file that set it). Loaders are strict, like the model loader.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,9 +22,16 @@ struct Figure {
   std::string source;  // never empty once loaded
 };
 
+// Who makes the GPU: what its collectives run on (NCCL or RCCL), what it has in place of CUDA's
+// compute capability, and what its links between GPUs are called.
+enum class Vendor { kNvidia, kAmd };
+const char* vendor_name(Vendor v);
+
 struct Gpu {
   std::string name;
   std::string file;                // where it was read from
+  Vendor vendor = Vendor::kNvidia;
+  std::string gfx_target;          // AMD's ISA (gfx942: MI300X, MI325X; gfx950: MI355X)
   Figure memory_marketed_GB;       // the size on the box
   Figure memory_driver_GiB;        // total as the driver reports it (what vLLM multiplies by
                                    // gpu_memory_utilization), a little below the marketed size
@@ -39,10 +47,15 @@ struct Gpu {
   // kernels that dequantise to bf16).
   Figure fp4_dense_tflops;
   Figure nvlink_unidir_GBps;       // per GPU, one direction; 0 without NVLink
+  // AMD Infinity Fabric (xGMI): the GPU's links to its peers in a fully connected mesh (MI300X:
+  // 7, one to each other GPU of 8), and one link's bandwidth, one direction. 0: none.
+  std::int64_t xgmi_links = 0;
+  Figure xgmi_link_unidir_GBps;
   Figure pcie_unidir_GBps;
   Figure tdp_W;
   Figure sm_count;                 // streaming multiprocessors
-  Figure compute_capability;       // 8.0 (A100), 8.6, 8.9 (Ada), 9.0 (Hopper)
+  Figure compute_capability;       // 8.0 (A100), 8.6, 8.9 (Ada), 9.0 (Hopper), 10.0 (B200),
+                                   // 12.0 (RTX PRO 6000); 0 on AMD (see gfx_target)
   bool has_fp8 = false;
   std::string has_fp8_source;
   // Maximum achievable matmul FLOPS (the best GEMM shape found by a sweep, as
@@ -66,13 +79,20 @@ struct Gpu {
   std::int64_t memory_driver_bytes() const;  // memory_driver_GiB x 2^30, rounded
 };
 
-enum class LinkKind { kNvlink, kNvswitch, kPcie };
+// nvswitch: every GPU reaches every other at its whole NVLink bandwidth (HGX, and NVL72 racks
+// whose NVLink switch trays join 72 GPUs); nvlink: bridges between pairs; pcie; xgmi: AMD's
+// Infinity Fabric mesh, one link to each peer, so a group of k GPUs uses k-1 of each GPU's links.
+enum class LinkKind { kNvlink, kNvswitch, kPcie, kXgmi };
 const char* link_kind_name(LinkKind k);
 
 struct IntraNodeLink {
   LinkKind kind = LinkKind::kNvswitch;
-  Figure bandwidth_GBps;  // per GPU, one direction
+  Figure bandwidth_GBps;  // per GPU, one direction (xgmi: all its links together)
   Figure latency_us;
+  std::int64_t mesh_links = 0;  // xgmi: the GPU's links, one a peer (0: switched or bridged)
+  // The bandwidth one GPU has to the others of a group of `ranks` GPUs inside the node, one
+  // direction: all of it through a switch; (ranks-1) of its mesh_links on a mesh.
+  double group_GBps(std::int64_t ranks) const;
 };
 
 struct Network {
@@ -144,8 +164,12 @@ struct MeasuredEfficiency {
 struct Cluster {
   std::string name;
   std::string file;
+  // A node is what the simulator treats as one: the GPUs its intra_node link joins. That is
+  // a server, except where NVLink spans servers: a GB200 NVL72 rack is one node of 72 GPUs on
+  // 18 hosts (compute trays) of 4. Launch commands and deployment files count hosts.
   std::int64_t nodes = 0;
   std::int64_t gpus_per_node = 0;
+  std::int64_t gpus_per_host = 0;  // what one server holds; 0: a node's (host_gpus())
   Gpu gpu;
   IntraNodeLink intra_node;
   std::optional<Network> inter_node;  // required when nodes > 1
@@ -155,11 +179,14 @@ struct Cluster {
   std::optional<Figure> storage_read_GBps;
   std::vector<CollectiveTable> collectives;
   std::optional<MeasuredEfficiency> efficiency;
-  // What the ranks' collectives run on: "nccl" (GPUs; modelled as NCCL where no table covers
-  // them) or "mpi" (tpp-profile's CPU ranks: alpha-beta on their measured link).
+  // What the ranks' collectives run on: "nccl" (NVIDIA GPUs; modelled as NCCL where no table
+  // covers them), "rccl" (AMD GPUs: alpha-beta on the link, simulator/collective.cc) or "mpi"
+  // (tpp-profile's CPU ranks: alpha-beta on their measured link).
   std::string transport = "nccl";
 
   std::int64_t total_gpus() const { return nodes * gpus_per_node; }
+  std::int64_t host_gpus() const { return gpus_per_host > 0 ? gpus_per_host : gpus_per_node; }
+  std::int64_t hosts() const { return total_gpus() / std::max<std::int64_t>(1, host_gpus()); }
 };
 
 // `name_or_path`: a file, or a catalog name (see common/data_path.h).

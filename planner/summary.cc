@@ -131,6 +131,8 @@ nlohmann::json cluster_json(const hw::Cluster& c) {
   j["source"] = c.file;
   j["nodes"] = c.nodes;
   j["gpus_per_node"] = c.gpus_per_node;
+  j["gpus_per_host"] = c.host_gpus();
+  if (c.gpu.vendor != hw::Vendor::kNvidia) j["vendor"] = hw::vendor_name(c.gpu.vendor);
   j["total_gpus"] = c.total_gpus();
   auto fig = [](const hw::Figure& f) {
     return nlohmann::json{{"value", f.value}, {"source", f.source}};
@@ -188,8 +190,11 @@ std::string model_text(const model::Model& m) {
 std::string cluster_text(const hw::Cluster& c) {
   const hw::Gpu& g = c.gpu;
   std::string s = fmt::format("cluster  {}  ({})\n", c.name, c.file);
-  s += fmt::format("         {} nodes x {} {} = {} GPUs\n", c.nodes, c.gpus_per_node, g.name,
-                   c.total_gpus());
+  s += fmt::format("         {} nodes x {} {} = {} GPUs{}\n", c.nodes, c.gpus_per_node, g.name,
+                   c.total_gpus(),
+                   c.host_gpus() != c.gpus_per_node
+                       ? fmt::format(" ({} hosts of {}, one NVLink domain a node)", c.hosts(), c.host_gpus())
+                       : std::string());
   s += fmt::format("  GPU memory   {:g} GB marketed, {:.2f} GiB as the driver reports it; {} in "
                    "all\n",
                    g.memory_marketed_GB.value, g.memory_driver_GiB.value,

@@ -60,12 +60,13 @@ double CollectiveModel::table_seconds(const hw::CollectiveTable& t, double bytes
 const hw::CollectiveTable* CollectiveModel::table(Collective c, std::int64_t ranks,
                                                   const CollectiveConditions& cond) const {
   const bool intra = ranks <= c_.gpus_per_node;
+  const char* library = c_.transport == "rccl" ? "rccl" : "nccl";
   const std::int64_t want = c == Collective::kSendRecv ? 2 : ranks;
   const hw::CollectiveTable* best = nullptr;
   int best_score = -1;
   using K = hw::CollectiveTable::Known;
   for (const auto& t : c_.collectives) {
-    if (t.op != collective_name(c) || t.ranks != want || (t.scope == "intra_node") != intra || t.library != "nccl")
+    if (t.op != collective_name(c) || t.ranks != want || (t.scope == "intra_node") != intra || t.library != library)
       continue;
     // A table measured as asked beats one measured otherwise; an unstated condition is between.
     auto score = [](K k, bool w) { return k == K::kUnknown ? 1 : ((k == K::kYes) == w ? 2 : 0); };
@@ -137,6 +138,7 @@ LinkFigures link_figures(const hw::Cluster& c) {
       break;
     case hw::LinkKind::kNvlink:  // assumption: NVLink bridges at 80% (no measurement)
     case hw::LinkKind::kPcie:    // assumption: PCIe at 80% of its unidirectional rate (none)
+    case hw::LinkKind::kXgmi:    // (RCCL: CollectiveModel::rccl has its own)
       f.intra_eff = 0.80;
       break;
   }
@@ -192,6 +194,7 @@ double CollectiveModel::evaluate(Collective c, double bytes, std::int64_t ranks,
     if (how) *how = "model: one rank";
     return 0;
   }
+  if (c_.transport == "rccl") return rccl(c, bytes, ranks, cond, how, tuning_seconds);
   const std::int64_t g = std::max<std::int64_t>(1, c_.gpus_per_node);
   const std::int64_t nodes = c == Collective::kSendRecv ? (ranks > g ? 2 : 1) : (ranks + g - 1) / g;
   const std::int64_t ppn = nodes > 1 ? g : std::min(ranks, g);
@@ -345,10 +348,48 @@ double CollectiveModel::evaluate(Collective c, double bytes, std::int64_t ranks,
   return best * 1e-6;
 }
 
+// RCCL on AMD GPUs. RCCL's own tuning model (a port of NCCL's with its own tables) is not
+// transcribed here: this is alpha-beta on the link, with the mesh's one figure measured.
+// - Bandwidth: inside a node each GPU of a group of k reaches the others over k-1 of its
+//   Infinity Fabric links (IntraNodeLink::group_GBps), at kXgmiEff of their datasheet rate: 8 x
+//   MI300X all-reduce busbw 312.9 GB/s of 7 x 64 = 448 at 4 GiB (stas00/ml-engineering
+//   network/README.md @ 744d01e1, all_reduce_bench.py). The same run's 2 GPUs, 47.7 of one
+//   64 GB/s link (0.745), check the k-1 links rule. Across nodes the ring also runs through the
+//   GPU's share of the node's NICs, at NCCL's 0.96.
+// - Latency: NCCL's ring LL figures (6.6 us + 0.6 us a step inside a node, 2.7 us a network
+//   step plus what the fabric adds), assumed: no RCCL small-message figure was found.
+constexpr double kXgmiEff = 312.9 / 448;
+
+double CollectiveModel::rccl(Collective c, double bytes, std::int64_t ranks, const CollectiveConditions& cond,
+                             std::string* how, double* tuning_seconds) const {
+  const std::int64_t g = std::max<std::int64_t>(1, c_.gpus_per_node);
+  const std::int64_t nodes = c == Collective::kSendRecv ? (ranks > g ? 2 : 1) : (ranks + g - 1) / g;
+  const std::int64_t in_node = c == Collective::kSendRecv ? 2 : std::min(ranks, g);
+  const double n = static_cast<double>(c == Collective::kSendRecv ? 2 : ranks);
+  // Send/recv: one link to the peer; the collectives: the group's links.
+  double bw = c_.intra_node.group_GBps(in_node) * kXgmiEff;
+  if (c_.intra_node.kind != hw::LinkKind::kXgmi) bw = c_.intra_node.bandwidth_GBps.value * 0.80;
+  if (nodes > 1 && c_.inter_node)
+    bw = std::min(bw, c_.inter_node->node_bandwidth_GBps() * 0.96 / static_cast<double>(g));
+  const double steps = c == Collective::kSendRecv  ? 1
+                       : c == Collective::kAllReduce ? 2 * (n - 1)
+                       : c == Collective::kAllToAll  ? std::ceil((n - 1) / 8)
+                                                     : n - 1;
+  const double step_us = nodes > 1 ? 2.7 + fabric_latency_us() : 0.6;
+  const double us = 6.6 + steps * step_us + bytes * bus_factor(c, ranks) / (1000 * bw);
+  if (how) *how = nodes > 1 ? fmt::format("model: rccl alpha-beta ({} nodes)", nodes) : "model: rccl alpha-beta";
+  if (tuning_seconds) *tuning_seconds = us * 1e-6;
+  (void)cond;
+  return us * 1e-6;
+}
+
 std::optional<CollectiveTime> CollectiveModel::engine_all_reduce(double bytes, std::int64_t n,
                                                                  bool graph) const {
   // Where vLLM's CustomAllreduce runs (custom_all_reduce.py: _SUPPORTED_WORLD_SIZES 2, 4, 6, 8;
   // off for more than two GPUs that are not fully connected; max_size 8 MiB).
+  // On AMD GPUs vLLM runs ROCm's custom and quick all-reduce, not modelled: RCCL's time stands
+  // for it (an upper bound).
+  if (c_.transport == "rccl") return std::nullopt;
   const bool full = c_.intra_node.kind == hw::LinkKind::kNvswitch;
   if (!(n == 2 || n == 4 || n == 6 || n == 8) || n > c_.gpus_per_node || (!full && n > 2) ||
       bytes > 8.0 * 1024 * 1024)

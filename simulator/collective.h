@@ -90,6 +90,9 @@ class CollectiveModel {
 
  private:
   double fabric_latency_us() const;
+  // transport rccl (AMD): alpha-beta on the Infinity Fabric mesh (collective.cc).
+  double rccl(Collective c, double bytes, std::int64_t ranks, const CollectiveConditions& cond,
+              std::string* how, double* tuning_seconds) const;
   double evaluate(Collective c, double bytes, std::int64_t ranks, const CollectiveConditions& cond,
                   std::string* how, double* tuning_seconds) const;
 

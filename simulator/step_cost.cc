@@ -243,7 +243,7 @@ BatchShape BatchShape::windowed() const {
 
 StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& cluster,
                              const ParallelConfig& p, const ResolvedOptions& o, Efficiency e)
-    : m_(loaded), c_(cluster), coll_(cluster), nccl_(cluster.transport == "nccl"), p_(p), o_(o), e_(e) {
+    : m_(loaded), c_(cluster), coll_(cluster), nccl_(cluster.transport == "nccl" || cluster.transport == "rccl"), p_(p), o_(o), e_(e) {
   const hw::Gpu& g = c_.gpu;
   act_bytes_ = model::dtype_bytes(m_.dtype);
   // The GPU file's measured MAMF replaces the default share of the bf16 peak a GEMM reaches
@@ -720,7 +720,9 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   }
   // The fused MoE kernels' fixed time a layer, where the figures are the published GPU kernels'.
   if (ml > 0 && published_kernels() && !table_moe_)
-    c.gemm += ml * (c_.gpu.compute_capability.value >= 9.0 ? kMoeLatencyHopperS : kMoeLatencyAmpereS);
+    c.gemm += ml * (c_.gpu.compute_capability.value >= 9.0 || c_.gpu.vendor == hw::Vendor::kAmd
+                        ? kMoeLatencyHopperS  // AMD: Hopper's, assumed (no AMD figure)
+                        : kMoeLatencyAmpereS);
   const bool graph = !o_.enforce_eager && b.tokens <= kMaxCaptureTokens;
   c.launch = (dl * kKernelsDense + ml * kKernelsMoe) * (graph ? launch_graph_s_ : launch_eager_s_);
 

@@ -258,7 +258,8 @@ TEST(BadCluster, Errors) {
             "name in the gpus catalog (available: A10, A100-PCIe-80GB, A100-SXM4-40GB, "
             "A100-SXM4-80GB, B200-SXM-180GB, B300-SXM-288GB, GB200-186GB, GB300-288GB, "
             "H100-PCIe-80GB, H100-SXM5-80GB, H20-96GB, H200-NVL-141GB, H200-SXM-141GB, "
-            "H800-SXM5-80GB, L4, L40S, RTX-4090)");
+            "H800-SXM5-80GB, L4, L40S, MI300X-192GB, MI325X-256GB, MI355X-288GB, RTX-4090, "
+            "RTX-PRO-6000-96GB)");
   EXPECT_EQ(cluster_error(test::replace(kCluster, "inter_node: {kind: infiniband, nics_per_node: 8, "
                                             "nic_bandwidth_Gbps: 400, latency_us: 5}\n", "")),
             "c.yaml:1:1: error: missing field 'inter_node' in cluster: a cluster of 2 nodes "
@@ -267,7 +268,29 @@ TEST(BadCluster, Errors) {
             "c.yaml:2:1: error: field 'nodes' in cluster must be at least 1, got 0");
   EXPECT_EQ(cluster_error(test::replace(kCluster, "kind: nvswitch", "kind: nvlnk")),
             "c.yaml:5:14: error: field 'kind' in intra_node is 'nvlnk', expected one of: "
-            "nvswitch, nvlink, pcie (did you mean 'nvlink'?)");
+            "nvswitch, nvlink, pcie, xgmi (did you mean 'nvlink'?)");
+  // AMD: Infinity Fabric only with an AMD GPU, and RCCL; hosts make whole nodes.
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "kind: nvswitch", "kind: xgmi")),
+            "c.yaml:5:14: error: intra_node kind 'xgmi' is AMD's Infinity Fabric but GPU "
+            "H100-SXM5-80GB is NVIDIA's");
+  const std::string mi = test::replace(test::replace(kCluster, "H100-SXM5-80GB", "MI300X-192GB"),
+                                       "kind: nvswitch", "kind: xgmi");
+  EXPECT_EQ(cluster_error(mi), "(loaded)");
+  EXPECT_EQ(cluster_error(test::replace(mi, "kind: xgmi", "kind: nvswitch")),
+            "c.yaml:5:14: error: intra_node kind 'nvswitch' but GPU MI300X-192GB is AMD's: use "
+            "xgmi (Infinity Fabric) or pcie");
+  EXPECT_EQ(cluster_error(test::replace(mi, "gpus_per_node: 8", "gpus_per_node: 16")),
+            "c.yaml:5:14: error: intra_node kind 'xgmi' joins each GPU to its peers with one link "
+            "each, but GPU MI300X-192GB has 7 links and the node 16 GPUs");
+  EXPECT_EQ(cluster_error(mi + "transport: nccl\n"),
+            "c.yaml:7:12: error: field 'transport' in cluster is 'nccl' but GPU MI300X-192GB is "
+            "AMD's (rccl)");
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "gpus_per_node: 8", "gpus_per_node: 8\ngpus_per_host: 3")),
+            "c.yaml:4:1: error: field 'gpus_per_host' in cluster (3) must divide gpus_per_node "
+            "(8): a node is whole hosts joined by one NVLink domain");
+  EXPECT_EQ(cluster_error(test::replace(kCluster, "gpus_per_node: 8", "gpus_per_node: 72")),
+            "c.yaml:3:1: error: field 'gpus_per_node' in cluster is 72: a node of more than 64 "
+            "GPUs spans hosts (an NVL72 rack); give gpus_per_host");
   const std::string coll = std::string(kCluster) +
                            "collectives:\n"
                            "  - {op: all_reduce, scope: intra_node, ranks: 8, library: vllm,\n"
@@ -275,7 +298,7 @@ TEST(BadCluster, Errors) {
   EXPECT_EQ(cluster_error(coll), "(loaded)");
   EXPECT_EQ(cluster_error(test::replace(coll, "library: vllm", "library: vlm")),
             "c.yaml:8:51: error: field 'library' in collective is 'vlm', expected one of: nccl, "
-            "vllm (did you mean 'vllm'?)");
+            "rccl, vllm (did you mean 'vllm'?)");
   EXPECT_EQ(cluster_error(test::replace(coll, "scope: intra_node", "scope: inter_node")),
             "c.yaml:8:51: error: library 'vllm' in collective is vLLM's TP all-reduce: it needs "
             "op all_reduce and scope intra_node");

@@ -126,6 +126,29 @@ TEST(CollectiveModel, AgreesWithNcclsOwnFiguresOnEightH100s) {
   EXPECT_NE(m.model(sim::Collective::kAllReduce, 1 << 30, 16, graph).how.find("nvls_tree/Simple"), std::string::npos);
 }
 
+// RCCL on 8 x MI300X: its bandwidth share is the one measured figure (all-reduce busbw 312.9
+// GB/s at 4 GiB over 8 GPUs); the same run's 2 GPUs (47.7 GB/s over the one link between them)
+// check the mesh rule that a group of k GPUs uses k-1 links (stas00/ml-engineering
+// network/README.md). A switch would give the pair all 448 GB/s.
+TEST(CollectiveModel, RcclOnTheInfinityFabricMesh) {
+  const hw::Cluster c = cluster("mi300x1");
+  const sim::CollectiveModel m(c);
+  const sim::CollectiveConditions graph{true, false, "", 1};
+  const double bytes = 4.0 * (1 << 30);
+  auto busbw = [&](std::int64_t n) {
+    const auto t = m.model(sim::Collective::kAllReduce, bytes, n, graph);
+    EXPECT_NE(t.how.find("rccl"), std::string::npos) << t.how;
+    return bytes * sim::bus_factor(sim::Collective::kAllReduce, n) / t.seconds / 1e9;
+  };
+  EXPECT_NEAR(busbw(8), 312.9, 0.01 * 312.9);
+  EXPECT_NEAR(busbw(2), 47.7, 0.10 * 47.7);
+  EXPECT_NEAR(busbw(4) / busbw(2), 3.0, 0.01);  // 3 links against 1
+  // Small messages pay the latency: 2 x 7 ring steps at 0.6 us on top of 6.6 us.
+  EXPECT_NEAR(m.model(sim::Collective::kAllReduce, 1024, 8, graph).seconds * 1e6, 6.6 + 14 * 0.6, 0.1);
+  // vLLM's CUDA custom all-reduce is not what runs on ROCm.
+  EXPECT_FALSE(m.engine_all_reduce(1 << 20, 8, true));
+}
+
 // NVLS's pipeline fill (enqueue.cc calcCollChunking): two chunk-steps of every one of the
 // 16 channels x 8 heads, at the algorithm's own speed, with the chunk NCCL shrinks for smaller
 // buffers: 16 KiB below 8 MiB, 32 KiB below 64 MiB, 64 KiB below 1 GiB, else 128 KiB. NCCL's pick

@@ -17,7 +17,8 @@ TEST(GpuCatalog, EveryShippedGpuLoadsWithSources) {
   const char* names[] = {"A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-80GB", "B200-SXM-180GB",
                          "B300-SXM-288GB", "GB200-186GB", "GB300-288GB", "H200-NVL-141GB", "H100-SXM5-80GB",
                          "H100-PCIe-80GB", "H200-SXM-141GB", "H20-96GB",       "H800-SXM5-80GB",
-                         "L40S",           "A10",            "L4",             "RTX-4090"};
+                         "L40S",           "A10",            "L4",             "RTX-4090",
+                         "RTX-PRO-6000-96GB", "MI300X-192GB", "MI325X-256GB", "MI355X-288GB"};
   for (const char* n : names) {
     auto g = hw::load_gpu(n);
     ASSERT_TRUE(g) << g.error().str();
@@ -142,6 +143,70 @@ TEST(Clusters, ShippedExamples) {
     EXPECT_TRUE(k) << (k ? "" : k.error().str());
   }
   EXPECT_FALSE(hw::load_cluster("a100x1")->inter_node);
+}
+
+// AMD GPUs: no CUDA compute capability but an ISA name, Infinity Fabric links in place of NVLink,
+// and RCCL for their collectives (ROCm mi300.md: seven links, a fully connected 8-GPU system).
+TEST(GpuCatalog, AmdGpusHaveGfxTargetsAndInfinityFabric) {
+  auto g = hw::load_gpu("MI300X-192GB");
+  ASSERT_TRUE(g) << g.error().str();
+  EXPECT_EQ(g->vendor, hw::Vendor::kAmd);
+  EXPECT_EQ(g->gfx_target, "gfx942");
+  EXPECT_EQ(g->compute_capability.value, 0);
+  EXPECT_EQ(g->xgmi_links, 7);
+  EXPECT_EQ(g->bf16_dense_tflops.value, 1307.4);
+  EXPECT_EQ(hw::load_gpu("MI355X-288GB")->gfx_target, "gfx950");
+  EXPECT_TRUE(hw::load_gpu("MI355X-288GB")->has_fp4());
+  EXPECT_FALSE(hw::load_gpu("MI325X-256GB")->has_fp4());
+  EXPECT_EQ(hw::load_gpu("RTX-PRO-6000-96GB")->compute_capability.value, 12.0);
+  EXPECT_EQ(hw::load_gpu("RTX-PRO-6000-96GB")->vendor, hw::Vendor::kNvidia);
+  // A CUDA compute capability on an AMD GPU, an AMD field on an NVIDIA one: one line each.
+  std::string e = edited_gpu_error("MI300X-192GB", "gfx_target: gfx942",
+                                   "compute_capability: {value: 9.4, source: x}", "MI-bad.yaml");
+  EXPECT_NE(e.find("MI-bad.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("field 'compute_capability' in gpu is CUDA's"), std::string::npos) << e;
+  e = edited_gpu_error("MI300X-192GB", "gfx_target: gfx942", "gfx_target: mi300", "MI-bad2.yaml");
+  EXPECT_NE(e.find("must be an AMD ISA name such as gfx942, got 'mi300'"), std::string::npos) << e;
+  e = edited_gpu_error("H100-SXM5-80GB", "name: H100-SXM5-80GB", "name: H100-SXM5-80GB\nxgmi_links: 7",
+                       "H100-SXM5-80GB.yaml");
+  EXPECT_NE(e.find("field 'xgmi_links' in gpu is AMD's"), std::string::npos) << e;
+  e = edited_gpu_error("MI300X-192GB", "nvlink_unidir_GBps:   {value: 0,", "nvlink_unidir_GBps:   {value: 450,",
+                       "MI-bad3.yaml");
+  EXPECT_NE(e.find("must be 0 for an AMD GPU"), std::string::npos) << e;
+}
+
+TEST(Clusters, Mi300xNodeIsAnInfinityFabricMeshOnRccl) {
+  auto c = hw::load_cluster("mi300x1");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->transport, "rccl");
+  EXPECT_EQ(c->intra_node.kind, hw::LinkKind::kXgmi);
+  EXPECT_DOUBLE_EQ(c->intra_node.bandwidth_GBps.value, 7 * 64);
+  // A group of k GPUs uses k-1 links of each: 64 GB/s between two, all 448 among eight.
+  EXPECT_DOUBLE_EQ(c->intra_node.group_GBps(2), 64);
+  EXPECT_DOUBLE_EQ(c->intra_node.group_GBps(4), 192);
+  EXPECT_DOUBLE_EQ(c->intra_node.group_GBps(8), 448);
+  auto back = hw::load_cluster(test::write_temp("mi300x-plan.json", hw::cluster_to_json(*c).dump()));
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(back->gpu.vendor, hw::Vendor::kAmd);
+  EXPECT_EQ(back->gpu.gfx_target, "gfx942");
+  EXPECT_EQ(back->gpu.xgmi_links, 7);
+  EXPECT_EQ(back->transport, "rccl");
+  EXPECT_DOUBLE_EQ(back->intra_node.group_GBps(2), 64);
+}
+
+// GB200 NVL72: one NVLink domain (the simulator's node) of 72 GPUs on 18 hosts of 4.
+TEST(Clusters, Nvl72RackIsOneNodeOfEighteenHosts) {
+  auto c = hw::load_cluster("gb200-nvl72");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->nodes, 1);
+  EXPECT_EQ(c->gpus_per_node, 72);
+  EXPECT_EQ(c->gpus_per_host, 4);
+  EXPECT_EQ(c->hosts(), 18);
+  EXPECT_EQ(c->transport, "nccl");
+  auto back = hw::load_cluster(test::write_temp("nvl72-plan.json", hw::cluster_to_json(*c).dump()));
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(back->gpus_per_host, 4);
+  EXPECT_EQ(hw::load_cluster("b200x1")->host_gpus(), 8);  // default: a node is a host
 }
 
 TEST(Clusters, InlineGpuPlainNumbersAndCollectives) {
