@@ -308,8 +308,14 @@ std::optional<Error> Run::drive() {
     mine.push_back(w.requests[k]);
   const bool closed = w.arrival == sim::ArrivalProcess::kClosedLoop;
   std::int64_t releasable = closed ? (w.concurrency + dp - 1) / dp : 0;
-  sim::Scheduler sched(sim::SchedulerConfig{opts_.max_num_seqs, opts_.max_num_batched_tokens,
-                                            opts_.block_size, gpu_blocks_, opts_.max_model_len});
+  sim::SchedulerConfig sc{opts_.max_num_seqs, opts_.max_num_batched_tokens, opts_.block_size,
+                          gpu_blocks_, opts_.max_model_len};
+  // The plan's engine's admission (vLLM's, TensorRT-LLM's guaranteed-no-evict, SGLang's).
+  sc.reserve_whole_request = opts_.reserve_whole_request;
+  sc.chunked_prefill = opts_.chunked_prefill;
+  sc.sglang = opts_.framework == sim::Framework::kSglang;
+  sc.max_prefill_tokens = opts_.max_prefill_tokens;
+  sim::Scheduler sched(sc);
   // Block ids for the scheduler's block counts: a free list, and each sequence's table.
   std::vector<std::int32_t> free_ids;
   for (std::int64_t k = gpu_blocks_ - 1; k >= 0; --k) free_ids.push_back(static_cast<std::int32_t>(k));

@@ -12,6 +12,13 @@ Doc section(const Doc& plan, const Node& node) { return Doc{plan.file, node}; }
 
 std::optional<Error> read_serving(const Doc& doc, const Node& node, sim::ServingOptions& o) {
   Fields f(doc, node, "serving");
+  if (f.has("engine"))
+    o.framework = sim::parse_framework(f.choice("engine", sim::framework_names())).value_or(sim::Framework::kVllm);
+  if (f.has("mem_fraction_static")) o.memory_fraction = f.number("mem_fraction_static", 1e-6, 1);
+  if (f.has("kv_cache_free_gpu_memory_fraction"))
+    o.memory_fraction = f.number("kv_cache_free_gpu_memory_fraction", 1e-6, 1);
+  f.boolean_or("chunked_prefill", true);           // the engine's (resolve_options)
+  f.integer_or("max_prefill_tokens", 0, 0, sim::kMaxBatchedTokens);  // likewise
   const std::string engine = f.choice("vllm_engine", {"v1", "v0"});
   o.engine = engine == "v0" ? sim::Engine::kV0 : sim::Engine::kV1;
   o.dtype = model::parse_dtype(f.choice("dtype", {"f32", "bf16", "fp16"}));

@@ -27,13 +27,13 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   const sim::ParallelConfig& p = plan.parallel;
   const sim::ResolvedOptions& o = plan.options;
   const std::int64_t per_replica = p.tp * p.pp;
-  const bool multi_node = per_replica > c.gpus_per_node;
-  const std::int64_t nodes = (per_replica + c.gpus_per_node - 1) / c.gpus_per_node;
+  const bool multi_node = per_replica > c.host_gpus();
+  const std::int64_t nodes = (per_replica + c.host_gpus() - 1) / c.host_gpus();
   // One server holds every replica when they all fit in one node (vLLM's and SGLang's own
   // data parallelism, with their internal load balancer), and always with expert parallelism,
   // whose experts span the replicas. Otherwise each replica is a server of its own, behind a
   // load balancer.
-  const bool one_server = p.dp == 1 || p.expert_parallel || p.gpus() <= c.gpus_per_node;
+  const bool one_server = p.dp == 1 || p.expert_parallel || p.gpus() <= c.host_gpus();
   const std::int64_t dp = one_server ? p.dp : 1;
   Launch l;
   std::string serve = fmt::format(
@@ -74,7 +74,7 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
         "ray start --head --port=6379                      # on the head node\n"
         "ray start --address=<head-node-ip>:6379           # on {}\n"
         "{} --distributed-executor-backend ray        # on the head node",
-        nodes, c.gpus_per_node,
+        nodes, c.host_gpus(),
         nodes == 2 ? std::string("the other node") : fmt::format("each of the other {} nodes", nodes - 1),
         serve);
     if (one_server && p.dp > 1)
@@ -88,17 +88,44 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
       p.tp, p.pp);
   if (dp > 1) sg += fmt::format(" --dp-size {}", dp);
   if (p.expert_parallel) sg += fmt::format(" --ep-size {}", p.ep());
-  sg += fmt::format(" --mem-fraction-static {:.2f} --context-length {} --max-running-requests {} "
-                    "--chunked-prefill-size {}",
-                    o.gpu_memory_utilization, o.max_model_len, o.max_num_seqs,
-                    o.max_num_batched_tokens);
+  // For a vLLM plan, SGLang's flags with vLLM's figures (the same share of memory, batch and
+  // chunk); for an SGLang plan, the values it was simulated with.
+  const bool sglang = o.framework == sim::Framework::kSglang;
+  sg += sglang ? fmt::format(" --mem-fraction-static {:.3f}", o.memory_fraction)
+                : fmt::format(" --mem-fraction-static {:.2f}", o.gpu_memory_utilization);
+  sg += fmt::format(" --context-length {} --max-running-requests {} --chunked-prefill-size {}",
+                    o.max_model_len, o.max_num_seqs, o.max_num_batched_tokens);
+  if (sglang && o.block_size != 1) sg += fmt::format(" --page-size {}", o.block_size);
   if (model::kv_cache_dtype_name(o.kv_cache_dtype) != std::string("auto"))
     sg += " --kv-cache-dtype fp8_e4m3";
   if (multi_node)
     sg += fmt::format(" --nnodes {} --node-rank <0..{}> --dist-init-addr <head-node-ip>:5000",
                       nodes, nodes - 1);
   l.sglang = replicas + sg;
+  // trtllm-serve (tensorrt_llm/commands/serve.py flags); the KV dtype goes in an extra options
+  // file (kv_cache_config.dtype). Across hosts it runs one MPI rank a GPU under
+  // trtllm-llmapi-launch (TensorRT-LLM's trtllm-serve docs, multi-node).
+  const bool trtllm = o.framework == sim::Framework::kTrtllm;
+  std::string tr = fmt::format("trtllm-serve {} --tp_size {} --pp_size {}", model_ref(m), p.tp, p.pp);
+  if (p.expert_parallel) tr += fmt::format(" --ep_size {}", p.ep());
+  tr += fmt::format(" --max_batch_size {} --max_num_tokens {} --max_seq_len {} "
+                    "--kv_cache_free_gpu_memory_fraction {:.2f}",
+                    o.max_num_seqs, o.max_num_batched_tokens, o.max_model_len,
+                    trtllm ? o.memory_fraction : 0.9);
+  std::string tr_pre;
+  if (o.kv_cache_dtype != model::KvCacheDType::kAuto) {
+    tr_pre = "printf 'kv_cache_config:\\n  dtype: fp8\\n' > extra-llm-api-config.yml\n";
+    tr += " --config extra-llm-api-config.yml";
+  }
+  if (multi_node)
+    tr = fmt::format("mpirun -np {} --hostfile <{} hosts, {} slots each> trtllm-llmapi-launch {}",
+                     per_replica, nodes, c.host_gpus(), tr);
+  l.trtllm = replicas + tr_pre + tr;
   return l;
+}
+
+const char* engine_title(sim::Framework f) {
+  return f == sim::Framework::kSglang ? "SGLang" : f == sim::Framework::kTrtllm ? "TensorRT-LLM" : "vLLM";
 }
 
 }  // namespace tpp::planner

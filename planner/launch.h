@@ -14,7 +14,13 @@ namespace tpp::planner {
 struct Launch {
   std::string vllm;    // one command, or the Ray steps then the command, one per line
   std::string sglang;
+  std::string trtllm;  // trtllm-serve (multi-node: under mpirun with trtllm-llmapi-launch)
+  // The plan's own engine's command, and that engine's name as people write it.
+  std::string primary(sim::Framework f) const {
+    return f == sim::Framework::kSglang ? sglang : f == sim::Framework::kTrtllm ? trtllm : vllm;
+  }
 };
+const char* engine_title(sim::Framework f);  // "vLLM", "SGLang", "TensorRT-LLM"
 
 // `s` as one word of a POSIX shell: unchanged when it holds only [A-Za-z0-9_-./:@+=,%], else in
 // single quotes with each ' written '\''.

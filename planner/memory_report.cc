@@ -44,13 +44,18 @@ std::string rejection_text(const sim::ServingResult& r, const sim::ResolvedOptio
   if (r.rejected_over_kv_cache > 0)
     s += fmt::format("{}{} needing more KV blocks than the pool holds",
                      r.rejected_over_max_model_len > 0 ? "; " : "", r.rejected_over_kv_cache);
+  if (r.rejected_over_batch_tokens > 0)
+    s += fmt::format("{}{} prompts longer than max_num_tokens {} (no chunked prefill)",
+                     r.rejected_over_max_model_len + r.rejected_over_kv_cache > 0 ? "; " : "",
+                     r.rejected_over_batch_tokens, o.max_num_batched_tokens);
   return s + ")";
 }
 
 }  // namespace
 
 nlohmann::json serving_json(const sim::ResolvedOptions& o) {
-  return {{"vllm_engine", engine_name(o.engine)},
+  nlohmann::json j = {{"engine", sim::framework_name(o.framework)},
+          {"vllm_engine", engine_name(o.engine)},
           {"dtype", model::dtype_name(o.dtype)},
           {"gpu_memory_utilization", o.gpu_memory_utilization},
           {"max_model_len", o.max_model_len},
@@ -67,10 +72,18 @@ nlohmann::json serving_json(const sim::ResolvedOptions& o) {
                                                 : std::string("off")},
           {"quantization", o.quantization ? nlohmann::json(model::quant_method_name(*o.quantization))
                                           : nlohmann::json(nullptr)}};
+  if (o.framework == sim::Framework::kSglang) {
+    j["mem_fraction_static"] = o.memory_fraction;
+    j["max_prefill_tokens"] = o.max_prefill_tokens;
+  }
+  if (o.framework == sim::Framework::kTrtllm) j["kv_cache_free_gpu_memory_fraction"] = o.memory_fraction;
+  j["chunked_prefill"] = o.chunked_prefill;
+  return j;
 }
 
 nlohmann::json plan_json(const sim::MemoryPlan& p) {
   nlohmann::json j;
+  j["engine"] = sim::framework_name(p.options.framework);
   j["tp"] = p.parallel.tp;
   j["pp"] = p.parallel.pp;
   j["dp"] = p.parallel.dp;
@@ -110,6 +123,22 @@ nlohmann::json plan_json(const sim::MemoryPlan& p) {
 }
 
 std::string serving_text(const sim::ResolvedOptions& o) {
+  if (o.framework == sim::Framework::kSglang)
+    return fmt::format(
+        "SGLang memory per GPU: mem_fraction_static {}, context_length {}, page_size {}, "
+        "kv_cache_dtype {}, max_running_requests {}, chunked_prefill_size {}, max_prefill_tokens "
+        "{}\n",
+        o.memory_fraction > 0 ? fmt::format("{:.3f}", o.memory_fraction) : "SGLang's for each split",
+        o.max_model_len, o.block_size, model::kv_cache_dtype_name(o.kv_cache_dtype),
+        o.derive_max_num_seqs ? "from the token pool" : std::to_string(o.max_num_seqs),
+        o.max_num_batched_tokens, o.max_prefill_tokens);
+  if (o.framework == sim::Framework::kTrtllm)
+    return fmt::format(
+        "TensorRT-LLM memory per GPU: kv_cache_free_gpu_memory_fraction {:.2f}, max_seq_len {}, "
+        "tokens_per_block {}, kv_cache_dtype {}, max_batch_size {}, max_num_tokens {}, chunked "
+        "prefill off, guaranteed-no-evict\n",
+        o.memory_fraction, o.max_model_len, o.block_size,
+        model::kv_cache_dtype_name(o.kv_cache_dtype), o.max_num_seqs, o.max_num_batched_tokens);
   return fmt::format(
       "vLLM {} memory per GPU: gpu_memory_utilization {:.2f}, max_model_len {}, block_size {}, "
       "kv_cache_dtype {}, max_num_seqs {}, max_num_batched_tokens {}{}\n",

@@ -22,6 +22,7 @@ std::string split_name(const sim::ParallelConfig& p) {
 // the cluster holds.
 struct Group {
   sim::ParallelConfig base;  // dp = 1
+  std::size_t engine = 0;    // index into the search's resolved options, one an engine
   std::vector<std::int64_t> dps;
   bool simulate = false;
   bool fits = false;           // at dp = 1 (with expert parallelism, memory depends on dp)
@@ -131,8 +132,12 @@ std::string rejected_all(const sim::ServingResult& r, std::int64_t max_model_len
                        "(prompt + output; the shortest needs {})",
                        r.requests, max_model_len, r.shortest_rejected_tokens);
   return fmt::format("rejects every request: {} need more than max_model_len {} tokens, {} more "
-                     "KV blocks than the pool holds",
-                     r.rejected_over_max_model_len, max_model_len, r.rejected_over_kv_cache);
+                     "KV blocks than the pool holds{}",
+                     r.rejected_over_max_model_len, max_model_len, r.rejected_over_kv_cache,
+                     r.rejected_over_batch_tokens > 0
+                         ? fmt::format(", {} prompts more tokens than a step takes (no chunked "
+                                       "prefill)", r.rejected_over_batch_tokens)
+                         : std::string());
 }
 
 void mark_pareto(std::vector<Candidate>& cs) {
@@ -220,13 +225,20 @@ std::string beside(const Candidate& a, const Candidate& b, Objective o) {
   return "";
 }
 
+// " on SGLang" where the search compared engines, else "".
+std::string on_engine(const Candidate& c, const SearchOptions& o) {
+  if (o.engines.size() < 2) return "";
+  const sim::Framework f = c.memory.options.framework;
+  return std::string(" on ") + (f == sim::Framework::kSglang ? "SGLang" : f == sim::Framework::kTrtllm ? "TensorRT-LLM" : "vLLM");
+}
+
 std::string reasons(const Candidate& a, const Candidate* b, const SearchOptions& o,
                     std::int64_t layers, const hw::Cluster& c, double price) {
   const sim::ServingResult& r = *a.perf;
   std::string s = fmt::format(
       "{} on {} GPU{}: {:.0f} output tokens/s per GPU, TPOT p50 {:.2f} ms, TTFT p50 {:.1f} ms; "
       "{}; KV cache of {} tokens a replica ({:.1f} requests of max_model_len).",
-      split_name(a.memory.parallel), a.gpus, a.gpus == 1 ? "" : "s", r.output_tokens_per_s_per_gpu,
+      split_name(a.memory.parallel) + on_engine(a, o), a.gpus, a.gpus == 1 ? "" : "s", r.output_tokens_per_s_per_gpu,
       r.tpot_ms.p50, r.ttft_ms.p50, comm_shares(r, a.memory.parallel, layers, c.gpus_per_node),
       a.memory.kv_cache_tokens, a.memory.max_concurrency);
   s += fmt::format("\nSLOs: {}; it has TTFT p99 {:.0f} ms and TPOT p99 {:.1f} ms", slo_text(o.slo),
@@ -242,7 +254,7 @@ std::string reasons(const Candidate& a, const Candidate* b, const SearchOptions&
   s += idle_text(a, c.total_gpus()) + cost_text(a, price);
   if (!b || !b->perf) return s + "\nNo other split keeps up within the SLOs.";
   s += fmt::format("\nIt beats the runner-up {} on {}: {}; the runner-up spends {}.",
-                   split_name(b->memory.parallel), objective_name(o.objective),
+                   split_name(b->memory.parallel) + on_engine(*b, o), objective_name(o.objective),
                    beside(a, *b, o.objective),
                    comm_shares(*b->perf, b->memory.parallel, layers, c.gpus_per_node));
   return s;
@@ -293,7 +305,7 @@ bool before(const Candidate& a, const Candidate& b) {
   auto key = [](const Candidate& c) {
     const auto& p = c.memory.parallel;
     return std::make_tuple(c.rejected_reason.empty() ? 0 : (c.perf ? 1 : (c.memory.fits ? 2 : 3)),
-                           -c.score, c.gpus, p.pp, p.tp, p.dp);
+                           -c.score, c.gpus, p.pp, p.tp, p.dp, static_cast<int>(c.memory.options.framework));
   };
   return key(a) < key(b);
 }
@@ -407,10 +419,24 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   const auto t0 = std::chrono::steady_clock::now();
   if (o.objective == Objective::kCost && !c.price_per_gpu_hour)
     return make_error(c.file, 0, 0, "--objective cost needs price_per_gpu_hour in the cluster file");
-  auto opts = sim::resolve_options(m, c.gpu, r.serving);
-  if (!opts) return opts.error();
-  const model::Model loaded = sim::as_loaded(m, r.serving);
+  // One set of options an engine searched (--engine all: each engine with its own defaults).
   SearchResult out;
+  std::vector<sim::ResolvedOptions> engine_opts;
+  if (o.engines.empty()) {
+    auto opts = sim::resolve_options(m, c.gpu, r.serving);
+    if (!opts) return opts.error();
+    engine_opts.push_back(*opts);
+  } else {
+    for (sim::Framework f : o.engines) {
+      auto opts = sim::resolve_options(m, c.gpu, sim::with_framework(r.serving, f));
+      if (opts) engine_opts.push_back(*opts);
+      else if (o.engines.size() == 1) return opts.error();
+      else out.notes.push_back(fmt::format("{} not searched: {}", sim::framework_name(f), opts.error().message));
+    }
+    if (engine_opts.empty()) return make_error("", 0, 0, "no engine can serve this model (see the notes)");
+  }
+  const sim::ResolvedOptions* opts = &engine_opts.front();
+  const model::Model loaded = sim::as_loaded(m, r.serving);
   const auto stages = static_cast<std::int64_t>(r.pp_layer_partition.size());
   if (stages > 0)
     if (auto why = sim::check_partition(loaded, r.pp_layer_partition, stages))
@@ -419,21 +445,30 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
     out.notes.push_back(fmt::format("the PP layer partition has {} stages: only pp={} was "
                                     "searched (vLLM refuses it with any other)",
                                     r.pp_layer_partition.size(), r.pp_layer_partition.size()));
-  std::vector<Group> groups = generate(loaded, c, r, o.allow_cross_node_tp);
+  std::vector<Group> groups;
+  {
+    const std::vector<Group> splits = generate(loaded, c, r, o.allow_cross_node_tp);
+    for (std::size_t e = 0; e < engine_opts.size(); ++e)
+      for (Group g : splits) {
+        g.engine = e;
+        groups.push_back(std::move(g));
+      }
+  }
   // Simulated: the pairs that fit whose pipeline depth either tiles the cluster (pp divides
   // GPUs / tp) or is the shallowest that fits at that tp; deeper pipelines in between only
   // trade latency for KV room the shallowest already has, and cost the most to simulate.
   const std::int64_t n = c.total_gpus();
   std::vector<bool> fits(groups.size());
   for (std::size_t k = 0; k < groups.size(); ++k)
-    groups[k].fits = fits[k] = sim::simulate_memory(loaded, c.gpu, groups[k].base, *opts).fits;
+    groups[k].fits = fits[k] = sim::simulate_memory(loaded, c.gpu, groups[k].base, engine_opts[groups[k].engine]).fits;
   std::vector<std::size_t> todo(groups.size());
   for (std::size_t k = 0; k < groups.size(); ++k) {
     todo[k] = k;
     Group& g = groups[k];
     bool shallowest = true;
     for (std::size_t j = 0; j < groups.size() && shallowest; ++j)
-      shallowest = !(fits[j] && groups[j].base.tp == g.base.tp && groups[j].base.pp < g.base.pp);
+      shallowest = !(fits[j] && groups[j].engine == g.engine && groups[j].base.tp == g.base.tp &&
+                     groups[j].base.pp < g.base.pp);
     g.simulate = (n / g.base.tp) % g.base.pp == 0 || shallowest;
   }
   auto threads = simulation_threads(
@@ -442,7 +477,7 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   std::atomic<std::size_t> next{0}, done{0};
   auto worker = [&] {
     for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
-      run_group(groups[todo[i]], loaded, c, w, *opts, o.slo.slo);
+      run_group(groups[todo[i]], loaded, c, w, engine_opts[groups[todo[i]].engine], o.slo.slo);
       ++done;
     }
   };

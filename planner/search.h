@@ -51,6 +51,10 @@ struct SearchOptions {
   bool allow_cross_node_tp = false;
   ChosenSlo slo{{kDefaultSloTtftMs, kDefaultSloTpotMs}, kDefaultSloSource};  // choose_slo()'s
   int threads = 0;  // 0: one per core
+  // The engines to search, each with its own defaults (sim::with_framework); empty: the one
+  // MemoryRequest::serving names, as given. An engine that cannot serve the model is left out
+  // with a note when there are several.
+  std::vector<sim::Framework> engines;
   bool progress = true;  // a progress line on stderr when the search takes over a second
 };
 

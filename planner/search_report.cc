@@ -12,16 +12,18 @@
 namespace tpp::planner {
 namespace {
 
-std::vector<std::string> cells(const Candidate& c, bool priced) {
+std::vector<std::string> cells(const Candidate& c, bool priced, bool engines) {
   const auto& p = c.memory.parallel;
   const auto& b = c.memory.stages[c.memory.binding_stage];
   std::string rank = c.rank > 0 ? std::to_string(c.rank) + (c.recommended ? "*" : "") : "-";
-  std::vector<std::string> out = {rank, std::to_string(p.tp), std::to_string(p.pp),
+  std::vector<std::string> out = {rank};
+  if (engines) out.push_back(sim::framework_name(c.memory.options.framework));
+  out.insert(out.end(), {std::to_string(p.tp), std::to_string(p.pp),
                                   std::to_string(p.dp), std::to_string(c.gpus),
                                   fmt::format("{:.1f}", b.weights_bytes / 1073741824.0),
                                   with_commas(c.memory.gpu_blocks),
                                   with_commas(c.memory.kv_cache_tokens),
-                                  fmt::format("{:.1f}", c.memory.max_concurrency)};
+                                  fmt::format("{:.1f}", c.memory.max_concurrency)});
   if (c.perf) {
     const auto& r = *c.perf;
     const sim::TimeShares s = sim::time_shares(r);
@@ -42,12 +44,19 @@ std::vector<std::string> cells(const Candidate& c, bool priced) {
 }  // namespace
 
 std::string search_table(const SearchResult& r, std::size_t top, bool markdown) {
-  bool priced = false;
-  for (const auto& c : r.candidates) priced = priced || c.cost_per_mtok > 0;
+  bool priced = false, engines = false;
+  for (const auto& c : r.candidates) {
+    priced = priced || c.cost_per_mtok > 0;
+    engines = engines || c.memory.options.framework != r.candidates.front().memory.options.framework;
+  }
   std::vector<std::string> head = {"rank", "tp", "pp", "dp", "GPUs", "weights", "KV blocks",
                                    "KV tokens", "conc.", "TTFT p50/p99", "TPOT p50/p99",
                                    "tok/s/GPU", "tok/s"};
   std::vector<std::string> units = {"", "", "", "", "", "GiB", "", "", "x", "ms", "ms", "", ""};
+  if (engines) {
+    head.insert(head.begin() + 1, "engine");
+    units.insert(units.begin() + 1, "");
+  }
   if (priced) {
     head.push_back("cost");
     units.push_back("$/Mtok");
@@ -58,7 +67,7 @@ std::string search_table(const SearchResult& r, std::size_t top, bool markdown) 
   std::size_t shown = 0, rejected = 0;
   for (const auto& c : r.candidates) {
     if (c.rank > 0) {
-      if (top == 0 || shown < top) t.add(cells(c, priced));
+      if (top == 0 || shown < top) t.add(cells(c, priced, engines));
       ++shown;
     } else {
       ++rejected;
@@ -68,7 +77,7 @@ std::string search_table(const SearchResult& r, std::size_t top, bool markdown) 
   std::size_t listed = 0;
   for (const auto& c : r.candidates)
     if (c.rank == 0 && listed < 5) {
-      t.add(cells(c, priced));
+      t.add(cells(c, priced, engines));
       ++listed;
     }
   return (markdown ? t.markdown() + "\n" : t.str()) +
@@ -82,10 +91,14 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
   if (!r.recommended) return "";
   const Candidate& best = r.candidates[*r.recommended];
   Launch l = launch_commands(m, c, best.memory);
-  return fmt::format("recommended: {}\n{}{}\n\ndeploy with vLLM:\n{}\n\nor with SGLang:\n{}\n",
-                     r.reasons, kernel_times_text(best.memory.options, c.gpu.name),
-                     headline_bands_text(m.moe.has_value(), best.memory.parallel.tp),
-                     l.vllm, l.sglang);
+  const sim::Framework f = best.memory.options.framework;
+  const std::string deploy =
+      f == sim::Framework::kVllm
+          ? fmt::format("deploy with vLLM:\n{}\n\nor with SGLang:\n{}\n", l.vllm, l.sglang)
+          : fmt::format("deploy with {}:\n{}\n", engine_title(f), l.primary(f));
+  return fmt::format("recommended: {}\n{}{}\n\n{}", r.reasons,
+                     kernel_times_text(best.memory.options, c.gpu.name),
+                     headline_bands_text(m.moe.has_value(), best.memory.parallel.tp), deploy);
 }
 
 nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
@@ -107,7 +120,7 @@ nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
     if (cand.cost_per_mtok > 0) j["cost_per_million_output_tokens"] = cand.cost_per_mtok;
     if (cand.rank > 0) {
       Launch l = launch_commands(m, c, cand.memory);
-      j["launch"] = {{"vllm", l.vllm}, {"sglang", l.sglang}};
+      j["launch"] = {{"vllm", l.vllm}, {"sglang", l.sglang}, {"trtllm", l.trtllm}};
     }
     plans.push_back(j);
   }
@@ -187,7 +200,7 @@ nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
   }
   predicted["load"] = lj;
   j["predicted"] = predicted;
-  j["launch"] = {{"vllm", l.vllm}, {"sglang", l.sglang}};
+  j["launch"] = {{"vllm", l.vllm}, {"sglang", l.sglang}, {"trtllm", l.trtllm}};
   return j;
 }
 

@@ -35,6 +35,28 @@ const char* capacity_policy_name(bool reserve_whole_request) {
   return capacity_policy_names()[reserve_whole_request ? 1 : 0].c_str();
 }
 
+const std::vector<std::string>& framework_names() {
+  static const std::vector<std::string> names = {"vllm", "sglang", "trtllm"};
+  return names;
+}
+
+const char* framework_name(Framework f) { return framework_names()[static_cast<std::size_t>(f)].c_str(); }
+
+ServingOptions with_framework(ServingOptions o, Framework f) {
+  o.framework = f;
+  o.host_overhead = f == Framework::kTrtllm ? HostOverhead::kTrtllm : HostOverhead::kVllm;
+  o.reserve_whole_request = f == Framework::kTrtllm;
+  o.operator_tables_engine = f == Framework::kSglang ? "sglang" : "";
+  return o;
+}
+
+std::optional<Framework> parse_framework(const std::string& s) {
+  const auto& n = framework_names();
+  for (std::size_t i = 0; i < n.size(); ++i)
+    if (n[i] == s) return static_cast<Framework>(i);
+  return std::nullopt;
+}
+
 namespace {
 
 constexpr double kGiB = 1073741824.0;
@@ -83,6 +105,55 @@ bool large_gpu(const hw::Gpu& g) {
   return g.memory_driver_GiB.value >= 70 && n.find("a100") == std::string::npos;
 }
 
+// ---- SGLang's and TensorRT-LLM's defaults ---------------------------------------------------
+// SGLang v0.5.6 (sgl-project/sglang, python/sglang/srt/server_args.py, model_runner.py,
+// tp_worker.py, schedule_policy.py; read from the v0.5.6 wheel).
+constexpr std::int64_t kSglangPageSize = 1;              // page_size: "self.page_size = 1"
+constexpr std::int64_t kSglangMaxPrefillTokens = 16384;  // max_prefill_tokens: int = 16384
+constexpr std::int64_t kSglangMaxRequests = 4096;        // init_memory_pool: max_num_reqs <= 4096
+// TensorRT-LLM (NVIDIA/TensorRT-LLM, PyTorch backend): KvCacheConfig free_gpu_memory_fraction
+// default 0.9 and tokens_per_block 32 (tensorrt_llm/llmapi/llm_args.py); BuildConfig
+// max_batch_size 2048 and max_num_tokens 8192 (tensorrt_llm/builder.py @ 008b2b8d).
+constexpr double kTrtllmFreeFraction = 0.9;
+constexpr std::int64_t kTrtllmTokensPerBlock = 32;
+constexpr std::int64_t kTrtllmMaxBatchSize = 2048;
+constexpr std::int64_t kTrtllmMaxNumTokens = 8192;
+
+// SGLang's GPU memory in MiB (get_device_memory_capacity: nvidia-smi's memory.total; tpp has
+// the driver's total as PyTorch reports it, some 600-700 MiB less: the thresholds below are
+// tens of GiB apart).
+double sglang_gpu_mem_mib(const hw::Gpu& g) { return g.memory_driver_GiB.value * 1024; }
+
+// _handle_gpu_memory_settings: chunked_prefill_size and cuda_graph_max_bs by GPU memory.
+std::int64_t sglang_chunked_prefill_size(const hw::Gpu& g) {
+  const double mem = sglang_gpu_mem_mib(g);
+  return mem < 20 * 1024 ? 2048 : mem < 35 * 1024 ? 2048 : mem < 60 * 1024 ? 4096
+         : mem < 160 * 1024 ? 8192 : 16384;
+}
+double sglang_cuda_graph_max_bs(const hw::Gpu& g, std::int64_t tp) {
+  const double mem = sglang_gpu_mem_mib(g);
+  if (mem < 20 * 1024) return 8;
+  if (mem < 35 * 1024) return tp < 4 ? 24 : 80;
+  if (mem < 60 * 1024) return tp < 4 ? 32 : 160;
+  if (mem < 160 * 1024) return tp < 4 ? 256 : 512;
+  return 512;
+}
+
+}  // namespace
+
+double sglang_mem_fraction_static(const hw::Gpu& g, const ParallelConfig& p, std::int64_t chunked_prefill) {
+  // reserved_mem = 512 + max(chunked_prefill_size, 2048) x 1.5 + cuda_graph_max_bs x 2
+  //   + tp x pp / 8 x 1024, at least 10 GiB on a GPU over 60 GiB;
+  // mem_fraction_static = round((gpu_mem - reserved_mem) / gpu_mem, 3)  (MiB).
+  const double mem = sglang_gpu_mem_mib(g);
+  double reserved = 512 + static_cast<double>(std::max<std::int64_t>(chunked_prefill, 2048)) * 1.5 +
+                    sglang_cuda_graph_max_bs(g, p.tp) * 2 + static_cast<double>(p.tp * p.pp) / 8 * 1024;
+  if (mem > 60 * 1024) reserved = std::max(reserved, 10.0 * 1024);
+  return std::round((mem - reserved) / mem * 1000) / 1000;
+}
+
+namespace {
+
 bool is_fp8_kv(model::KvCacheDType d) {
   return d == model::KvCacheDType::kFP8 || d == model::KvCacheDType::kFP8E4M3 ||
          d == model::KvCacheDType::kFP8E5M2;
@@ -103,7 +174,26 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                                           const ServingOptions& o) {
   ResolvedOptions r{};
   r.engine = o.engine;
-  r.prefix_caching = o.engine == Engine::kV1;
+  r.framework = o.framework;
+  const bool sglang = o.framework == Framework::kSglang, trtllm = o.framework == Framework::kTrtllm;
+  if (o.framework != Framework::kVllm && o.engine != Engine::kV1)
+    return make_error("", 0, 0, "--vllm-engine v0 is vLLM's; drop it with --engine " +
+                                    std::string(framework_name(o.framework)));
+  if (o.memory_fraction && o.framework == Framework::kVllm)
+    return make_error("", 0, 0, "--mem-fraction-static is SGLang's and "
+                                "--kv-cache-free-gpu-memory-fraction TensorRT-LLM's; vLLM takes "
+                                "--gpu-memory-utilization");
+  if (o.memory_fraction && !(*o.memory_fraction > 0 && *o.memory_fraction <= 1))
+    return make_error("", 0, 0, fmt::format("{} must be in (0, 1], got {}",
+                                            sglang ? "--mem-fraction-static"
+                                                   : "--kv-cache-free-gpu-memory-fraction",
+                                            *o.memory_fraction));
+  r.memory_fraction = o.memory_fraction.value_or(trtllm ? kTrtllmFreeFraction : 0);
+  // SGLang keeps finished prompts in its radix cache but frees a retracted request's tokens
+  // without inserting them (schedule_batch.py retract_decode: release_kv_cache(is_insert=False));
+  // TensorRT-LLM never evicts under GUARANTEED_NO_EVICT. Neither reuses a preempted prefix.
+  r.prefix_caching = o.engine == Engine::kV1 && o.framework == Framework::kVllm;
+  r.chunked_prefill = !trtllm;
   r.host_overhead = o.host_overhead;
   r.reserve_whole_request = o.reserve_whole_request;
   r.enforce_eager = o.enforce_eager;
@@ -137,7 +227,8 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   r.dtype = o.dtype.value_or(m.dtype);
   // vLLM refuses bfloat16 below compute capability 8.0 (T4, V100) with this message
   // (vllm/platforms/cuda.py, _check_if_gpu_supports_dtype in older versions).
-  if (r.dtype == model::DType::kBF16 && gpu.compute_capability.value < 8.0)
+  if (r.dtype == model::DType::kBF16 && gpu.vendor == hw::Vendor::kNvidia &&
+      gpu.compute_capability.value < 8.0)
     return make_error("", 0, 0,
                       fmt::format("Bfloat16 is only supported on GPUs with compute capability of "
                                   "at least 8.0. Your {} GPU has compute capability {:.1f}. You "
@@ -153,14 +244,34 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   // DeepSeek-V3.2's sparse attention runs FLASHMLA_SPARSE, which takes 64 only, whatever the
   // cache dtype (vllm/v1/attention/backends/mla/flashmla_sparse.py).
   r.block_size = o.block_size.value_or(
-      (m.mla && ((hopper && is_fp8_kv(r.kv_cache_dtype)) || m.indexer)) ? 64 : 16);
+      sglang   ? kSglangPageSize
+      : trtllm ? kTrtllmTokensPerBlock
+      : (m.mla && ((hopper && is_fp8_kv(r.kv_cache_dtype)) || m.indexer)) ? 64 : 16);
+  if (o.framework != Framework::kVllm && !kv_groups(m, r.block_size).uniform_full())
+    return make_error("", 0, 0,
+                      fmt::format("--engine {}: tpp models {}'s KV pool for models whose every "
+                                  "layer attends to the whole context; {} has sliding-window, "
+                                  "chunked or linear-attention layers (plan it with --engine vllm)",
+                                  framework_name(o.framework),
+                                  sglang ? "SGLang" : "TensorRT-LLM", m.name));
   static const std::int64_t kBlockSizes[] = {1, 8, 16, 32, 64, 128};
   if (std::find(std::begin(kBlockSizes), std::end(kBlockSizes), r.block_size) ==
       std::end(kBlockSizes))
     return make_error("", 0, 0, fmt::format("--block-size must be one of 1, 8, 16, 32, 64, 128, "
                                             "got {}", r.block_size));
 
-  if (o.engine == Engine::kV1) {
+  if (sglang) {
+    // server_args.py: chunked_prefill_size by the GPU's memory; max_running_requests from the
+    // token pool (simulate_memory), capped here by req_to_token_pool's most, 4096.
+    r.max_num_batched_tokens = o.max_num_batched_tokens.value_or(sglang_chunked_prefill_size(gpu));
+    r.max_num_seqs = o.max_num_seqs.value_or(kSglangMaxRequests);
+    r.derive_max_num_seqs = !o.max_num_seqs;
+    r.max_prefill_tokens = kSglangMaxPrefillTokens;
+  } else if (trtllm) {
+    // BuildConfig's defaults (tensorrt_llm/builder.py): max_batch_size 2048, max_num_tokens 8192.
+    r.max_num_seqs = o.max_num_seqs.value_or(kTrtllmMaxBatchSize);
+    r.max_num_batched_tokens = o.max_num_batched_tokens.value_or(kTrtllmMaxNumTokens);
+  } else if (o.engine == Engine::kV1) {
     r.max_num_seqs = o.max_num_seqs.value_or(large_gpu(gpu) ? 1024 : 256);
     r.max_num_batched_tokens = o.max_num_batched_tokens.value_or(large_gpu(gpu) ? 8192 : 2048);
   } else {
@@ -175,7 +286,7 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                                     "{} (V0 without chunked prefill needs a whole prompt a step)",
                                     r.max_num_batched_tokens, r.max_model_len));
   }
-  if (r.max_num_batched_tokens < r.max_num_seqs)
+  if (r.max_num_batched_tokens < r.max_num_seqs && o.framework == Framework::kVllm)
     return make_error("", 0, 0, fmt::format("--max-num-batched-tokens {} must be at least "
                                             "--max-num-seqs {}",
                                             r.max_num_batched_tokens, r.max_num_seqs));
@@ -330,10 +441,19 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
     const std::int64_t one = kv_bytes_per_token_layer(m, p, o.kv_bytes_per_element);
     o.block_size = std::max(o.block_size, 16 * ceil_div(mamba_page_bytes(m, p), 16 * one));
   }
-  plan.options = o;
   plan.total_bytes = gpu.memory_driver_bytes();
-  plan.budget_bytes = static_cast<std::int64_t>(
-      std::floor(static_cast<double>(plan.total_bytes) * o.gpu_memory_utilization));
+  if (o.framework == Framework::kSglang) {
+    if (o.memory_fraction <= 0) o.memory_fraction = sglang_mem_fraction_static(gpu, p, o.max_num_batched_tokens);
+    // What is free before the weights load: the total less the CUDA context and communicators.
+    plan.budget_bytes = static_cast<std::int64_t>(std::floor(
+        static_cast<double>(plan.total_bytes - non_torch(p, o.engine, gpu)) * o.memory_fraction));
+  } else if (o.framework == Framework::kTrtllm) {
+    plan.budget_bytes = plan.total_bytes;
+  } else {
+    plan.budget_bytes = static_cast<std::int64_t>(
+        std::floor(static_cast<double>(plan.total_bytes) * o.gpu_memory_utilization));
+  }
+  plan.options = o;
 
   const LayerKinds kinds = layer_kinds(m, p);
   const double b = model::dtype_bytes(m.dtype);
@@ -383,8 +503,21 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
     st.activation_peak_bytes = activation_peak(m, gpu, p, o, first, last, dense > 0, moe > 0);
     st.non_torch_bytes = non_torch(p, o.engine, gpu);
     st.cuda_graph_bytes = graphs;
-    st.kv_cache_bytes = plan.budget_bytes - st.weights_bytes - st.activation_peak_bytes -
-                        st.non_torch_bytes - (o.count_cuda_graphs ? graphs : 0);
+    if (o.framework == Framework::kSglang) {
+      // model_runner.py profile_max_num_token: rest = free after the weights - free before
+      // them x (1 - mem_fraction_static) = (total - non-torch) x fraction - weights; the
+      // activations and CUDA graphs live in the rest.
+      st.kv_cache_bytes = plan.budget_bytes - st.weights_bytes;
+    } else if (o.framework == Framework::kTrtllm) {
+      // KvCacheCreator._cal_max_memory: (total - peak of the dummy run, weights and
+      // activations, - memory outside torch) x free_gpu_memory_fraction.
+      st.kv_cache_bytes = static_cast<std::int64_t>(
+          static_cast<double>(plan.total_bytes - st.weights_bytes - st.activation_peak_bytes -
+                              st.non_torch_bytes) * o.memory_fraction);
+    } else {
+      st.kv_cache_bytes = plan.budget_bytes - st.weights_bytes - st.activation_peak_bytes -
+                          st.non_torch_bytes - (o.count_cuda_graphs ? graphs : 0);
+    }
     st.kv_bytes_per_token = kv_layer * st.num_layers;
     const std::int64_t avail = std::max<std::int64_t>(0, st.kv_cache_bytes);
     if (o.engine == Engine::kV1) {
@@ -428,11 +561,27 @@ MemoryPlan simulate_memory(const model::Model& m, const hw::Gpu& gpu, const Para
                                        p.pp, plan.gpu_blocks / p.pp));
   }
 
+  if (o.framework == Framework::kSglang && o.derive_max_num_seqs) {
+    // tp_worker.py: max_running_requests = min(max_total_num_tokens // 2, req_to_token_pool's
+    // size), the pool min(max(tokens / context_len x 512, 2048), 4096) (init_memory_pool).
+    const std::int64_t tokens = plan.kv_cache_tokens;
+    const std::int64_t reqs = std::min<std::int64_t>(
+        std::max<std::int64_t>(static_cast<std::int64_t>(static_cast<double>(tokens) /
+                                                         static_cast<double>(o.max_model_len) * 512),
+                               2048),
+        kSglangMaxRequests);
+    plan.options.max_num_seqs = std::max<std::int64_t>(1, std::min(tokens / 2, reqs));
+  }
   const StageMemory& bind = plan.stages[plan.binding_stage];
   const std::string where =
       split_name(p) + (p.pp > 1 ? fmt::format(" (PP stage {})", bind.pp_rank) : "");
-  const std::string offer = fmt::format("the GPU offers {} at utilization {:.2f}",
-                                        gib(plan.budget_bytes), o.gpu_memory_utilization);
+  const std::string offer =
+      o.framework == Framework::kSglang
+          ? fmt::format("SGLang offers {} at mem_fraction_static {:.3f}", gib(plan.budget_bytes), o.memory_fraction)
+      : o.framework == Framework::kTrtllm
+          ? fmt::format("TensorRT-LLM takes {:.2f} of what is left", o.memory_fraction)
+          : fmt::format("the GPU offers {} at utilization {:.2f}", gib(plan.budget_bytes),
+                        o.gpu_memory_utilization);
   if (bind.weights_bytes > plan.budget_bytes) {
     plan.why_not = fmt::format("weights need {} per GPU at {}; {}", gib(bind.weights_bytes),
                                where, offer);

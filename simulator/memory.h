@@ -28,6 +28,24 @@ namespace tpp::sim {
 
 enum class Engine { kV1, kV0 };
 
+// The serving engine a plan is for (tpp-plan --engine): its memory accounting, its scheduler's
+// admission, its defaults per GPU, its host model and its launch command.
+// - vllm: vLLM V1 (everything below ServingOptions is vLLM's unless said otherwise).
+// - sglang: SGLang 0.5.6 (sgl-project/sglang v0.5.6): the KV token pool is
+//   mem_fraction_static x the memory free before the weights load, less the weights
+//   (model_runner.py profile_max_num_token); the default fraction leaves room for activations
+//   and CUDA graphs (server_args.py _handle_gpu_memory_settings); pages of one token; admission
+//   reserves the running requests' future tokens at new_token_ratio (schedule_policy.py
+//   PrefillAdder) and a step is either prefill or decode.
+// - trtllm: TensorRT-LLM's PyTorch backend: the KV cache is kv_cache_free_gpu_memory_fraction
+//   (0.9) of what is free after the weights and a dummy run's activation peak (_util.py
+//   KvCacheCreator._cal_max_memory), blocks of 32 tokens, GUARANTEED_NO_EVICT admission,
+//   no chunked prefill, max_batch_size 2048, max_num_tokens 8192.
+enum class Framework { kVllm, kSglang, kTrtllm };
+const std::vector<std::string>& framework_names();  // "vllm", "sglang", "trtllm"
+const char* framework_name(Framework f);
+std::optional<Framework> parse_framework(const std::string& s);
+
 // Whose host (CPU) work each engine step carries (StepCostModel::host_s): vLLM V1's (scheduling,
 // input preparation and output processing in Python) with async scheduling, its default since
 // the Q4 2025 roadmap (vllm-project/vllm issue #27679, PR #27614: the host prepares step n+1
@@ -52,6 +70,10 @@ const char* capacity_policy_name(bool reserve_whole_request);
 // "default").
 struct ServingOptions {
   Engine engine = Engine::kV1;
+  Framework framework = Framework::kVllm;
+  // SGLang's --mem-fraction-static or TensorRT-LLM's kv_cache_free_gpu_memory_fraction;
+  // nullopt: the engine's default (SGLang's by GPU and split; TensorRT-LLM's 0.9).
+  std::optional<double> memory_fraction;
   double gpu_memory_utilization = 0.9;
   std::optional<std::int64_t> max_model_len;   // default: the model's max_position_embeddings
   std::optional<std::int64_t> block_size;      // default 16 (MLA backends may force 64)
@@ -81,9 +103,28 @@ inline constexpr std::int64_t kMaxNumSeqs = 1 << 20;
 inline constexpr std::int64_t kMaxBatchedTokens = 1 << 24;
 inline constexpr double kMaxSwapSpaceGiB = 4096;
 
+// The options an engine runs with by default beside vLLM's: its host model (TensorRT-LLM's
+// overlap scheduler; SGLang's overlap scheduler taken as vLLM's async scheduling), its
+// admission (TensorRT-LLM: guaranteed-no-evict) and its measured kernels (operator tables).
+ServingOptions with_framework(ServingOptions o, Framework f);
+
+// SGLang's default mem_fraction_static for this GPU and split (server_args.py).
+double sglang_mem_fraction_static(const hw::Gpu& g, const ParallelConfig& p, std::int64_t chunked_prefill);
+
 // The options with every default resolved, as the engine would run.
 struct ResolvedOptions {
   Engine engine;
+  Framework framework = Framework::kVllm;
+  // SGLang: mem_fraction_static as given (0: its default, set per split by simulate_memory,
+  // which writes the value into the plan's options); TensorRT-LLM: the free-memory fraction.
+  double memory_fraction = 0;
+  // Whether a prompt may be split over steps (vLLM and SGLang: yes; TensorRT-LLM: off by default,
+  // a prompt is one step's and may not exceed max_num_batched_tokens).
+  bool chunked_prefill = true;
+  // SGLang: new prompt tokens a step at most (max_prefill_tokens, 16384), beside the chunk size
+  // (max_num_batched_tokens here).
+  std::int64_t max_prefill_tokens = 0;
+  bool derive_max_num_seqs = false;  // SGLang: max_running_requests from the token pool
   model::DType dtype;  // the model's, or --dtype
   double gpu_memory_utilization;
   std::int64_t max_model_len, block_size, max_num_seqs, max_num_batched_tokens;

@@ -4,8 +4,21 @@
 
 namespace tpp::sim {
 
+namespace {
+// SGLang v0.5.6 (sglang/srt/environ.py, managers/scheduler.py): SGLANG_INIT_NEW_TOKEN_RATIO 0.7
+// x schedule_conservativeness 1.0, SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR 0.14,
+// SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS 600, SGLANG_RETRACT_DECODE_STEPS 20,
+// SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION 4096.
+constexpr double kSglangInitRatio = 0.7;
+constexpr double kSglangMinRatio = 0.7 * 0.14;
+constexpr double kSglangRatioDecay = (kSglangInitRatio - kSglangMinRatio) / 600;
+constexpr double kSglangRetractDecodeSteps = 20;
+constexpr std::int64_t kSglangClipNewTokens = 4096;
+}  // namespace
+
 Scheduler::Scheduler(const SchedulerConfig& config)
     : config_(config), free_blocks_(config.num_blocks) {
+  new_token_ratio_ = kSglangInitRatio;
   if (config_.num_blocks > 0) free_runs_.push_back({-1, config_.num_blocks, 0});
   grouped_ = !config_.kv_groups.kinds.empty() && !config_.kv_groups.uniform_full();
   // vLLM's prefix cache serves full-attention and sliding-window groups
@@ -82,6 +95,11 @@ void Scheduler::add(const Request& r, double now) {
     s.rejection = Rejection::kOverMaxModelLen;
   else if (peak(total) > config_.num_blocks)
     s.rejection = Rejection::kOverKvCache;
+  else if (config_.sglang &&
+           r.input_tokens + std::min(r.output_tokens, kSglangClipNewTokens) >= config_.num_blocks * config_.block_size)
+    s.rejection = Rejection::kOverKvCache;  // PrefillAdder would never find room for it
+  else if (!config_.chunked_prefill && r.input_tokens > config_.max_num_batched_tokens)
+    s.rejection = Rejection::kOverBatchTokens;
   s.rejected = s.rejection != Rejection::kNone;
   seqs_.push_back(s);
   if (s.rejected) return;
@@ -168,6 +186,7 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
     const std::int64_t hit_blocks =
         !grouped_ || hit == 0 ? hit : std::min(held(computed, 0), cached_.at(i)->count);
     const std::int64_t n = std::min(total - computed, budget);
+    if (!config_.chunked_prefill && n < total - computed) break;  // the whole prompt, or wait
     const std::int64_t need =
         (config_.reserve_whole_request ? peak(s.req.input_tokens + s.req.output_tokens)
                                        : held(computed, n)) -
@@ -206,9 +225,116 @@ Batch Scheduler::schedule() {
     }
   if (b.shape.window == 0) b.shape.window = config_.kv_groups.sparse_topk;
   b.items.reserve(running_.size() + waiting_.size() / 4 + 1);
+  if (config_.sglang) return schedule_sglang(std::move(b));
   std::int64_t budget = config_.max_num_batched_tokens;
   if (!schedule_running(b, budget)) schedule_waiting(b, budget);
   return b;
+}
+
+Batch Scheduler::schedule_sglang(Batch b) {
+  const std::int64_t bs = config_.block_size;
+  std::int64_t chunk = config_.max_num_batched_tokens;
+  std::int64_t input = config_.max_prefill_tokens > 0 ? config_.max_prefill_tokens : chunk;
+  auto clipped_left = [](const Seq& s) {
+    return std::min(s.req.output_tokens - s.generated, kSglangClipNewTokens);
+  };
+  // A running request still computing its prompt (a chunk at a time, or again after a
+  // retraction); the others decode one token a step.
+  auto prefilling = [](const Seq& s) {
+    return s.generated == 0 || s.req.input_tokens + s.generated - s.computed > 1;
+  };
+  // PrefillAdder: free tokens less the running requests' future tokens at new_token_ratio.
+  double rem_total = static_cast<double>(free_blocks_ * bs);
+  for (std::int32_t i : running_) {
+    const Seq& s = seqs_[static_cast<std::size_t>(i)];
+    if (!prefilling(s)) rem_total -= static_cast<double>(clipped_left(s)) * new_token_ratio_;
+  }
+  std::int64_t unused = 0;
+  // The prompt already begun (SGLang's chunked_req) comes first.
+  for (std::int32_t i : running_) {
+    Seq& s = seqs_[static_cast<std::size_t>(i)];
+    if (!prefilling(s) || s.in_flight || chunk <= 0) continue;
+    const std::int64_t left = s.req.input_tokens + s.generated - s.computed;
+    const std::int64_t n = std::min(left, chunk);
+    const std::int64_t need = std::max<std::int64_t>(0, blocks_for(s.computed + n) - s.blocks);
+    if (need > free_blocks_) break;
+    take(b, i, n, need, unused);
+    chunk -= n;
+    input -= n;
+    rem_total -= static_cast<double>(n + (n == left ? clipped_left(s) : 0));
+  }
+  while (!waiting_.empty() && chunk > 0 && input > 0 &&
+         static_cast<std::int64_t>(running_.size()) < config_.max_num_seqs) {
+    const std::int32_t i = waiting_.front();
+    Seq& s = seqs_[static_cast<std::size_t>(i)];
+    const std::int64_t extend = s.req.input_tokens + s.generated - s.computed;
+    if (static_cast<double>(extend + clipped_left(s)) >= rem_total) break;  // NO_TOKEN
+    if (extend >= input && !b.empty()) break;                                // OTHER
+    const std::int64_t n = std::min(extend, chunk);
+    const std::int64_t need = std::max<std::int64_t>(0, blocks_for(s.computed + n) - s.blocks);
+    if (need > free_blocks_) break;
+    waiting_.pop_front();
+    running_.push_back(i);
+    s.running = true;
+    take(b, i, n, need, unused);
+    chunk -= n;
+    input -= n;
+    rem_total -= static_cast<double>(n + (n == extend ? clipped_left(s) : 0));
+    if (n < extend) break;  // chunked: it ends the batch
+  }
+  if (!b.empty()) return b;
+  // A decode of every running request, one token each.
+  std::int64_t need = 0;
+  for (std::int32_t i : running_) {
+    const Seq& s = seqs_[static_cast<std::size_t>(i)];
+    if (!s.in_flight && !prefilling(s)) need += blocks_for(s.computed + 1) - s.blocks;
+  }
+  if (need > free_blocks_) retract_for_decode(need);
+  else new_token_ratio_ = std::max(new_token_ratio_ - kSglangRatioDecay, kSglangMinRatio);
+  for (std::int32_t i : running_) {
+    const Seq& s = seqs_[static_cast<std::size_t>(i)];
+    if (s.in_flight || prefilling(s)) continue;
+    const std::int64_t more = blocks_for(s.computed + 1) - s.blocks;
+    if (more > free_blocks_) continue;  // the one left after retracting all others: waits
+    take(b, i, 1, more, unused);
+  }
+  return b;
+}
+
+// schedule_batch.py retract_decode: requests sorted by (output tokens, -prompt tokens),
+// retracted from the fewest outputs (and longest prompt among equals) until the rest fit.
+void Scheduler::retract_for_decode(std::int64_t need) {
+  std::vector<std::int32_t> order;
+  for (std::int32_t i : running_) {
+    const Seq& s = seqs_[static_cast<std::size_t>(i)];
+    if (!s.in_flight && s.generated > 0 && s.req.input_tokens + s.generated - s.computed <= 1) order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t c) {
+    const Seq &x = seqs_[static_cast<std::size_t>(a)], &y = seqs_[static_cast<std::size_t>(c)];
+    if (x.generated != y.generated) return x.generated > y.generated;
+    return x.req.input_tokens < y.req.input_tokens;
+  });
+  while (need > free_blocks_ && order.size() > 1) {
+    const std::int32_t v = order.back();
+    order.pop_back();
+    Seq& s = seqs_[static_cast<std::size_t>(v)];
+    need -= blocks_for(s.computed + 1) - s.blocks;
+    release(-1, s.blocks, 0);
+    s.blocks = 0;
+    s.computed = 0;
+    s.running = false;
+    ++s.preemptions;
+    ++preemptions_;
+    running_.erase(std::find(running_.begin(), running_.end(), v));
+    waiting_.push_back(v);
+  }
+  double decoded = 0, max_new = 0;
+  for (std::int32_t i : order) {
+    decoded += static_cast<double>(seqs_[static_cast<std::size_t>(i)].generated);
+    max_new += static_cast<double>(seqs_[static_cast<std::size_t>(i)].req.output_tokens);
+  }
+  new_token_ratio_ = std::min(
+      1.0, (decoded + kSglangRetractDecodeSteps * static_cast<double>(order.size())) / (max_new + 1));
 }
 
 std::int64_t Scheduler::complete(const Batch& b, double now, std::vector<double>* itl_s) {

@@ -40,6 +40,26 @@ struct SchedulerConfig {
   // scheduler.py GuaranteedNoEvictScheduler): a request is admitted only when the blocks of its
   // whole prompt and output are free, and holds them from then on, so nothing is ever preempted.
   bool reserve_whole_request = false;
+  // Whether a prompt may be computed over several steps (TensorRT-LLM's default is no:
+  // enable_chunked_prefill False; a prompt is then one step's, whole, and one longer than
+  // max_num_batched_tokens is refused).
+  bool chunked_prefill = true;
+  // SGLang's scheduler (sglang/srt/managers/scheduler.py, schedule_policy.py, schedule_batch.py,
+  // v0.5.6) instead of vLLM's:
+  // - a step is either a prefill batch or a decode of every running request, never both
+  //   (enable_mixed_chunk off by default), and prefill goes first;
+  // - a prefill batch takes the unfinished prompt first, then waiting requests in arrival order,
+  //   up to max_num_batched_tokens (chunked_prefill_size) and max_prefill_tokens new tokens; the
+  //   request that does not fit whole is chunked and ends the batch;
+  // - a request is admitted while its prompt plus its clipped output (at most 4096 tokens) is
+  //   below the free tokens less every running request's clipped remaining output x
+  //   new_token_ratio and less what this batch already admitted (PrefillAdder);
+  // - new_token_ratio starts at 0.7 and falls by (0.7 - 0.098) / 600 each decode step to 0.098;
+  // - a decode without a free token for every running request retracts requests, fewest
+  //   output tokens first (then the longest prompt), back to the waiting queue's end with
+  //   their tokens freed, and sets the ratio to (decoded + 20 x running) / (their max outputs + 1).
+  bool sglang = false;
+  std::int64_t max_prefill_tokens = 0;  // SGLang's; 0: no limit beside the chunk
   // How the model's layers share the pool (simulator/kv_groups.h). No kinds, or one group of
   // full attention: each block holds block_size tokens of every layer. Otherwise a request
   // holds blocks in each group for the tokens that group's layers still attend to, and frees
@@ -63,7 +83,8 @@ struct Batch {
 // Why a request was refused on arrival (vLLM refuses both before scheduling: a prompt plus
 // max_tokens over max_model_len in the API server's input validation; more KV blocks than the
 // whole pool in the engine's admission).
-enum class Rejection { kNone, kOverMaxModelLen, kOverKvCache };
+// TensorRT-LLM without chunked prefill refuses a prompt longer than max_num_tokens.
+enum class Rejection { kNone, kOverMaxModelLen, kOverKvCache, kOverBatchTokens };
 
 struct Seq {
   Request req;
@@ -106,6 +127,10 @@ class Scheduler {
   bool schedule_running(Batch& b, std::int64_t& budget);
   void schedule_waiting(Batch& b, std::int64_t& budget);
   void take(Batch& b, std::int32_t i, std::int64_t n, std::int64_t need, std::int64_t& budget);
+  // SGLang's step (SchedulerConfig::sglang).
+  Batch schedule_sglang(Batch b);
+  void retract_for_decode(std::int64_t need);
+  double new_token_ratio_ = 0;
   // The free queue, in eviction order: runs of blocks, each a preempted request's (whose full
   // blocks hold its first tokens) or nobody's. Allocation takes from the front.
   struct FreeRun {

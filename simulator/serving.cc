@@ -188,8 +188,9 @@ void summarize_requests(const std::vector<const std::vector<Seq>*>& replicas,
       ++r.requests;
       if (s.rejected) {
         ++r.rejected;
-        (s.rejection == Rejection::kOverMaxModelLen ? r.rejected_over_max_model_len
-                                                    : r.rejected_over_kv_cache) += 1;
+        (s.rejection == Rejection::kOverMaxModelLen    ? r.rejected_over_max_model_len
+         : s.rejection == Rejection::kOverBatchTokens ? r.rejected_over_batch_tokens
+                                                      : r.rejected_over_kv_cache) += 1;
         const std::int64_t tokens = s.req.input_tokens + s.req.output_tokens;
         if (r.shortest_rejected_tokens == 0 || tokens < r.shortest_rejected_tokens)
           r.shortest_rejected_tokens = tokens;
@@ -358,6 +359,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
                      o.max_model_len, o.prefix_caching, o.reserve_whole_request,
+                     o.chunked_prefill, o.framework == Framework::kSglang, o.max_prefill_tokens,
                      o.engine == Engine::kV1 ? plan.kv_groups : KvGroups{}};
   Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0, {}, false, 6, 0, {}, 1, 0, 0};
   for (std::int64_t d = 0; d < p.dp; ++d)

@@ -61,6 +61,7 @@ struct ServingResult {
   std::int64_t requests = 0, finished = 0, rejected = 0, preemptions = 0, steps = 0;
   // Why requests were refused on arrival, and the shortest refused one (prompt + output).
   std::int64_t rejected_over_max_model_len = 0, rejected_over_kv_cache = 0;
+  std::int64_t rejected_over_batch_tokens = 0;  // TensorRT-LLM without chunked prefill
   std::int64_t shortest_rejected_tokens = 0;
   std::int64_t max_batches_in_flight = 0;  // in one replica's pipeline at once (at most pp)
   // A step's time from its launch to its last stage's end: every step, and those without a

@@ -205,7 +205,7 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << tpp::planner::model_text(m) << "\n" << tpp::planner::cluster_text(c) << "\n"
-              << tpp::planner::serving_text(result->options)
+              << tpp::planner::serving_text(result->single ? result->plans.front().options : result->options)
               << tpp::planner::memory_table(plans, true);
     if (workload)
       std::cout << "\nserving " << workload->name << " (" << workload->requests.size()
@@ -312,6 +312,20 @@ int run_main(int argc, char** argv) {
                        const std::string& help) {
     app.add_option(flag, value, help)->check(CLI::IsMember(names))->capture_default_str();
   };
+  std::string engine_arg = "vllm";
+  std::vector<std::string> engine_names = tpp::sim::framework_names();
+  engine_names.push_back("all");
+  choice("--engine", engine_arg, engine_names,
+         "the serving engine: vllm, sglang (SGLang 0.5.6: its token pool, mem_fraction_static and "
+         "scheduler), trtllm (TensorRT-LLM: its KV fraction, 32-token blocks and "
+         "guaranteed-no-evict admission), or all (the search compares the three)");
+  std::optional<double> mem_fraction_static, trtllm_fraction;
+  app.add_option("--mem-fraction-static", mem_fraction_static,
+                 "SGLang: the fraction of GPU memory for weights and the KV pool (default: "
+                 "SGLang's for the GPU and split)");
+  app.add_option("--kv-cache-free-gpu-memory-fraction", trtllm_fraction,
+                 "TensorRT-LLM: the fraction of the memory left after the weights and "
+                 "activations that the KV cache takes (default 0.9)");
   std::string capacity_policy = "vllm";
   choice("--capacity-policy", capacity_policy, tpp::sim::capacity_policy_names(),
          "admission: vllm (admit while the first chunk fits; preempt when full), or "
@@ -366,8 +380,33 @@ int run_main(int argc, char** argv) {
   so.engine = engine == "v0" ? tpp::sim::Engine::kV0 : tpp::sim::Engine::kV1;
   if (!kv_dtype.empty()) so.kv_cache_dtype = tpp::model::parse_kv_cache_dtype(kv_dtype);
   if (dtype != "auto") so.dtype = tpp::model::parse_dtype(dtype);
-  so.host_overhead = *tpp::sim::parse_host_overhead(host_overhead);
-  so.reserve_whole_request = capacity_policy == tpp::sim::capacity_policy_name(true);
+  // An engine brings its own host model, admission and kernel tables; the flags that name
+  // them one by one still win where given.
+  const bool all_engines = engine_arg == "all";
+  if (!all_engines) so = tpp::sim::with_framework(so, *tpp::sim::parse_framework(engine_arg));
+  if (all_engines)
+    for (const char* flag : {"--host-overhead", "--capacity-policy", "--operator-tables",
+                             "--mem-fraction-static", "--kv-cache-free-gpu-memory-fraction"})
+      if (app.count(flag))
+        return fail(std::string("tpp-plan: error: ") + flag +
+                    " is one engine's; --engine all uses each engine's own defaults");
+  if (mem_fraction_static && trtllm_fraction)
+    return fail("tpp-plan: error: --mem-fraction-static is SGLang's and "
+                "--kv-cache-free-gpu-memory-fraction TensorRT-LLM's: give one");
+  if (mem_fraction_static && so.framework != tpp::sim::Framework::kSglang)
+    return fail("tpp-plan: error: --mem-fraction-static is SGLang's: add --engine sglang");
+  if (trtllm_fraction && so.framework != tpp::sim::Framework::kTrtllm)
+    return fail("tpp-plan: error: --kv-cache-free-gpu-memory-fraction is TensorRT-LLM's: add "
+                "--engine trtllm");
+  so.memory_fraction = mem_fraction_static ? mem_fraction_static : trtllm_fraction;
+  if (so.framework != tpp::sim::Framework::kVllm && app.count("--gpu-memory-utilization"))
+    return fail(std::string("tpp-plan: error: --gpu-memory-utilization is vLLM's; ") +
+                (so.framework == tpp::sim::Framework::kSglang ? "SGLang takes --mem-fraction-static"
+                                                              : "TensorRT-LLM takes "
+                                                                "--kv-cache-free-gpu-memory-fraction"));
+  if (app.count("--host-overhead")) so.host_overhead = *tpp::sim::parse_host_overhead(host_overhead);
+  if (app.count("--capacity-policy"))
+    so.reserve_whole_request = capacity_policy == tpp::sim::capacity_policy_name(true);
   so.operator_tables = operator_tables != "off";
   if (operator_tables != "on" && operator_tables != "off") so.operator_tables_engine = operator_tables;
   if (!quant.empty())
@@ -411,6 +450,9 @@ int run_main(int argc, char** argv) {
       if (app.count(flag))
         return fail(std::string("tpp-plan: error: ") + flag +
                     " applies to the search; it does nothing with --tp/--pp/--dp");
+    if (all_engines)
+      return fail("tpp-plan: error: --engine all compares the engines in the search; give one "
+                  "engine with --tp/--pp/--dp");
     return report_split(run, workload);
   }
   if (so.engine == tpp::sim::Engine::kV0)
@@ -421,6 +463,8 @@ int run_main(int argc, char** argv) {
       slo.slo.tpot_ms <= 0)
     return fail("tpp-plan: error: --objective goodput needs SLOs; drop --no-slo");
   sopt.allow_cross_node_tp = cross_node_tp;
+  if (all_engines)
+    sopt.engines = {tpp::sim::Framework::kVllm, tpp::sim::Framework::kSglang, tpp::sim::Framework::kTrtllm};
   sopt.slo = slo;
   auto found = tpp::planner::search(*model, *cluster, req, *workload, sopt);
   if (!found) return fail(found.error());
