@@ -36,6 +36,9 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   const bool one_server = p.dp == 1 || p.expert_parallel || p.gpus() <= c.host_gpus();
   const std::int64_t dp = one_server ? p.dp : 1;
   Launch l;
+  l.servers = one_server ? 1 : p.dp;
+  l.gpus_per_server = one_server ? p.gpus() : per_replica;
+  l.hosts_per_server = (l.gpus_per_server + c.host_gpus() - 1) / c.host_gpus();
   std::string serve = fmt::format(
       "vllm serve {} --tensor-parallel-size {} --pipeline-parallel-size {}", model_ref(m), p.tp,
       p.pp);
@@ -60,6 +63,7 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
     for (auto n : p.pp_layer_partition) parts += (parts.empty() ? "" : ",") + std::to_string(n);
     serve = "VLLM_PP_LAYER_PARTITION=" + parts + " " + serve;
   }
+  l.vllm_serve = serve;
   std::string replicas;
   if (!one_server)
     replicas = fmt::format("# {} replicas, each its own server on {} GPU{}{}; put a load balancer "
@@ -98,6 +102,7 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   if (sglang && o.block_size != 1) sg += fmt::format(" --page-size {}", o.block_size);
   if (model::kv_cache_dtype_name(o.kv_cache_dtype) != std::string("auto"))
     sg += " --kv-cache-dtype fp8_e4m3";
+  l.sglang_serve = sg;
   if (multi_node)
     sg += fmt::format(" --nnodes {} --node-rank <0..{}> --dist-init-addr <head-node-ip>:5000",
                       nodes, nodes - 1);
@@ -117,6 +122,7 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
     tr_pre = "printf 'kv_cache_config:\\n  dtype: fp8\\n' > extra-llm-api-config.yml\n";
     tr += " --config extra-llm-api-config.yml";
   }
+  l.trtllm_serve = (tr_pre.empty() ? "" : tr_pre.substr(0, tr_pre.size() - 1) + " && ") + tr;
   if (multi_node)
     tr = fmt::format("mpirun -np {} --hostfile <{} hosts, {} slots each> trtllm-llmapi-launch {}",
                      per_replica, nodes, c.host_gpus(), tr);

@@ -15,6 +15,11 @@ struct Launch {
   std::string vllm;    // one command, or the Ray steps then the command, one per line
   std::string sglang;
   std::string trtllm;  // trtllm-serve (multi-node: under mpirun with trtllm-llmapi-launch)
+  // What deployment files are made of (planner/deploy.h): each engine's command for one
+  // server, without the multi-host steps (a shell command line; TensorRT-LLM's may first write
+  // its extra options file); the hosts one server spans, the servers, their GPUs.
+  std::string vllm_serve, sglang_serve, trtllm_serve;
+  std::int64_t hosts_per_server = 1, servers = 1, gpus_per_server = 1;
   // The plan's own engine's command, and that engine's name as people write it.
   std::string primary(sim::Framework f) const {
     return f == sim::Framework::kSglang ? sglang : f == sim::Framework::kTrtllm ? trtllm : vllm;

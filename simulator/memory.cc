@@ -179,6 +179,9 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   if (o.framework != Framework::kVllm && o.engine != Engine::kV1)
     return make_error("", 0, 0, "--vllm-engine v0 is vLLM's; drop it with --engine " +
                                     std::string(framework_name(o.framework)));
+  if (trtllm && gpu.vendor != hw::Vendor::kNvidia)
+    return make_error("", 0, 0, "--engine trtllm: TensorRT-LLM runs on NVIDIA GPUs only, and " +
+                                    gpu.name + " is AMD's");
   if (o.memory_fraction && o.framework == Framework::kVllm)
     return make_error("", 0, 0, "--mem-fraction-static is SGLang's and "
                                 "--kv-cache-free-gpu-memory-fraction TensorRT-LLM's; vLLM takes "

@@ -15,6 +15,7 @@
 #include "common/data_path.h"
 #include "hardware_profiles/hardware.h"
 #include "model/load.h"
+#include "planner/deploy.h"
 #include "planner/memory_report.h"
 #include "planner/plan_memory.h"
 #include "planner/search.h"
@@ -93,10 +94,20 @@ struct Run {
   std::string format, output_file, report_dir;
 };
 
-// The chosen plan: written for the executor (-o) and drawn as a report (--report DIR).
-int finish(const Run& run, const nlohmann::json& plan) {
-  if (!run.output_file.empty())
+// The chosen plan: written for the executor (-o), with its deployment files beside it, and
+// drawn as a report (--report DIR).
+int finish(const Run& run, const nlohmann::json& plan, const tpp::sim::MemoryPlan& chosen) {
+  if (!run.output_file.empty()) {
     if (int rc = write_plan(run.output_file, plan)) return rc;
+    const auto d = tpp::planner::deployment_files(run.m, run.c, chosen);
+    for (auto [path, text] : {std::pair{tpp::planner::kubernetes_path(run.output_file), d.kubernetes},
+                              std::pair{tpp::planner::slurm_path(run.output_file), d.slurm}}) {
+      std::ofstream out(path);
+      out << text;
+      out.close();
+      if (!out) return fail("tpp-plan: error: cannot write " + path);
+    }
+  }
   if (run.report_dir.empty()) return 0;
   tpp::reports::ReportOptions o;
   o.out_dir = run.report_dir;
@@ -166,7 +177,7 @@ int report_search(const Run& run, const tpp::sim::Workload& w,
   // The search beside the plan, for tpp-report's charts (never read by the executor).
   plan["candidates"] = tpp::planner::candidates_summary_json(r);
   plan["reasons"] = r.reasons;
-  return finish(run, plan);
+  return finish(run, plan, best.memory);
 }
 
 // One split (--tp/--pp/--dp): its memory stage by stage, and with a workload its serving.
@@ -241,7 +252,7 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
                            std::to_string(perf->rejected_over_kv_cache) +
                            " more KV blocks than the pool holds"));
   if (run.output_file.empty() && run.report_dir.empty()) return 0;
-  return finish(run, tpp::planner::plan_file_json(m, c, *workload, plan, perf, run.slo));
+  return finish(run, tpp::planner::plan_file_json(m, c, *workload, plan, perf, run.slo), plan);
 }
 
 int run_main(int argc, char** argv) {
