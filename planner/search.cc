@@ -409,6 +409,16 @@ std::string slo_text(const ChosenSlo& s) {
   return (t.empty() ? "none" : t) + " (" + s.source + ")";
 }
 
+sim::Workload replica_share_of(const sim::Workload& w, std::int64_t dp) { return replica_share(w, dp); }
+void scale_replica_result(sim::ServingResult& r, std::int64_t dp) { scale_to_replicas(r, dp); }
+std::string slo_miss_text(const sim::ServingResult& r, const sim::Slo& slo) { return slo_miss(r, slo); }
+std::vector<sim::ParallelConfig> search_splits(const model::Model& m, const hw::Cluster& c,
+                                               const MemoryRequest& r, bool cross_node_tp) {
+  std::vector<sim::ParallelConfig> out;
+  for (const Group& g : generate(m, c, r, cross_node_tp)) out.push_back(g.base);
+  return out;
+}
+
 double cost_per_million_tokens(const sim::ServingResult& r, std::int64_t gpus, double price) {
   if (r.output_tokens_per_s <= 0) return 0;
   return static_cast<double>(gpus) * price / (r.output_tokens_per_s * 3600) * 1e6;

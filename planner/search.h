@@ -86,6 +86,17 @@ struct SearchResult {
 // (one line, with the figures) when it cannot hold one (sim::simulation_bytes).
 Expected<int> simulation_threads(const sim::Workload& w, int wanted);
 
+// One DP replica's share of a workload (the same requests at 1/dp of the rate; a closed loop's
+// concurrency / dp), and a replica's result turned into the deployment's (rates x dp, times /
+// dp): the search's even split of the load between replicas.
+sim::Workload replica_share_of(const sim::Workload& w, std::int64_t dp);
+void scale_replica_result(sim::ServingResult& r, std::int64_t dp);
+// "" when `r` meets the SLOs, else what it misses, in numbers.
+std::string slo_miss_text(const sim::ServingResult& r, const sim::Slo& slo);
+// The candidate TP x PP pairs (DP 1) the search would consider.
+std::vector<sim::ParallelConfig> search_splits(const model::Model& m, const hw::Cluster& c,
+                                               const MemoryRequest& r, bool cross_node_tp);
+
 // Dollars per million output tokens at `price` per GPU-hour; 0 when nothing was served.
 double cost_per_million_tokens(const sim::ServingResult& r, std::int64_t gpus, double price);
 

@@ -15,6 +15,7 @@
 #include "common/data_path.h"
 #include "hardware_profiles/hardware.h"
 #include "model/load.h"
+#include "planner/capacity.h"
 #include "planner/deploy.h"
 #include "planner/memory_report.h"
 #include "planner/plan_memory.h"
@@ -370,6 +371,20 @@ int run_main(int argc, char** argv) {
                  "TPOT p99 objective, ms (default: the workload's, else 200: MLPerf's server "
                  "scenario)");
   app.add_flag("--no-slo", slo_req.none, "no latency objectives (only the load must be kept up)");
+  std::optional<double> target_rate;
+  std::optional<std::int64_t> target_concurrency;
+  bool fill = false, sweep = false;
+  app.add_option("--target-rate", target_rate,
+                 "capacity: the fewest GPUs of this cluster's kind, the split and the replicas that "
+                 "serve this many requests/s (the workload's requests at this rate) within the SLOs");
+  app.add_option("--target-concurrency", target_concurrency,
+                 "capacity: the same for this many requests kept in flight (a closed loop)");
+  app.add_flag("--fill-cluster", fill,
+               "fill the whole cluster with replicas of each split and rank by the highest request "
+               "rate it sustains within the SLOs, the router's split of the load simulated");
+  app.add_flag("--rate-sweep", sweep,
+               "with --tp/--pp/--dp: the highest request rate the split sustains within the SLOs, "
+               "and latency around that knee");
   app.add_option("--vllm-engine", engine, "v1 (default) or v0")
       ->check(CLI::IsMember({"v1", "v0"}));
   app.set_version_flag("--version", std::string("tpp-plan ") + TPP_VERSION);
@@ -445,7 +460,7 @@ int run_main(int argc, char** argv) {
   const bool search_mode = !req.tp && !req.pp && !req.dp;
   std::optional<tpp::sim::Workload> workload;
   // The search always serves a workload, and so does a plan written for the executor.
-  if (workload_arg.empty() && (search_mode || !output_file.empty() || !report_dir.empty()))
+  if (workload_arg.empty() && (search_mode || sweep || !output_file.empty() || !report_dir.empty()))
     workload_arg = "chat";
   if (!workload_arg.empty()) {
     auto w = tpp::sim::load_workload(workload_arg);
@@ -456,6 +471,55 @@ int run_main(int argc, char** argv) {
       workload ? tpp::planner::choose_slo(*workload, slo_req) : tpp::planner::ChosenSlo{};
   const Run run{*model, *cluster, req, slo, format == "markdown" && !search_mode ? "text" : format,
                 output_file, report_dir};
+  {
+    const int modes = (target_rate ? 1 : 0) + (target_concurrency ? 1 : 0) + (fill ? 1 : 0) + (sweep ? 1 : 0);
+    if (modes > 1)
+      return fail("tpp-plan: error: give one of --target-rate, --target-concurrency, --fill-cluster, "
+                  "--rate-sweep");
+    if (target_rate && !(std::isfinite(*target_rate) && *target_rate > 0))
+      return fail("tpp-plan: error: --target-rate must be a positive number of requests/s");
+    if (target_concurrency && *target_concurrency < 1)
+      return fail("tpp-plan: error: --target-concurrency must be at least 1");
+    if (sweep && search_mode) return fail("tpp-plan: error: --rate-sweep needs a split: add --tp/--pp/--dp");
+    if (modes > 0 && !sweep && !search_mode)
+      return fail("tpp-plan: error: --target-rate, --target-concurrency and --fill-cluster search the "
+                  "splits; drop --tp/--pp/--dp");
+    if (modes > 0 && all_engines)
+      return fail("tpp-plan: error: capacity planning takes one engine; drop --engine all");
+    if (modes > 0 && !output_file.empty())
+      return fail("tpp-plan: error: -o writes a plan from the search or a split; capacity planning "
+                  "prints its answer (use --format json)");
+    if (modes > 0) {
+      tpp::planner::SearchOptions co;
+      co.allow_cross_node_tp = cross_node_tp;
+      co.slo = slo;
+      const bool json = format == "json";
+      if (sweep) {
+        auto mem = tpp::planner::plan_memory(*model, *cluster, req);
+        if (!mem) return fail(mem.error());
+        const auto& plan = mem->plans.front();
+        if (!plan.fits) return fail("tpp-plan: error: " + plan.why_not);
+        auto r = tpp::planner::rate_sweep(tpp::sim::as_loaded(*model, req.serving), *cluster, plan, *workload, slo.slo);
+        if (!r) return fail(r.error());
+        if (json) std::cout << tpp::planner::rate_sweep_json(*r).dump(2) << "\n";
+        else std::cout << tpp::planner::rate_sweep_text(*r, plan);
+        return 0;
+      }
+      if (fill) {
+        auto r = tpp::planner::fill_cluster(*model, *cluster, req, *workload, co);
+        if (!r) return fail(r.error());
+        if (json) std::cout << tpp::planner::fill_json(*r).dump(2) << "\n";
+        else std::cout << tpp::planner::fill_text(*r, *cluster);
+        return r->best ? 0 : 2;
+      }
+      auto r = tpp::planner::plan_capacity(*model, *cluster, req, *workload, co,
+                                           {target_rate, target_concurrency});
+      if (!r) return fail(r.error());
+      if (json) std::cout << tpp::planner::capacity_json(*r).dump(2) << "\n";
+      else std::cout << tpp::planner::capacity_text(*r, *cluster);
+      return r->best ? 0 : 2;
+    }
+  }
   if (!search_mode) {
     for (const char* flag : {"--objective", "--top"})
       if (app.count(flag))
