@@ -353,6 +353,126 @@ void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c,
   }
 }
 
+double score_of(const sim::ServingResult& r, std::int64_t gpus, Objective o, double price) {
+  Candidate c;
+  c.perf = r;
+  c.gpus = gpus;
+  return score(c, o, price);
+}
+
+std::string pools_name(const DisaggCandidate& d) {
+  const auto &p = d.prefill.parallel, &q = d.decode.parallel;
+  return fmt::format("{}P{}D (prefill TP{} x PP{} x {}, decode TP{} x PP{} x {})", p.dp, q.dp, p.tp, p.pp, p.dp,
+                     q.tp, q.pp, q.dp);
+}
+
+// Disaggregated pools within the cluster, each PP 1: prefill and decode each at the two
+// smallest TPs that fit; the prefill instances the fewest (doubling) that keep up with the
+// prompts with TTFT p99 within 60% of its SLO (the transfer and the decode's first step have
+// the rest), the decode instances the fewest (doubling) that keep the whole deployment within
+// the SLOs. The best by the objective is set beside the aggregated recommendation.
+void search_disaggregated(const model::Model& loaded, const hw::Cluster& c, const MemoryRequest& r,
+                          const sim::Workload& w, const SearchOptions& o, const sim::ResolvedOptions& opts,
+                          SearchResult& out) {
+  if (w.arrival == sim::ArrivalProcess::kClosedLoop || w.rate_per_s <= 0) {
+    out.disagg_verdict = "disaggregation not compared: it needs requests arriving at a rate (" + w.name +
+                         " has none)";
+    return;
+  }
+  // The two splits of fewest GPUs that fit (TP inside a node unless allowed across).
+  std::vector<sim::ParallelConfig> splits;
+  for (const Group& g : generate(loaded, c, r, o.allow_cross_node_tp))
+    if (sim::simulate_memory(loaded, c.gpu, g.base, opts).fits) splits.push_back(g.base);
+  std::stable_sort(splits.begin(), splits.end(), [](const sim::ParallelConfig& a, const sim::ParallelConfig& b) {
+    return std::make_tuple(a.gpus(), a.pp) < std::make_tuple(b.gpus(), b.pp);
+  });
+  if (splits.size() > 2) splits.resize(2);
+  const std::int64_t n = c.total_gpus();
+  const sim::Slo slo = o.slo.slo;
+  const double price = c.price_per_gpu_hour ? c.price_per_gpu_hour->value : 0;
+  auto plan_of = [&](sim::ParallelConfig p, std::int64_t dp) {
+    p.dp = dp;
+    return sim::simulate_memory(loaded, c.gpu, p, opts);
+  };
+  for (const sim::ParallelConfig& ptp : splits) {
+    std::int64_t x = 1;
+    sim::PrefillPass pass;
+    for (; x * ptp.gpus() < n; x *= 2) {
+      pass = sim::simulate_prefill_pool(loaded, c, plan_of(ptp, x), w, slo);
+      if (pass.result.load.sustained && pass.result.finished > 0 &&
+          (slo.ttft_ms <= 0 || pass.result.ttft_ms.p99 <= 0.6 * slo.ttft_ms))
+        break;
+    }
+    if (x * ptp.gpus() >= n) continue;
+    for (const sim::ParallelConfig& dtp : splits) {
+      DisaggCandidate best_y;
+      for (std::int64_t y = 1; x * ptp.gpus() + y * dtp.gpus() <= n; y *= 2) {
+        DisaggCandidate d;
+        d.prefill = plan_of(ptp, x);
+        d.decode = plan_of(dtp, y);
+        d.perf = sim::simulate_decode_pool(loaded, c, d.prefill, d.decode, w, slo, pass);
+        d.gpus = x * ptp.gpus() + y * dtp.gpus();
+        const auto& res = d.perf.result;
+        d.rejected_reason = res.finished == 0     ? "serves no request"
+                            : !res.load.sustained ? lags(res.load)
+                                                  : slo_miss(res, slo);
+        if (res.finished > 0) d.score = score_of(res, d.gpus, o.objective, price);
+        best_y = d;
+        if (d.rejected_reason.empty()) break;
+      }
+      if (best_y.gpus > 0) out.disagg.push_back(std::move(best_y));
+    }
+  }
+  std::stable_sort(out.disagg.begin(), out.disagg.end(), [](const DisaggCandidate& a, const DisaggCandidate& b) {
+    return std::make_tuple(!a.rejected_reason.empty(), -a.score, a.gpus) <
+           std::make_tuple(!b.rejected_reason.empty(), -b.score, b.gpus);
+  });
+  if (out.disagg.empty() || !out.disagg.front().rejected_reason.empty()) {
+    out.disagg_verdict = out.disagg.empty()
+        ? "disaggregation: no prefill and decode pools fit in the cluster"
+        : "disaggregation: no pools keep up within the SLOs; the closest, " + pools_name(out.disagg.front()) +
+              ", " + out.disagg.front().rejected_reason;
+    return;
+  }
+  const DisaggCandidate& d = out.disagg.front();
+  const auto& dr = d.perf.result;
+  std::string s = fmt::format(
+      "disaggregated: {} on {} GPUs: {:.0f} output tokens/s per GPU, TTFT p99 {:.0f} ms, TPOT p99 {:.1f} ms; "
+      "each prompt's KV ({:.1f} MiB into a decode GPU) moves over {} in {:.2f} ms (p50).",
+      pools_name(d), d.gpus, dr.output_tokens_per_s_per_gpu, dr.ttft_ms.p99, dr.tpot_ms.p99,
+      d.perf.kv_bytes_per_request / 1048576.0, d.perf.same_node ? "NVLink inside the node" : "the network",
+      d.perf.transfer_ms.p50);
+  if (!out.recommended) {
+    out.disagg_verdict = s + " No aggregated split keeps up within the SLOs: disaggregation wins.";
+    return;
+  }
+  const Candidate& a = out.candidates[*out.recommended];
+  const auto& ar = *a.perf;
+  const bool wins = d.score > a.score;
+  s += fmt::format(
+      " Aggregated {}: {:.0f} per GPU, TTFT p99 {:.0f} ms, TPOT p99 {:.1f} ms on {} GPUs. {} wins on {}",
+      split_name(a.memory.parallel), ar.output_tokens_per_s_per_gpu, ar.ttft_ms.p99, ar.tpot_ms.p99, a.gpus,
+      wins ? "Disaggregation" : "The aggregated split", objective_name(o.objective));
+  auto figure = [&](const sim::ServingResult& x, std::int64_t g) {
+    switch (o.objective) {
+      case Objective::kLatency: return fmt::format("TPOT p50 {:.1f} ms", x.tpot_ms.p50);
+      case Objective::kTtft: return fmt::format("TTFT p50 {:.0f} ms", x.ttft_ms.p50);
+      case Objective::kGoodput:
+        return fmt::format("{:.3f} requests/s per GPU within the SLOs", x.goodput_requests_per_s / static_cast<double>(g));
+      case Objective::kCost: return fmt::format("{:.0f} output tokens per dollar", score_of(x, g, o.objective, price));
+      case Objective::kThroughput: break;
+    }
+    return fmt::format("{:.0f} output tokens/s per GPU", x.output_tokens_per_s_per_gpu);
+  };
+  // Why: decode steps that never wait for prompts, against GPUs kept for each phase.
+  s += fmt::format(": {} against {}. Disaggregated, decode steps never carry a prompt: TPOT p99 {:.1f} against "
+                   "{:.1f} ms; a prompt pays the transfer and a second queue: TTFT p99 {:.0f} against {:.0f} ms; "
+                   "on {} GPUs against {}.",
+                   wins ? figure(dr, d.gpus) : figure(ar, a.gpus), wins ? figure(ar, a.gpus) : figure(dr, d.gpus),
+                   dr.tpot_ms.p99, ar.tpot_ms.p99, dr.ttft_ms.p99, ar.ttft_ms.p99, d.gpus, a.gpus);
+  out.disagg_verdict = s;
+}
+
 }  // namespace
 
 Expected<int> simulation_threads(const sim::Workload& w, int wanted) {
@@ -549,6 +669,7 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   } else {
     out.why_none = why_none(out.candidates, w, o.slo);
   }
+  if (o.disaggregation) search_disaggregated(loaded, c, r, w, o, engine_opts.front(), out);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

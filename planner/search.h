@@ -13,6 +13,7 @@
 #include "hardware_profiles/hardware.h"
 #include "model/model.h"
 #include "planner/plan_memory.h"
+#include "simulator/disagg.h"
 #include "simulator/serving.h"
 #include "simulator/workload.h"
 
@@ -55,6 +56,9 @@ struct SearchOptions {
   // MemoryRequest::serving names, as given. An engine that cannot serve the model is left out
   // with a note when there are several.
   std::vector<sim::Framework> engines;
+  // Also search disaggregated prefill/decode pools (xPyD) and compare the best with the
+  // aggregated recommendation (planner/search.cc, search_disaggregated).
+  bool disaggregation = false;
   bool progress = true;  // a progress line on stderr when the search takes over a second
 };
 
@@ -72,6 +76,15 @@ struct Candidate {
   bool recommended = false;
 };
 
+// A disaggregated deployment: x prefill instances and y decode instances.
+struct DisaggCandidate {
+  sim::MemoryPlan prefill, decode;  // dp: the instances
+  sim::DisaggResult perf;
+  std::int64_t gpus = 0;
+  std::string rejected_reason;      // empty: keeps up within the SLOs
+  double score = 0;
+};
+
 struct SearchResult {
   std::vector<Candidate> candidates;  // ranked first, then rejected (same order every run)
   std::optional<std::size_t> recommended, runner_up;
@@ -80,6 +93,10 @@ struct SearchResult {
   std::vector<std::string> notes;     // how the search was narrowed (a PP layer partition)
   std::int64_t simulated = 0;
   double seconds = 0;
+  // With SearchOptions::disaggregation: the pools tried, the best first, and which deployment
+  // wins and why, in numbers.
+  std::vector<DisaggCandidate> disagg;
+  std::string disagg_verdict;
 };
 
 // How many simulations of `w` this host's free memory holds at once, at most `wanted`; an error

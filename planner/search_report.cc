@@ -96,9 +96,10 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
       f == sim::Framework::kVllm
           ? fmt::format("deploy with vLLM:\n{}\n\nor with SGLang:\n{}\n", l.vllm, l.sglang)
           : fmt::format("deploy with {}:\n{}\n", engine_title(f), l.primary(f));
-  return fmt::format("recommended: {}\n{}{}\n\n{}", r.reasons,
+  return fmt::format("recommended: {}\n{}{}\n{}\n{}", r.reasons,
                      kernel_times_text(best.memory.options, c.gpu.name),
-                     headline_bands_text(m.moe.has_value(), best.memory.parallel.tp), deploy);
+                     headline_bands_text(m.moe.has_value(), best.memory.parallel.tp),
+                     r.disagg_verdict.empty() ? "" : "\n" + r.disagg_verdict + "\n", deploy);
 }
 
 nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,

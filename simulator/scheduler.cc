@@ -101,6 +101,7 @@ void Scheduler::add(const Request& r, double now) {
   else if (!config_.chunked_prefill && r.input_tokens > config_.max_num_batched_tokens)
     s.rejection = Rejection::kOverBatchTokens;
   s.rejected = s.rejection != Rejection::kNone;
+  s.computed = std::clamp<std::int64_t>(r.cached_tokens, 0, r.input_tokens - 1);
   seqs_.push_back(s);
   if (s.rejected) return;
   waiting_.push_back(static_cast<std::int32_t>(seqs_.size() - 1));

@@ -354,7 +354,7 @@ std::uint64_t simulation_bytes(const Workload& w) {
 }
 
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
-                               const Workload& w, const Slo& slo) {
+                               const Workload& w, const Slo& slo, std::vector<std::vector<Seq>>* seqs) {
   const ParallelConfig& p = plan.parallel;
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
@@ -420,6 +420,8 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   }
   ServingResult r;
   fill_result(r, loop, slo, closed);
+  if (seqs)
+    for (const Replica& e : loop.engines) seqs->push_back(e.sched.seqs());
   return r;
 }
 

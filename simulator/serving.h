@@ -95,8 +95,11 @@ struct TimeShares {
 };
 TimeShares time_shares(const ServingResult& r);
 
+// `seqs`: where given, every replica's requests as its scheduler left them (replica d serves
+// requests d, d + dp, ...), for a caller that follows requests further (disaggregation).
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
-                               const Workload& workload, const Slo& slo = {});
+                               const Workload& workload, const Slo& slo = {},
+                               std::vector<std::vector<Seq>>* seqs = nullptr);
 
 // The request figures of a run (counts, TTFT, TPOT, ITL, E2E, throughputs, goodput, load) from
 // its replicas' sequences as their schedulers recorded them: one definition for the simulation

@@ -66,6 +66,9 @@ struct Request {
   double arrival_s = 0;           // seconds from the start; 0 for every request of a closed loop
   std::int64_t input_tokens = 0;  // >= 1
   std::int64_t output_tokens = 0; // >= 1
+  // Prompt tokens whose KV arrives already computed (a disaggregated decode instance receives
+  // them from the prefill instance); 0 for a request served whole.
+  std::int64_t cached_tokens = 0;
 };
 
 // Latency objectives, met when the p99 is at most the figure (MLPerf's rule); 0: none.

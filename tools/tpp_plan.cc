@@ -141,6 +141,19 @@ int report_search(const Run& run, const tpp::sim::Workload& w,
     j["plans"] = tpp::planner::candidates_json(m, c, r);
     j["reasons"] = r.reasons;
     if (!r.recommended) j["why_none"] = r.why_none;
+    if (!r.disagg_verdict.empty()) {
+      nlohmann::json pools = nlohmann::json::array();
+      for (const auto& d : r.disagg)
+        pools.push_back({{"prefill", {{"tp", d.prefill.parallel.tp}, {"instances", d.prefill.parallel.dp}}},
+                         {"decode", {{"tp", d.decode.parallel.tp}, {"instances", d.decode.parallel.dp}}},
+                         {"gpus", d.gpus}, {"rejected_reason", d.rejected_reason},
+                         {"performance", tpp::sim::serving_json(d.perf.result)},
+                         {"kv_transfer_ms_p50", d.perf.transfer_ms.p50},
+                         {"kv_transfer_ms_p99", d.perf.transfer_ms.p99},
+                         {"kv_bytes_per_request", d.perf.kv_bytes_per_request},
+                         {"same_node", d.perf.same_node}});
+      j["disaggregated"] = {{"pools", pools}, {"verdict", r.disagg_verdict}};
+    }
     std::cout << j.dump(2) << "\n";
   } else {
     const bool md = run.format == "markdown";
@@ -382,6 +395,10 @@ int run_main(int argc, char** argv) {
   app.add_flag("--fill-cluster", fill,
                "fill the whole cluster with replicas of each split and rank by the highest request "
                "rate it sustains within the SLOs, the router's split of the load simulated");
+  bool disagg = false;
+  app.add_flag("--disagg", disagg,
+               "also search disaggregated prefill and decode pools (xPyD, each PP 1, the KV sent "
+               "between them) and say whether they beat the aggregated recommendation, and why");
   app.add_flag("--rate-sweep", sweep,
                "with --tp/--pp/--dp: the highest request rate the split sustains within the SLOs, "
                "and latency around that knee");
@@ -481,6 +498,9 @@ int run_main(int argc, char** argv) {
     if (target_concurrency && *target_concurrency < 1)
       return fail("tpp-plan: error: --target-concurrency must be at least 1");
     if (sweep && search_mode) return fail("tpp-plan: error: --rate-sweep needs a split: add --tp/--pp/--dp");
+    if (disagg && (!search_mode || modes > 0))
+      return fail("tpp-plan: error: --disagg compares pools in the search; drop --tp/--pp/--dp and the "
+                  "capacity flags");
     if (modes > 0 && !sweep && !search_mode)
       return fail("tpp-plan: error: --target-rate, --target-concurrency and --fill-cluster search the "
                   "splits; drop --tp/--pp/--dp");
@@ -538,6 +558,7 @@ int run_main(int argc, char** argv) {
       slo.slo.tpot_ms <= 0)
     return fail("tpp-plan: error: --objective goodput needs SLOs; drop --no-slo");
   sopt.allow_cross_node_tp = cross_node_tp;
+  sopt.disaggregation = disagg;
   if (all_engines)
     sopt.engines = {tpp::sim::Framework::kVllm, tpp::sim::Framework::kSglang, tpp::sim::Framework::kTrtllm};
   sopt.slo = slo;
