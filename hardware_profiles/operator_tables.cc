@@ -24,6 +24,26 @@ struct Bracket {
   double w = 0;
 };
 
+// The same on an axis whose logarithms `logs` are given.
+Bracket bracket_log(const std::vector<double>& xs, const std::vector<double>& logs, double x) {
+  Bracket b;
+  if (x <= xs.front()) return b;
+  if (x >= xs.back()) {
+    b.lo = b.hi = xs.size() - 1;
+    return b;
+  }
+  b.hi = static_cast<std::size_t>(std::upper_bound(xs.begin(), xs.end(), x) - xs.begin());
+  b.lo = b.hi - 1;
+  b.w = (std::log(x) - logs[b.lo]) / (logs[b.hi] - logs[b.lo]);
+  return b;
+}
+
+std::vector<double> logs_of(const std::vector<double>& v) {
+  std::vector<double> out(v.size());
+  for (std::size_t k = 0; k < v.size(); ++k) out[k] = std::log(v[k]);
+  return out;
+}
+
 Bracket bracket(const std::vector<double>& xs, double x) {
   Bracket b;
   if (x <= xs.front()) return b;
@@ -130,6 +150,9 @@ void read_attention(Reader& r, const json& j, const std::string& name,
         !r.axis(s.value("length", json()), fi + ".length", a.length) ||
         !r.grid(s.value("us", json()), fi + ".us", {a.batch.size(), a.length.size()}, 0, a.us))
       return false;
+    a.log_batch = logs_of(a.batch);
+    a.log_length = logs_of(a.length);
+    a.log_us = logs_of(a.us);
     out[kv].push_back(std::move(a));
     return true;
   }, prefix);
@@ -237,8 +260,8 @@ const OperatorTables::AttentionSeries* OperatorTables::attention_series(
 double OperatorTables::attention_s(const AttentionSeries& s, bool decode, double heads,
                                    double kv_heads, double batch, double length) {
   if (batch <= 0 || length <= 0) return 0;
-  const Bracket bb = bracket(s.batch, batch), bl = bracket(s.length, length);
-  auto lg = [&](std::size_t ib, std::size_t il) { return std::log(s.at(ib, il)); };
+  const Bracket bb = bracket_log(s.batch, s.log_batch, batch), bl = bracket_log(s.length, s.log_length, length);
+  auto lg = [&](std::size_t ib, std::size_t il) { return s.log_us[ib * s.length.size() + il]; };
   const double t = std::exp((1 - bb.w) * (1 - bl.w) * lg(bb.lo, bl.lo) +
                             (1 - bb.w) * bl.w * lg(bb.lo, bl.hi) +
                             bb.w * (1 - bl.w) * lg(bb.hi, bl.lo) + bb.w * bl.w * lg(bb.hi, bl.hi));

@@ -39,6 +39,9 @@ struct OperatorTables {
     std::vector<double> batch, length;
     std::vector<double> us;  // batch-major
     double at(std::size_t ib, std::size_t il) const { return us[ib * length.size() + il]; }
+    // The logarithms of the axes and times, taken once at load: the interpolation is linear in
+    // them, and a simulation interpolates at every step.
+    std::vector<double> log_batch, log_length, log_us;
   };
 
   // One fused MoE layer (routing, both grouped GEMMs, activation and the weighted sum) of a

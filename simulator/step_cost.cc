@@ -468,11 +468,15 @@ double StepCostModel::table_gemm_s(const Gemm& g, double tokens) const {
 
 double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   if (tokens <= 0) return 0;
-  if (const double t = table_gemm_s(g, tokens); t >= 0) return t;
-  const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
-  const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
-  return std::max(flops / (g.flops_per_s * compute_efficiency(tokens, g.weight_bytes)),
-                  bytes / gemm_bw_);
+  if (auto it = g.memo.find(tokens); it != g.memo.end()) return it->second;
+  double s = table_gemm_s(g, tokens);
+  if (s < 0) {
+    const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
+    const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
+    s = std::max(flops / (g.flops_per_s * compute_efficiency(tokens, g.weight_bytes)), bytes / gemm_bw_);
+  }
+  g.memo.emplace(tokens, s);
+  return s;
 }
 
 double StepCostModel::cached_gemms(const std::vector<Gemm>& gs, std::vector<double>& cache,
@@ -798,6 +802,15 @@ double StepCostModel::all_reduce_s(double bytes, std::int64_t n, bool graph) con
   // standard node of this GPU (8 H100s at 128 MiB: 577 us, where h100x1's nccl-tests table gives
   // 573 us). Without a table, a cluster's `library: vllm` table covers vLLM's dispatch up to its
   // largest size. Groups that span nodes use NCCL.
+  // Memoised (as nccl_model_s): the steps ask for the same few sizes over and over.
+  const CollKey key{1000 + (graph ? 1 : 0), n, bytes};
+  if (auto it = coll_cache_.find(key); it != coll_cache_.end()) return it->second;
+  const double s = engine_all_reduce_s(bytes, n, graph);
+  coll_cache_.emplace(key, s);
+  return s;
+}
+
+double StepCostModel::engine_all_reduce_s(double bytes, std::int64_t n, bool graph) const {
   if (n > 1 && n <= c_.gpus_per_node) {
     if (const auto& ot = o_.operator_tables) {
       if (const auto* s = ot->all_reduce_series(n, graph ? "graph" : "eager")) {

@@ -133,6 +133,9 @@ class StepCostModel {
     // (float32, int4/int8 weights, fp8 weight-only on a GPU without fp8 tensor cores).
     const char* table_dtype = nullptr;
     bool attention = false;  // an attention projection (q/k/v/o, MLA's)
+    // gemm_time by tokens, memoised: a simulation asks for the same few token counts at
+    // thousands of steps (one StepCostModel serves one simulation, on one thread).
+    mutable std::unordered_map<double, double> memo;
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;
@@ -141,6 +144,7 @@ class StepCostModel {
     bool first = false, last = false, send_cross_node = false;
   };
   double gemm_time(const Gemm& g, double tokens) const;
+  double engine_all_reduce_s(double bytes, std::int64_t n, bool graph) const;  // all_reduce_s's
   // The compute efficiency at M tokens: the cluster's measured table (interpolated, clamped at
   // its ends) when it has one, else Efficiency::compute.
   double tile_rows() const;
