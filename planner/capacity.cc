@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <thread>
 
 #include <fmt/format.h>
@@ -22,6 +23,8 @@ constexpr int kMaxDoublings = 16;
 // tiled, each copy after the last), as the even split's one replica gets, up to a total of
 // kMaxTiledRequests: tails from fewer requests would flatter the router.
 constexpr std::size_t kMaxTiledRequests = 20000;
+// The most replicas plan_capacity serves behind one simulated router.
+constexpr double kMaxReplicas = 512;
 // The few best by the even-split estimate that fill_cluster serves again through the router.
 constexpr std::size_t kRouted = 4;
 
@@ -85,15 +88,17 @@ LoadPoint serve(const model::Model& loaded, const hw::Cluster& c, const sim::Mem
 // The highest load within the SLOs by doubling from `start`, then bisection: `eval(load)`;
 // `integer`: a concurrency. Returns the best point that passed (load 0: none) and the first
 // that failed above it.
+// `cap`: the most worth trying (a concurrency beyond the workload's requests changes nothing).
 template <class Eval>
-std::pair<LoadPoint, LoadPoint> highest(Eval eval, double start, bool integer) {
+std::pair<LoadPoint, LoadPoint> highest(Eval eval, double start, bool integer,
+                                        double cap = std::numeric_limits<double>::infinity()) {
   auto fix = [&](double x) { return integer ? std::max(1.0, std::floor(x)) : x; };
   LoadPoint lo, hi;
   LoadPoint p = eval(fix(start));
   if (p.miss.empty()) {
     lo = p;
-    for (int k = 0; k < kMaxDoublings; ++k) {
-      LoadPoint q = eval(fix(lo.load * 2));
+    for (int k = 0; k < kMaxDoublings && lo.load < cap; ++k) {
+      LoadPoint q = eval(fix(std::min(lo.load * 2, cap)));
       if (!q.miss.empty()) { hi = q; break; }
       lo = q;
     }
@@ -109,7 +114,7 @@ std::pair<LoadPoint, LoadPoint> highest(Eval eval, double start, bool integer) {
     if (lo.load == 0) return {lo, hi};
   }
   while (hi.load / lo.load > kRateTolerance && !(integer && hi.load - lo.load <= 1)) {
-    const double mid = fix(std::sqrt(lo.load * hi.load));
+    const double mid = integer ? std::floor((lo.load + hi.load) / 2) : std::sqrt(lo.load * hi.load);
     if (mid <= lo.load || mid >= hi.load) break;
     LoadPoint q = eval(mid);
     if (q.miss.empty()) lo = q;
@@ -213,7 +218,8 @@ Expected<CapacityResult> plan_capacity(const model::Model& m, const hw::Cluster&
       auto eval = [&](double cc) {
         return serve(loaded, big, row.plan, at_concurrency(w, static_cast<std::int64_t>(cc)), slo, cc, false);
       };
-      row.per_replica = highest(eval, std::min(out.target, 64.0), true).first.load;
+      row.per_replica = highest(eval, std::min(out.target, 64.0), true,
+                                static_cast<double>(w.requests.size())).first.load;
     } else {
       auto eval = [&](double rate) { return serve(loaded, big, row.plan, at_rate(w, rate), slo, rate, false); };
       row.per_replica = highest(eval, w.rate_per_s, false).first.load;
@@ -224,7 +230,13 @@ Expected<CapacityResult> plan_capacity(const model::Model& m, const hw::Cluster&
     }
     // The replicas that carry the target, checked with the router's split of the load; one
     // more while it misses (the even split is the estimate, the router the answer).
-    std::int64_t dp = static_cast<std::int64_t>(std::ceil(out.target / row.per_replica - 1e-9));
+    const double need = std::ceil(out.target / row.per_replica - 1e-9);
+    if (need > kMaxReplicas) {
+      row.rejected = fmt::format("would need {:.0f} replicas (one carries {:.3g}); more than {} are not planned",
+                                 need, row.per_replica, kMaxReplicas);
+      return;
+    }
+    std::int64_t dp = static_cast<std::int64_t>(need);
     for (int tries = 0; tries < 3; ++tries, ++dp) {
       row.plan.parallel.dp = dp;
       const LoadPoint at = out.concurrency

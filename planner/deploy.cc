@@ -32,6 +32,7 @@ std::string k8s_name(const std::string& model) {
 struct Engine {
   const char* image;  // the engine's published serving image; pin the version you validated
   std::string serve;  // one server's command, without multi-host flags
+  std::string setup = "";  // "... && ": what every host runs first (TensorRT-LLM's options file)
 };
 
 Engine engine_of(const Launch& l, sim::Framework f, bool amd) {
@@ -40,7 +41,8 @@ Engine engine_of(const Launch& l, sim::Framework f, bool amd) {
       return {amd ? "lmsysorg/sglang:latest-rocm" : "lmsysorg/sglang:latest",
               l.sglang_serve + " --host 0.0.0.0 --port 8000"};
     case sim::Framework::kTrtllm:
-      return {"nvcr.io/nvidia/tensorrt-llm/release:latest", l.trtllm_serve + " --host 0.0.0.0 --port 8000"};
+      return {"nvcr.io/nvidia/tensorrt-llm/release:latest", l.trtllm_serve + " --host 0.0.0.0 --port 8000",
+              l.trtllm_setup.empty() ? "" : l.trtllm_setup + " && "};
     case sim::Framework::kVllm:
       break;
   }
@@ -106,6 +108,13 @@ DeploymentFiles deployment_files(const model::Model& m, const hw::Cluster& c, co
   const std::int64_t hosts = l.hosts_per_server, per_host = std::min(l.gpus_per_server, c.host_gpus());
   const std::string title = std::string(engine_title(f));
   DeploymentFiles d;
+  // A server whose GPUs do not fill its hosts: the engines start every GPU of each host.
+  const std::string uneven =
+      hosts > 1 && l.gpus_per_server % c.host_gpus() != 0
+          ? fmt::format("# Warning: a server's {} GPUs do not fill its {} hosts of {}; vLLM and SGLang "
+                        "start every GPU of a host: choose TP x PP a multiple of {} for a multi-host server.\n",
+                        l.gpus_per_server, hosts, c.host_gpus(), c.host_gpus())
+          : "";
 
   // ---- Kubernetes -------------------------------------------------------------------------
   std::string k = fmt::format(
@@ -114,12 +123,13 @@ DeploymentFiles deployment_files(const model::Model& m, const hw::Cluster& c, co
       title, m.name, plan.parallel.tp, plan.parallel.pp, plan.parallel.dp, plan.parallel.gpus(),
       plan.parallel.gpus() == 1 ? "" : "s", c.name, l.servers, l.servers == 1 ? "" : "s",
       l.gpus_per_server, l.gpus_per_server == 1 ? "" : "s", hosts, hosts == 1 ? "" : "s");
+  k += uneven;
   if (hosts == 1) {
     k += fmt::format("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {0}\n  labels: {{app: {0}}}\n"
                      "spec:\n  replicas: {1}\n  selector:\n    matchLabels: {{app: {0}}}\n  template:\n"
                      "    metadata:\n      labels: {{app: {0}}}\n    spec:\n      containers:\n",
                      name, l.servers);
-    k += container("server", e.image, e.serve, gpu_res, per_host, true, 8);
+    k += container("server", e.image, e.setup + e.serve, gpu_res, per_host, true, 8);
     k += shm_volume(6);
     k += fmt::format("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {0}\nspec:\n  selector: {{app: {0}}}\n"
                      "  ports:\n  - {{port: 8000, targetPort: 8000}}\n", name);
@@ -140,10 +150,10 @@ DeploymentFiles deployment_files(const model::Model& m, const hw::Cluster& c, co
         // One MPI rank a GPU over the group's pods (LWS names them <leader>-<index> in the
         // leader's subdomain); the workers run sshd for mpirun (the image must carry it).
         leader = fmt::format(
-            "L=$(LWS_LEADER_ADDRESS); H=\"$L:{0}\"; for i in $(seq 1 {1}); do H=\"$H,${{L%%.*}}-$i.${{L#*.}}:{0}\"; done; "
+            "{4}L=$(LWS_LEADER_ADDRESS); H=\"$L:{0}\"; for i in $(seq 1 {1}); do H=\"$H,${{L%%.*}}-$i.${{L#*.}}:{0}\"; done; "
             "mpirun --allow-run-as-root -np {2} -H \"$H\" trtllm-llmapi-launch {3}",
-            per_host, hosts - 1, l.gpus_per_server, e.serve);
-        worker = "/usr/sbin/sshd -D";
+            per_host, hosts - 1, l.gpus_per_server, e.serve, e.setup);
+        worker = e.setup + "/usr/sbin/sshd -D";
         break;
     }
     k += fmt::format("apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata:\n  name: {0}\n"
@@ -173,9 +183,10 @@ DeploymentFiles deployment_files(const model::Model& m, const hw::Cluster& c, co
       l.servers > 1 ? fmt::format(" (an array of {}: put a load balancer in front)", l.servers) : "",
       "<this file>", name, hosts, trtllm_mpi ? per_host : 1, per_host);
   if (l.servers > 1) s += fmt::format("#SBATCH --array=0-{}\n", l.servers - 1);
+  s += uneven;
   s += "set -euo pipefail\n";
   if (hosts == 1) {
-    s += "srun --nodes=1 --ntasks=1 sh -c " + bash_dq(e.serve) + "\n";
+    s += "srun --nodes=1 --ntasks=1 sh -c " + bash_dq(e.setup + e.serve) + "\n";
   } else {
     s += "nodes=($(scontrol show hostnames \"$SLURM_JOB_NODELIST\"))\nhead=${nodes[0]}\n";
     switch (f) {
@@ -197,8 +208,9 @@ DeploymentFiles deployment_files(const model::Model& m, const hw::Cluster& c, co
         break;
       case sim::Framework::kTrtllm:
         // TensorRT-LLM's trtllm-serve docs, multi-node: one rank a GPU under srun --mpi=pmix.
-        s += fmt::format("srun --nodes={} --ntasks-per-node={} --mpi=pmix sh -c {}\n", hosts, per_host,
-                         bash_dq("trtllm-llmapi-launch " + e.serve));
+        // One rank a GPU of the server (TP x PP of them), however they fall on the hosts.
+        s += fmt::format("srun --nodes={} --ntasks={} --mpi=pmix sh -c {}\n", hosts, l.gpus_per_server,
+                         bash_dq(e.setup + "trtllm-llmapi-launch " + e.serve));
         break;
     }
   }

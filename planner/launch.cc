@@ -122,7 +122,8 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
     tr_pre = "printf 'kv_cache_config:\\n  dtype: fp8\\n' > extra-llm-api-config.yml\n";
     tr += " --config extra-llm-api-config.yml";
   }
-  l.trtllm_serve = (tr_pre.empty() ? "" : tr_pre.substr(0, tr_pre.size() - 1) + " && ") + tr;
+  l.trtllm_serve = tr;
+  if (!tr_pre.empty()) l.trtllm_setup = tr_pre.substr(0, tr_pre.size() - 1);
   if (multi_node)
     tr = fmt::format("mpirun -np {} --hostfile <{} hosts, {} slots each> trtllm-llmapi-launch {}",
                      per_replica, nodes, c.host_gpus(), tr);

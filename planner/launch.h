@@ -19,6 +19,7 @@ struct Launch {
   // server, without the multi-host steps (a shell command line; TensorRT-LLM's may first write
   // its extra options file); the hosts one server spans, the servers, their GPUs.
   std::string vllm_serve, sglang_serve, trtllm_serve;
+  std::string trtllm_setup;  // run first on every host (its extra options file), or empty
   std::int64_t hosts_per_server = 1, servers = 1, gpus_per_server = 1;
   // The plan's own engine's command, and that engine's name as people write it.
   std::string primary(sim::Framework f) const {

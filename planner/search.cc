@@ -440,7 +440,11 @@ void search_disaggregated(const model::Model& loaded, const hw::Cluster& c, cons
       "disaggregated: {} on {} GPUs: {:.0f} output tokens/s per GPU, TTFT p99 {:.0f} ms, TPOT p99 {:.1f} ms; "
       "each prompt's KV ({:.1f} MiB into a decode GPU) moves over {} in {:.2f} ms (p50).",
       pools_name(d), d.gpus, dr.output_tokens_per_s_per_gpu, dr.ttft_ms.p99, dr.tpot_ms.p99,
-      d.perf.kv_bytes_per_request / 1048576.0, d.perf.same_node ? "NVLink inside the node" : "the network",
+      d.perf.kv_bytes_per_request / 1048576.0,
+      !d.perf.same_node ? std::string("the network")
+      : c.intra_node.kind == hw::LinkKind::kXgmi ? std::string("Infinity Fabric inside the node")
+      : c.intra_node.kind == hw::LinkKind::kPcie ? std::string("PCIe inside the node")
+                                                 : std::string("NVLink inside the node"),
       d.perf.transfer_ms.p50);
   if (!out.recommended) {
     out.disagg_verdict = s + " No aggregated split keeps up within the SLOs: disaggregation wins.";
@@ -669,7 +673,10 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   } else {
     out.why_none = why_none(out.candidates, w, o.slo);
   }
-  if (o.disaggregation) search_disaggregated(loaded, c, r, w, o, engine_opts.front(), out);
+  // The pools run the recommended split's engine (with --engine all, the one that won).
+  if (o.disaggregation)
+    search_disaggregated(loaded, c, r, w, o,
+                         out.recommended ? out.candidates[*out.recommended].memory.options : engine_opts.front(), out);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

@@ -98,7 +98,8 @@ std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
           : fmt::format("deploy with {}:\n{}\n", engine_title(f), l.primary(f));
   return fmt::format("recommended: {}\n{}{}\n{}\n{}", r.reasons,
                      kernel_times_text(best.memory.options, c.gpu.name),
-                     headline_bands_text(m.moe.has_value(), best.memory.parallel.tp),
+                     headline_bands_text(m.moe.has_value(), best.memory.parallel.tp,
+                                        validation_engine(best.memory.options.framework)),
                      r.disagg_verdict.empty() ? "" : "\n" + r.disagg_verdict + "\n", deploy);
 }
 
@@ -109,7 +110,8 @@ nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
     nlohmann::json j = plan_json(cand.memory);
     if (cand.perf) {
       j["performance"] = performance_json(*cand.perf);
-      j["error_bands"] = headline_bands_json(m.moe.has_value(), cand.memory.parallel.tp);
+      j["error_bands"] = headline_bands_json(m.moe.has_value(), cand.memory.parallel.tp,
+                                             validation_engine(cand.memory.options.framework));
     }
     j["gpus"] = cand.gpus;
     j["rank"] = cand.rank;
@@ -178,7 +180,8 @@ nlohmann::json plan_file_json(const model::Model& m, const hw::Cluster& c,
   nlohmann::json predicted = plan_json(plan);
   if (perf) {
     predicted["performance"] = performance_json(*perf);
-    predicted["error_bands"] = headline_bands_json(m.moe.has_value(), p.tp);
+    predicted["error_bands"] = headline_bands_json(m.moe.has_value(), p.tp,
+                                                  validation_engine(plan.options.framework));
   }
   // Loading the weights: bytes the largest rank reads, and seconds where the cluster profile
   // says how fast its storage reads (simulator/load.h).

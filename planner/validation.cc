@@ -111,24 +111,28 @@ nlohmann::json band_json(const ErrorBand& b) {
 }
 }  // namespace
 
-nlohmann::json headline_bands_json(bool moe, std::int64_t tp) {
+const char* validation_engine(sim::Framework f) {
+  return f == sim::Framework::kSglang ? "sglang" : f == sim::Framework::kTrtllm ? "tensorrt-llm" : "vllm";
+}
+
+nlohmann::json headline_bands_json(bool moe, std::int64_t tp, std::string_view engine) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& h : kHeadlines) {
-    const auto b = error_band(h.metrics, moe, tp);
+    const auto b = error_band(h.metrics, moe, tp, engine);
     if (!b) {
       j[h.json_key] = nullptr;
       continue;
     }
     j[h.json_key] = band_json(*b);
-    j[h.json_key]["text"] = band_text(b, moe, tp);
+    j[h.json_key]["text"] = band_text(b, moe, tp, engine);
   }
   return j;
 }
 
-std::string headline_bands_text(bool moe, std::int64_t tp) {
+std::string headline_bands_text(bool moe, std::int64_t tp, std::string_view engine) {
   std::string s = "checked against published runs (docs/validation.md):";
   for (const auto& h : kHeadlines)
-    s += fmt::format("\n  {}: {}", h.label, band_text(error_band(h.metrics, moe, tp), moe, tp));
+    s += fmt::format("\n  {}: {}", h.label, band_text(error_band(h.metrics, moe, tp, engine), moe, tp, engine));
   return s;
 }
 

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "simulator/memory.h"
+
 namespace tpp::planner {
 
 struct ErrorBand {
@@ -47,10 +49,14 @@ std::string band_text(const std::optional<ErrorBand>& b, bool moe, std::int64_t 
 
 // The bands of a plan's three headline figures, for the JSON outputs:
 // {"output_tokens_per_s": {...} or null, "ttft_ms_p50": ..., "tpot_ms_p50": ...}.
-nlohmann::json headline_bands_json(bool moe, std::int64_t tp);
+// `engine`: the validation cases' name for the plan's engine (vllm, sglang, tensorrt-llm:
+// validation_engine()).
+nlohmann::json headline_bands_json(bool moe, std::int64_t tp, std::string_view engine = "vllm");
 // The text outputs' lines: "checked against published runs (docs/validation.md):", then one
 // indented line a headline figure ("  TPOT p50: median error +6% (worst +7%) on 6 ...").
-std::string headline_bands_text(bool moe, std::int64_t tp);
+std::string headline_bands_text(bool moe, std::int64_t tp, std::string_view engine = "vllm");
+// "vllm", "sglang" or "tensorrt-llm": how the validation cases name an engine.
+const char* validation_engine(sim::Framework f);
 
 // Bands from a bands.json text (for tests); throws nlohmann::json's errors on a bad one.
 std::vector<ErrorBand> parse_error_bands(std::string_view json_text);

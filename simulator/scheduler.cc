@@ -285,19 +285,44 @@ Batch Scheduler::schedule_sglang(Batch b) {
   }
   if (!b.empty()) return b;
   // A decode of every running request, one token each.
-  std::int64_t need = 0;
+  std::int64_t need = 0, decoders = 0;
+  bool in_flight = false;
   for (std::int32_t i : running_) {
     const Seq& s = seqs_[static_cast<std::size_t>(i)];
-    if (!s.in_flight && !prefilling(s)) need += blocks_for(s.computed + 1) - s.blocks;
+    in_flight = in_flight || s.in_flight;
+    if (!s.in_flight && !prefilling(s)) need += blocks_for(s.computed + 1) - s.blocks, ++decoders;
   }
-  if (need > free_blocks_) retract_for_decode(need);
-  else new_token_ratio_ = std::max(new_token_ratio_ - kSglangRatioDecay, kSglangMinRatio);
+  if (running_.empty()) new_token_ratio_ = kSglangInitRatio;  // idle: back to the start
+  if (decoders > 0) {
+    // The ratio falls once a decode step (update_running_batch); a retraction sets it anew.
+    if (need > free_blocks_) retract_for_decode(need);
+    else new_token_ratio_ = std::max(new_token_ratio_ - kSglangRatioDecay, kSglangMinRatio);
+  }
   for (std::int32_t i : running_) {
     const Seq& s = seqs_[static_cast<std::size_t>(i)];
     if (s.in_flight || prefilling(s)) continue;
     const std::int64_t more = blocks_for(s.computed + 1) - s.blocks;
     if (more > free_blocks_) continue;  // the one left after retracting all others: waits
     take(b, i, 1, more, unused);
+  }
+  if (b.empty() && !in_flight && !running_.empty()) {
+    // Nothing can run: begun prompts hold blocks that none of them can finish in (with PP a
+    // second prompt may be chunked while the first is in flight). SGLang keeps one chunked
+    // request at a time; the newest gives its blocks back and waits at the queue's front.
+    for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+      Seq& s = seqs_[static_cast<std::size_t>(*it)];
+      if (!prefilling(s) || s.blocks == 0) continue;
+      const std::int32_t v = *it;
+      release(-1, s.blocks, 0);
+      s.blocks = 0;
+      s.computed = 0;
+      s.running = false;
+      ++s.preemptions;
+      ++preemptions_;
+      running_.erase(std::find(running_.begin(), running_.end(), v));
+      waiting_.push_front(v);
+      return schedule_sglang(std::move(b));
+    }
   }
   return b;
 }

@@ -118,9 +118,17 @@ TEST(Deploy, SlurmScriptsRunDry) {
   Planned t = plan("--model r1 --cluster a100x16 --tp 8 --pp 2 --engine trtllm", "t");
   EXPECT_NE(t.sbatch.find("#SBATCH --ntasks-per-node=8\n"), std::string::npos) << t.sbatch;
   log = dry_run(t.dir, "t.sbatch");
-  EXPECT_NE(log.find("srun --nodes=2 --ntasks-per-node=8 --mpi=pmix sh -c"), std::string::npos) << log;
+  EXPECT_NE(log.find("srun --nodes=2 --ntasks=16 --mpi=pmix sh -c"), std::string::npos) << log;
   EXPECT_NE(log.find("trtllm-llmapi-launch trtllm-serve deepseek-ai/DeepSeek-R1 --tp_size 8 --pp_size 2"),
             std::string::npos) << log;
+  // An fp8 KV cache: every host writes the options file first, then launches under MPI.
+  Planned f = plan("--model r1 --cluster a100x16 --tp 8 --pp 2 --engine trtllm --kv-cache-dtype fp8", "f");
+  log = dry_run(f.dir, "f.sbatch");
+  EXPECT_NE(log.find("trtllm-llmapi-launch trtllm-serve deepseek-ai/DeepSeek-R1"), std::string::npos) << log;
+  EXPECT_NE(log.find("--config extra-llm-api-config.yml"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(f.dir / "extra-llm-api-config.yml"));
+  const YAML::Node w = f.docs[0]["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0];
+  EXPECT_EQ(w["command"][2].as<std::string>().rfind("printf 'kv_cache_config:", 0), 0u) << w["command"][2];
 }
 
 }  // namespace

@@ -155,6 +155,31 @@ TEST(SglangScheduler, RetractsFewestOutputsFirst) {
   EXPECT_EQ(s.used_blocks(), 0);
 }
 
+// With a batch in flight (PP) a second prompt may be chunked beside the first; when neither can
+// then finish in the blocks left, the newer gives its blocks back, instead of the scheduler
+// returning empty batches forever.
+TEST(SglangScheduler, TwoBegunPromptsNeverStall) {
+  SchedulerConfig c = sglang_config(60);
+  c.max_num_batched_tokens = 25;
+  Scheduler s(c);
+  s.add(req(0, 50, 1), 0);
+  s.add(req(1, 33, 1), 0);
+  const sim::Batch first = s.schedule();   // A: 25 of 50; the chunk ends the batch
+  const sim::Batch second = s.schedule();  // A in flight: B (33 + 1 < 35 free) begins
+  ASSERT_EQ(second.items.size(), 1u);
+  EXPECT_EQ(second.items[0].seq, 1);
+  s.complete(first, 1, nullptr);
+  s.complete(second, 2, nullptr);
+  const sim::Batch third = s.schedule();  // 10 free: A needs 25, B 8 more than it has room for
+  ASSERT_FALSE(third.empty());
+  EXPECT_EQ(third.items[0].seq, 0);
+  EXPECT_EQ(s.seqs()[1].preemptions, 1);
+  s.complete(third, 3, nullptr);
+  double now = 4;
+  while (s.has_work() && now < 100) s.complete(s.schedule(), now++, nullptr);
+  EXPECT_FALSE(s.has_work());
+}
+
 // TensorRT-LLM without chunked prefill: a prompt runs whole in one step, or waits; one longer
 // than a step's tokens is refused on arrival.
 TEST(TrtllmScheduler, WholePromptsOnly) {

@@ -218,7 +218,8 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
     nlohmann::json pj = tpp::planner::plan_json(plan);
     if (perf) {
       pj["performance"] = tpp::planner::performance_json(*perf);
-      pj["error_bands"] = tpp::planner::headline_bands_json(m.moe.has_value(), plan.parallel.tp);
+      pj["error_bands"] = tpp::planner::headline_bands_json(
+          m.moe.has_value(), plan.parallel.tp, tpp::planner::validation_engine(plan.options.framework));
     }
     j["plans"] = nlohmann::json::array({pj});
     if (workload) {
@@ -238,12 +239,20 @@ int report_split(const Run& run, const std::optional<tpp::sim::Workload>& worklo
                 << (workload->arrival == tpp::sim::ArrivalProcess::kClosedLoop
                         ? ", concurrency " + std::to_string(workload->concurrency)
                         : ", " + fmt_rate(workload->rate_per_s) + " requests/s")
-                << ", seed " << workload->seed << ") on vLLM V1; SLOs "
+                << ", seed " << workload->seed << ") on "
+                << [&] {
+                     const auto f = result->plans.front().options.framework;
+                     return f == tpp::sim::Framework::kVllm ? std::string("vLLM V1")
+                                                            : std::string(tpp::planner::engine_title(f));
+                   }()
+                << "; SLOs "
                 << tpp::planner::slo_text(run.slo) << ":\n"
                 << tpp::planner::performance_table(plans, result->performance, true);
     if (perf)
       std::cout << tpp::planner::kernel_times_text(result->options, c.gpu.name)
-                << tpp::planner::headline_bands_text(m.moe.has_value(), plan.parallel.tp) << "\n";
+                << tpp::planner::headline_bands_text(m.moe.has_value(), plan.parallel.tp,
+                                                     tpp::planner::validation_engine(plan.options.framework))
+                << "\n";
   }
   if (!plan.fits) {
     std::string smallest = result->smallest_fit
@@ -397,8 +406,8 @@ int run_main(int argc, char** argv) {
                "rate it sustains within the SLOs, the router's split of the load simulated");
   bool disagg = false;
   app.add_flag("--disagg", disagg,
-               "also search disaggregated prefill and decode pools (xPyD, each PP 1, the KV sent "
-               "between them) and say whether they beat the aggregated recommendation, and why");
+               "also search disaggregated prefill and decode pools (xPyD, the KV sent between "
+               "them) and say whether they beat the aggregated recommendation, and why");
   app.add_flag("--rate-sweep", sweep,
                "with --tp/--pp/--dp: the highest request rate the split sustains within the SLOs, "
                "and latency around that knee");
