@@ -312,15 +312,7 @@ Batch Scheduler::schedule_sglang(Batch b) {
     for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
       Seq& s = seqs_[static_cast<std::size_t>(*it)];
       if (!prefilling(s) || s.blocks == 0) continue;
-      const std::int32_t v = *it;
-      release(-1, s.blocks, 0);
-      s.blocks = 0;
-      s.computed = 0;
-      s.running = false;
-      ++s.preemptions;
-      ++preemptions_;
-      running_.erase(std::find(running_.begin(), running_.end(), v));
-      waiting_.push_front(v);
+      preempt(*it);  // (SGLang keeps no prefix cache: its blocks simply go back)
       return schedule_sglang(std::move(b));
     }
   }
@@ -345,13 +337,8 @@ void Scheduler::retract_for_decode(std::int64_t need) {
     order.pop_back();
     Seq& s = seqs_[static_cast<std::size_t>(v)];
     need -= blocks_for(s.computed + 1) - s.blocks;
-    release(-1, s.blocks, 0);
-    s.blocks = 0;
-    s.computed = 0;
-    s.running = false;
-    ++s.preemptions;
-    ++preemptions_;
-    running_.erase(std::find(running_.begin(), running_.end(), v));
+    preempt(v);  // then to the queue's end, as SGLang appends a retracted request
+    waiting_.pop_front();
     waiting_.push_back(v);
   }
   double decoded = 0, max_new = 0;
