@@ -117,7 +117,23 @@ void Scheduler::preempt(std::int32_t i) {
   ++s.preemptions;
   ++preemptions_;
   running_.erase(std::find(running_.begin(), running_.end(), i));
+  if (auto it = std::find(ready_.begin(), ready_.end(), i); it != ready_.end()) ready_.erase(it);
   waiting_.push_front(i);
+}
+
+void Scheduler::admit(std::int32_t i) {
+  Seq& s = seqs_[static_cast<std::size_t>(i)];
+  running_.push_back(i);
+  s.running = true;
+  s.admitted = admissions_++;
+}
+
+void Scheduler::idle() {
+  if (config_.sglang && running_.empty()) new_token_ratio_ = kSglangInitRatio;
+}
+
+void Scheduler::drop_taken() {
+  std::erase_if(ready_, [&](std::int32_t i) { return seqs_[static_cast<std::size_t>(i)].in_flight; });
 }
 
 void Scheduler::take(Batch& b, std::int32_t i, std::int64_t n, std::int64_t need,
@@ -134,10 +150,9 @@ void Scheduler::take(Batch& b, std::int32_t i, std::int64_t n, std::int64_t need
 // Running requests, in admission order. Returns whether any request was preempted.
 bool Scheduler::schedule_running(Batch& b, std::int64_t& budget) {
   bool preempted = false;
-  for (std::size_t k = 0; k < running_.size() && budget > 0; ++k) {
-    const std::int32_t i = running_[k];
+  for (std::size_t k = 0; k < ready_.size() && budget > 0; ++k) {
+    const std::int32_t i = ready_[k];
     Seq& s = seqs_[static_cast<std::size_t>(i)];
-    if (s.in_flight) continue;
     const std::int64_t n = std::min(s.req.input_tokens + s.generated - s.computed, budget);
     if (grouped_ && !config_.reserve_whole_request) {
       // Blocks the windows have passed go back to the pool first (remove_skipped_blocks).
@@ -150,13 +165,11 @@ bool Scheduler::schedule_running(Batch& b, std::int64_t& budget) {
     std::int64_t need = std::max<std::int64_t>(0, held(s.computed, n) - s.blocks);
     bool self_preempted = false;
     while (need > free_blocks_) {
-      // Preempt the last-admitted running request that is not in flight (maybe this one).
-      auto victim = std::find_if(running_.rbegin(), running_.rend(), [&](std::int32_t j) {
-        return !seqs_[static_cast<std::size_t>(j)].in_flight;
-      });
-      if (victim == running_.rend()) break;
-      const std::int32_t v = *victim;
-      preempt(v);
+      // Preempt the last-admitted running request that is not in flight (maybe this one): the
+      // last of ready_, whose first k this step has taken.
+      if (ready_.size() <= k) break;
+      const std::int32_t v = ready_.back();
+      preempt(v);  // (takes it out of ready_)
       preempted = true;
       if (v == i) {
         self_preempted = true;
@@ -166,6 +179,7 @@ bool Scheduler::schedule_running(Batch& b, std::int64_t& budget) {
     if (self_preempted || need > free_blocks_) break;
     take(b, i, n, need, budget);
   }
+  drop_taken();
   return preempted;
 }
 
@@ -210,8 +224,7 @@ void Scheduler::schedule_waiting(Batch& b, std::int64_t& budget) {
       cached_.erase(i);
     }
     waiting_.pop_front();
-    running_.push_back(i);
-    s.running = true;
+    admit(i);
     take(b, i, n, need, budget);
   }
 }
@@ -225,6 +238,10 @@ Batch Scheduler::schedule() {
       b.shape.chunked = k.kind == model::LayerAttention::kChunkedLocal;
     }
   if (b.shape.window == 0) b.shape.window = config_.kv_groups.sparse_topk;
+  if (!spare_.empty()) {
+    b.items = std::move(spare_.back());
+    spare_.pop_back();
+  }
   b.items.reserve(running_.size() + waiting_.size() / 4 + 1);
   if (config_.sglang) return schedule_sglang(std::move(b));
   std::int64_t budget = config_.max_num_batched_tokens;
@@ -244,17 +261,15 @@ Batch Scheduler::schedule_sglang(Batch b) {
   auto prefilling = [](const Seq& s) {
     return s.generated == 0 || s.req.input_tokens + s.generated - s.computed > 1;
   };
-  // PrefillAdder: free tokens less the running requests' future tokens at new_token_ratio.
-  double rem_total = static_cast<double>(free_blocks_ * bs);
-  for (std::int32_t i : running_) {
-    const Seq& s = seqs_[static_cast<std::size_t>(i)];
-    if (!prefilling(s)) rem_total -= static_cast<double>(clipped_left(s)) * new_token_ratio_;
-  }
+  const std::int64_t free_at_start = free_blocks_;
   std::int64_t unused = 0;
-  // The prompt already begun (SGLang's chunked_req) comes first.
-  for (std::int32_t i : running_) {
+  // The prompt already begun (SGLang's chunked_req) comes first. What each one takes from
+  // PrefillAdder's budget is kept for the waiting requests' check below.
+  auto& taken = adder_taken_;
+  taken.clear();
+  for (std::int32_t i : ready_) {
     Seq& s = seqs_[static_cast<std::size_t>(i)];
-    if (!prefilling(s) || s.in_flight || chunk <= 0) continue;
+    if (!prefilling(s) || chunk <= 0) continue;
     const std::int64_t left = s.req.input_tokens + s.generated - s.computed;
     const std::int64_t n = std::min(left, chunk);
     const std::int64_t need = std::max<std::int64_t>(0, blocks_for(s.computed + n) - s.blocks);
@@ -262,35 +277,47 @@ Batch Scheduler::schedule_sglang(Batch b) {
     take(b, i, n, need, unused);
     chunk -= n;
     input -= n;
-    rem_total -= static_cast<double>(n + (n == left ? clipped_left(s) : 0));
+    taken.push_back(static_cast<double>(n + (n == left ? clipped_left(s) : 0)));
   }
-  while (!waiting_.empty() && chunk > 0 && input > 0 &&
-         static_cast<std::int64_t>(running_.size()) < config_.max_num_seqs) {
-    const std::int32_t i = waiting_.front();
-    Seq& s = seqs_[static_cast<std::size_t>(i)];
-    const std::int64_t extend = s.req.input_tokens + s.generated - s.computed;
-    if (static_cast<double>(extend + clipped_left(s)) >= rem_total) break;  // NO_TOKEN
-    if (extend >= input && !b.empty()) break;                                // OTHER
-    const std::int64_t n = std::min(extend, chunk);
-    const std::int64_t need = std::max<std::int64_t>(0, blocks_for(s.computed + n) - s.blocks);
-    if (need > free_blocks_) break;
-    waiting_.pop_front();
-    running_.push_back(i);
-    s.running = true;
-    take(b, i, n, need, unused);
-    chunk -= n;
-    input -= n;
-    rem_total -= static_cast<double>(n + (n == extend ? clipped_left(s) : 0));
-    if (n < extend) break;  // chunked: it ends the batch
+  if (!waiting_.empty() && chunk > 0 && input > 0 &&
+      static_cast<std::int64_t>(running_.size()) < config_.max_num_seqs) {
+    // PrefillAdder: the free tokens (as the step began) less the running requests' future
+    // tokens at new_token_ratio, less what the begun prompts took.
+    double rem_total = static_cast<double>(free_at_start * bs);
+    for (std::int32_t i : running_) {
+      const Seq& s = seqs_[static_cast<std::size_t>(i)];
+      if (!prefilling(s)) rem_total -= static_cast<double>(clipped_left(s)) * new_token_ratio_;
+    }
+    for (double t : taken) rem_total -= t;
+    while (!waiting_.empty() && chunk > 0 && input > 0 &&
+           static_cast<std::int64_t>(running_.size()) < config_.max_num_seqs) {
+      const std::int32_t i = waiting_.front();
+      Seq& s = seqs_[static_cast<std::size_t>(i)];
+      const std::int64_t extend = s.req.input_tokens + s.generated - s.computed;
+      if (static_cast<double>(extend + clipped_left(s)) >= rem_total) break;  // NO_TOKEN
+      if (extend >= input && !b.empty()) break;                                // OTHER
+      const std::int64_t n = std::min(extend, chunk);
+      const std::int64_t need = std::max<std::int64_t>(0, blocks_for(s.computed + n) - s.blocks);
+      if (need > free_blocks_) break;
+      waiting_.pop_front();
+      admit(i);
+      take(b, i, n, need, unused);
+      chunk -= n;
+      input -= n;
+      rem_total -= static_cast<double>(n + (n == extend ? clipped_left(s) : 0));
+      if (n < extend) break;  // chunked: it ends the batch
+    }
   }
-  if (!b.empty()) return b;
+  if (!b.empty()) {
+    drop_taken();
+    return b;
+  }
   // A decode of every running request, one token each.
   std::int64_t need = 0, decoders = 0;
-  bool in_flight = false;
-  for (std::int32_t i : running_) {
+  const bool in_flight = ready_.size() < running_.size();
+  for (std::int32_t i : ready_) {
     const Seq& s = seqs_[static_cast<std::size_t>(i)];
-    in_flight = in_flight || s.in_flight;
-    if (!s.in_flight && !prefilling(s)) need += blocks_for(s.computed + 1) - s.blocks, ++decoders;
+    if (!prefilling(s)) need += blocks_for(s.computed + 1) - s.blocks, ++decoders;
   }
   if (running_.empty()) new_token_ratio_ = kSglangInitRatio;  // idle: back to the start
   if (decoders > 0) {
@@ -298,13 +325,14 @@ Batch Scheduler::schedule_sglang(Batch b) {
     if (need > free_blocks_) retract_for_decode(need);
     else new_token_ratio_ = std::max(new_token_ratio_ - kSglangRatioDecay, kSglangMinRatio);
   }
-  for (std::int32_t i : running_) {
+  for (std::int32_t i : ready_) {
     const Seq& s = seqs_[static_cast<std::size_t>(i)];
-    if (s.in_flight || prefilling(s)) continue;
+    if (prefilling(s)) continue;
     const std::int64_t more = blocks_for(s.computed + 1) - s.blocks;
     if (more > free_blocks_) continue;  // the one left after retracting all others: waits
     take(b, i, 1, more, unused);
   }
+  drop_taken();
   if (b.empty() && !in_flight && !running_.empty()) {
     // Nothing can run: begun prompts hold blocks that none of them can finish in (with PP a
     // second prompt may be chunked while the first is in flight). SGLang keeps one chunked
@@ -323,7 +351,7 @@ Batch Scheduler::schedule_sglang(Batch b) {
 // retracted from the fewest outputs (and longest prompt among equals) until the rest fit.
 void Scheduler::retract_for_decode(std::int64_t need) {
   std::vector<std::int32_t> order;
-  for (std::int32_t i : running_) {
+  for (std::int32_t i : ready_) {
     const Seq& s = seqs_[static_cast<std::size_t>(i)];
     if (!s.in_flight && s.generated > 0 && s.req.input_tokens + s.generated - s.computed <= 1) order.push_back(i);
   }
@@ -352,25 +380,42 @@ void Scheduler::retract_for_decode(std::int64_t need) {
 
 std::int64_t Scheduler::complete(const Batch& b, double now, std::vector<double>* itl_s) {
   std::int64_t finished = 0;
+  merged_.clear();
   for (const ScheduledSeq& item : b.items) {
     Seq& s = seqs_[static_cast<std::size_t>(item.seq)];
     s.in_flight = false;
     if (!s.running) continue;  // preempted while in flight cannot happen; kept for safety
     s.computed += item.new_tokens;
-    if (s.computed < s.req.input_tokens + s.generated) continue;  // prefill not done yet
-    ++s.generated;
-    if (s.first_token_s < 0) s.first_token_s = now;
-    else if (itl_s) itl_s->push_back((now - s.last_token_s) * 1e3);  // ms
-    s.last_token_s = now;
-    if (s.generated < s.req.output_tokens) continue;
-    s.finished = true;
-    s.running = false;
-    s.finish_s = now;
-    release(-1, s.blocks, 0);
-    s.blocks = 0;
-    running_.erase(std::find(running_.begin(), running_.end(), item.seq));
-    --unfinished_;
-    ++finished;
+    if (s.computed >= s.req.input_tokens + s.generated) {  // else the prefill is not done yet
+      ++s.generated;
+      if (s.first_token_s < 0) s.first_token_s = now;
+      else if (itl_s) itl_s->push_back((now - s.last_token_s) * 1e3);  // ms
+      s.last_token_s = now;
+      if (s.generated >= s.req.output_tokens) {
+        s.finished = true;
+        s.running = false;
+        s.finish_s = now;
+        release(-1, s.blocks, 0);
+        s.blocks = 0;
+        running_.erase(std::find(running_.begin(), running_.end(), item.seq));
+        --unfinished_;
+        ++finished;
+        continue;
+      }
+    }
+    merged_.push_back(item.seq);  // still running: ready again
+  }
+  if (!merged_.empty()) {
+    // Back among the ready requests in admission order (a batch takes them in that order).
+    auto by_admission = [&](std::int32_t x, std::int32_t y) {
+      return seqs_[static_cast<std::size_t>(x)].admitted < seqs_[static_cast<std::size_t>(y)].admitted;
+    };
+    if (!std::is_sorted(merged_.begin(), merged_.end(), by_admission))
+      std::sort(merged_.begin(), merged_.end(), by_admission);
+    const std::size_t mid = ready_.size();
+    ready_.insert(ready_.end(), merged_.begin(), merged_.end());
+    if (mid > 0 && by_admission(ready_[mid], ready_[mid - 1]))
+      std::inplace_merge(ready_.begin(), ready_.begin() + static_cast<std::ptrdiff_t>(mid), ready_.end(), by_admission);
   }
   return finished;
 }

@@ -94,6 +94,7 @@ struct Seq {
   bool in_flight = false, running = false, finished = false, rejected = false;
   Rejection rejection = Rejection::kNone;
   std::int64_t preemptions = 0;
+  std::int64_t admitted = 0;  // when it joined the running requests (their order)
   double first_token_s = -1, last_token_s = -1, finish_s = -1;
 };
 
@@ -106,6 +107,11 @@ class Scheduler {
   void add(const Request& r, double now);
   void reserve(std::size_t requests) { seqs_.reserve(requests); }
   Batch schedule();
+  // A completed batch's storage, for a later schedule() to fill (no allocation a step).
+  void recycle(Batch&& b) {
+    b.items.clear();
+    spare_.push_back(std::move(b.items));
+  }
   // The batch's forward pass finished at `now`. Inter-token gaps (ms) go to `itl_s`.
   // Returns how many requests finished.
   std::int64_t complete(const Batch& b, double now, std::vector<double>* itl_s);
@@ -115,6 +121,12 @@ class Scheduler {
   std::int64_t used_blocks() const { return config_.num_blocks - free_blocks_; }
   std::int64_t preemptions() const { return preemptions_; }
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+  std::size_t waiting() const { return waiting_.size(); }
+  // Whether schedule() could return a batch: a request waits, or a running one is not in
+  // flight. Where it cannot, idle() does what schedule() would (SGLang's ratio, reset when
+  // nothing runs), without building an empty batch.
+  bool can_schedule() const { return !waiting_.empty() || !ready_.empty(); }
+  void idle();
 
  private:
   std::int64_t blocks_for(std::int64_t tokens) const;
@@ -148,6 +160,14 @@ class Scheduler {
   std::vector<Seq> seqs_;
   std::deque<std::int32_t> waiting_;
   std::vector<std::int32_t> running_;  // admission order
+  // The running requests not in a batch in flight, in admission order: with PP most running
+  // requests are in flight, and a step looks only at these.
+  std::vector<std::int32_t> ready_, merged_;
+  std::vector<double> adder_taken_;  // schedule_sglang's scratch
+  std::vector<std::vector<ScheduledSeq>> spare_;  // recycle()
+  std::int64_t admissions_ = 0;
+  void admit(std::int32_t i);         // to the end of running_
+  void drop_taken();                  // ready_ without the requests this step took
   std::int64_t free_blocks_;
   std::int64_t unfinished_ = 0;
   std::int64_t preemptions_ = 0;

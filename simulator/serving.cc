@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "simulator/scheduler.h"
@@ -22,8 +24,9 @@ struct InFlight {
 struct Replica {
   Scheduler sched;
   std::vector<double> stage_free;  // when each stage can take the next batch
-  std::vector<StageTime> time;
-  std::vector<InFlight> in_flight;
+  std::vector<StageTime> time;       // host time (stage 0's); the rest is in kind_time
+  std::vector<StageTime> kind_time;  // by the stage's kind (StepCostModel::stage_kind)
+  std::deque<InFlight> in_flight;  // in launch order
 };
 
 struct Loop {
@@ -45,17 +48,41 @@ struct Loop {
   std::vector<std::pair<double, double>> kv_series;
   std::size_t kv_stride = 1, kv_seen = 0;
   std::int64_t r0_steps = 0;  // replica 0's steps launched
+  // Each stage's kind (StepCostModel::stage_kind), the kinds, and this step's cost and busy
+  // time of each kind.
+  std::vector<std::size_t> stage_kind, kinds;
+  std::vector<StepCost> kind_cost;
+  std::vector<double> kind_busy;
 
   // Starts `b` on engine `e` at `t`: each stage starts when the batch arrives from the previous
   // stage and the stage is free; its send to the next stage delays the arrival there.
   void launch(Replica& e, Batch b, double t) {
     double arrive = t;
     const double host = cost.host_s(b.shape);
-    for (std::size_t s = 0; s < e.stage_free.size(); ++s) {
-      const StepCost c = cost.cost(s, b.shape);
-      double start = std::max(arrive, e.stage_free[s]);
+    if (stage_kind.empty()) {
+      for (std::size_t s = 0; s < e.stage_free.size(); ++s) {
+        stage_kind.push_back(cost.stage_kind(s));
+        if (stage_kind.back() == s) kinds.push_back(s);
+      }
+      kind_cost.resize(stage_kind.size());
+      kind_busy.resize(stage_kind.size());
+    }
+    // Each kind of stage once; its times once (stages of a kind add the same: fill_result
+    // spreads them).
+    for (std::size_t k : kinds) {
+      const StepCost& c = kind_cost[k] = cost.cost(k, b.shape);
       // The send to the next stage is on the stage's stream: its next step waits for it.
-      double busy = c.compute() + c.tp_comm + c.ep_comm + c.pp_comm;
+      kind_busy[k] = c.compute() + c.tp_comm + c.ep_comm + c.pp_comm;
+      e.kind_time[k].compute += c.compute();
+      e.kind_time[k].tp_comm += c.tp_comm;
+      e.kind_time[k].ep_comm += c.ep_comm;
+      e.kind_time[k].pp_comm += c.pp_comm;
+    }
+    const bool record = &e == &engines.front() && recording && r0_recorded < record_steps;
+    for (std::size_t s = 0; s < e.stage_free.size(); ++s) {
+      const std::size_t k = stage_kind[s];
+      double start = std::max(arrive, e.stage_free[s]);
+      double busy = kind_busy[k];
       double host_wait = 0;  // the engine's host time this stage waits before its GPU work
       if (s == 0) {
         // The engine's host prepares the step before the GPU runs it, or (overlapped) while the
@@ -68,16 +95,14 @@ struct Loop {
         else start += wait;
         host_wait = wait;
       }
-      if (&e == &engines.front() && recording && r0_recorded < record_steps)
+      if (record) {
+        const StepCost& c = kind_cost[k];
         intervals.push_back({r0_steps, static_cast<std::int64_t>(s),
                              cost.host_overlapped() ? start : start - host_wait, host_wait,
                              c.compute(), c.tp_comm + c.ep_comm, c.pp_comm});
+      }
       e.stage_free[s] = start + busy;
       arrive = start + busy;
-      e.time[s].compute += c.compute();
-      e.time[s].tp_comm += c.tp_comm;
-      e.time[s].ep_comm += c.ep_comm;
-      e.time[s].pp_comm += c.pp_comm;
     }
     if (&e == &engines.front()) {
       if (recording && r0_recorded < record_steps) ++r0_recorded;
@@ -92,15 +117,22 @@ struct Loop {
 
   void try_schedule(Replica& e, double t) {
     while (e.in_flight.size() < max_in_flight && e.stage_free[0] <= t) {
+      if (!e.sched.can_schedule()) {
+        e.sched.idle();
+        return;
+      }
       Batch b = e.sched.schedule();
-      if (b.empty()) return;
+      if (b.empty()) {
+        e.sched.recycle(std::move(b));
+        return;
+      }
       launch(e, std::move(b), t);
     }
   }
 
-  void track_kv(double t) {
-    double used = 0;
-    for (const Replica& e : engines) used += static_cast<double>(e.sched.used_blocks());
+  // `used_blocks`: every replica's, summed.
+  void track_kv(double t, std::int64_t used_blocks) {
+    double used = static_cast<double>(used_blocks);
     used /= static_cast<double>(engines.size() * static_cast<std::size_t>(plan.gpu_blocks));
     kv_area += used * (t - last_t);
     kv_max = std::max(kv_max, used);
@@ -131,7 +163,17 @@ void fill_result(ServingResult& r, Loop& loop, const Slo& slo, bool closed) {
   r.kv_utilization_mean = loop.last_t > 0 ? loop.kv_area / loop.last_t : 0;
   r.kv_utilization_max = loop.kv_max;
   std::vector<std::vector<StageTime>> per_replica;
-  for (const Replica& e : loop.engines) per_replica.push_back(e.time);
+  for (const Replica& e : loop.engines) {
+    std::vector<StageTime> t = e.time;
+    for (std::size_t s = 0; s < t.size(); ++s) {
+      const StageTime& k = e.kind_time[loop.cost.stage_kind(s)];
+      t[s].compute = k.compute;
+      t[s].tp_comm = k.tp_comm;
+      t[s].ep_comm = k.ep_comm;
+      t[s].pp_comm = k.pp_comm;
+    }
+    per_replica.push_back(std::move(t));
+  }
   r.breakdown = average_breakdown(per_replica, r.makespan_s);
   r.timeline = std::move(loop.intervals);
   r.kv_series = std::move(loop.kv_series);
@@ -353,17 +395,36 @@ std::uint64_t simulation_bytes(const Workload& w) {
   return bytes;
 }
 
+namespace {
+
+// The fewest samples over a limit that put the p99 of n samples (percentiles()'s nearest rank)
+// over it, for every n up to n_max: the ceil(0.99 n)-th smallest is over the limit once n less
+// that rank, plus one, samples are.
+std::int64_t p99_miss_count(std::size_t n_max) {
+  std::int64_t most = 1;
+  for (std::size_t n = 1; n <= n_max; ++n) {
+    std::size_t k = static_cast<std::size_t>(std::ceil(0.99 * static_cast<double>(n)));
+    k = std::min(n - 1, k == 0 ? 0 : k - 1);
+    most = std::max(most, static_cast<std::int64_t>(n - k));
+  }
+  return most;
+}
+
+}  // namespace
+
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
-                               const Workload& w, const Slo& slo, std::vector<std::vector<Seq>>* seqs) {
+                               const Workload& w, const Slo& slo, std::vector<std::vector<Seq>>* seqs,
+                               bool stop_at_slo_miss) {
   const ParallelConfig& p = plan.parallel;
   const ResolvedOptions& o = plan.options;
   SchedulerConfig sc{o.max_num_seqs, o.max_num_batched_tokens, o.block_size, plan.gpu_blocks,
                      o.max_model_len, o.prefix_caching, o.reserve_whole_request,
                      o.chunked_prefill, o.framework == Framework::kSglang, o.max_prefill_tokens,
                      o.engine == Engine::kV1 ? plan.kv_groups : KvGroups{}};
-  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0, {}, false, 6, 0, {}, 1, 0, 0};
+  Loop loop{cost, plan, static_cast<std::size_t>(p.pp), {}, {}, 0, 0, {}, {}, 0, 0, 0, {}, false, 6, 0, {}, 1, 0, 0, {}, {}, {}, {}};
   for (std::int64_t d = 0; d < p.dp; ++d)
     loop.engines.push_back(Replica{Scheduler(sc), std::vector<double>(cost.num_stages(), 0.0),
+                                  std::vector<StageTime>(cost.num_stages()),
                                   std::vector<StageTime>(cost.num_stages()), {}});
   const auto& reqs = w.requests;
   std::size_t gaps = 0;  // reserved whole: no doubling of the largest vector at its peak
@@ -381,10 +442,28 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
   std::vector<std::int64_t> releasable(
       dp, closed ? (w.concurrency + static_cast<std::int64_t>(dp) - 1) / static_cast<std::int64_t>(dp)
                  : 0);
+  // Each replica's next event: an arrival, a batch finishing, or a stage freeing for queued
+  // work. The replicas are independent (the balancer's split is fixed), so at each time only
+  // those with an event there are visited, in replica order; the others' next events stand.
+  std::vector<double> next_event(dp, 0.0);
+  std::vector<std::size_t> active;
+  for (std::size_t d = 0; d < dp; ++d) active.push_back(d);
+  std::int64_t used_blocks = 0;  // over the replicas, for the KV series
+  // stop_at_slo_miss: finished requests over each SLO, and how many put its p99 over it (the
+  // samples are at most every request; TPOT's those with two tokens or more).
+  std::int64_t ttft_over = 0, tpot_over = 0, ttft_limit = 0, tpot_limit = 0;
+  std::string stopped;
+  if (stop_at_slo_miss) {
+    std::size_t two_tokens = 0;
+    for (const Request& q : reqs) two_tokens += q.output_tokens > 1 ? 1 : 0;
+    ttft_limit = p99_miss_count(reqs.size());
+    tpot_limit = p99_miss_count(two_tokens);
+  }
   double t = 0;
-  while (true) {
+  while (stopped.empty()) {
+    for (std::size_t d : active) used_blocks -= loop.engines[d].sched.used_blocks();
     // Arrivals up to t (a closed loop releases one request per free slot, at t).
-    for (std::size_t d = 0; d < dp; ++d) {
+    for (std::size_t d : active) {
       Replica& e = loop.engines[d];
       while (next[d] < reqs.size() &&
              (closed ? releasable[d] > 0 : reqs[next[d]].arrival_s <= t)) {
@@ -395,31 +474,61 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
         next[d] += dp;
       }
     }
-    for (Replica& e : loop.engines) loop.try_schedule(e, t);
-    // The next event: an arrival, a batch finishing, or a stage freeing for queued work.
-    double next_t = kNever;
-    for (std::size_t d = 0; d < dp && !closed; ++d)
-      if (next[d] < reqs.size()) next_t = std::min(next_t, reqs[next[d]].arrival_s);
-    for (const Replica& e : loop.engines) {
-      for (const InFlight& f : e.in_flight) next_t = std::min(next_t, f.done_at);
+    for (std::size_t d : active) loop.try_schedule(loop.engines[d], t);
+    for (std::size_t d : active) {
+      const Replica& e = loop.engines[d];
+      double ev = kNever;
+      if (!closed && next[d] < reqs.size()) ev = reqs[next[d]].arrival_s;
+      // Batches finish in launch order (each stage takes them first come, first served).
+      if (!e.in_flight.empty()) ev = std::min(ev, e.in_flight.front().done_at);
       if (e.sched.has_work() && e.in_flight.size() < loop.max_in_flight && e.stage_free[0] > t)
-        next_t = std::min(next_t, e.stage_free[0]);
+        ev = std::min(ev, e.stage_free[0]);
+      next_event[d] = ev;
+      used_blocks += e.sched.used_blocks();
     }
+    const double next_t = *std::min_element(next_event.begin(), next_event.end());
     if (next_t == kNever) break;
-    loop.track_kv(next_t);
+    loop.track_kv(next_t, used_blocks);
     t = next_t;
-    for (std::size_t d = 0; d < dp; ++d) {
+    active.clear();
+    for (std::size_t d = 0; d < dp; ++d)
+      if (next_event[d] <= t) active.push_back(d);
+    for (std::size_t d : active) used_blocks -= loop.engines[d].sched.used_blocks();
+    for (std::size_t d : active) {
       Replica& e = loop.engines[d];
       // Batches finish in launch order; complete every one done by t.
       while (!e.in_flight.empty() && e.in_flight.front().done_at <= t) {
         std::int64_t done = e.sched.complete(e.in_flight.front().batch, t, &loop.itl);
         if (closed) releasable[d] += done;
-        e.in_flight.erase(e.in_flight.begin());
+        if (stop_at_slo_miss && done > 0)
+          for (const ScheduledSeq& item : e.in_flight.front().batch.items) {
+            const Seq& q = e.sched.seqs()[static_cast<std::size_t>(item.seq)];
+            if (!q.finished || q.finish_s != t) continue;
+            // As summarize_requests times them.
+            if (slo.ttft_ms > 0 && (q.first_token_s - q.req.arrival_s) * 1e3 > slo.ttft_ms) ++ttft_over;
+            if (slo.tpot_ms > 0 && q.generated > 1 &&
+                (q.finish_s - q.first_token_s) * 1e3 / static_cast<double>(q.generated - 1) > slo.tpot_ms)
+              ++tpot_over;
+          }
+        e.sched.recycle(std::move(e.in_flight.front().batch));
+        e.in_flight.pop_front();
       }
+    }
+    for (std::size_t d : active) used_blocks += loop.engines[d].sched.used_blocks();
+    if (stop_at_slo_miss && (ttft_over >= ttft_limit || tpot_over >= tpot_limit)) {
+      const bool ttft = ttft_over >= ttft_limit;
+      std::size_t waiting = 0;
+      for (const Replica& e : loop.engines) waiting += e.sched.waiting();
+      stopped = fmt::format(
+          "misses the {} SLO: {} requests took over {:g} ms {}, enough to put its p99 over "
+          "(simulation stopped at {:.1f} s, {} request{} waiting)",
+          ttft ? "TTFT" : "TPOT", ttft ? ttft_over : tpot_over, ttft ? slo.ttft_ms : slo.tpot_ms,
+          ttft ? "to their first token" : "a token", t, waiting, waiting == 1 ? "" : "s");
     }
   }
   ServingResult r;
   fill_result(r, loop, slo, closed);
+  r.stopped = stopped;
   if (seqs)
     for (const Replica& e : loop.engines) seqs->push_back(e.sched.seqs());
   return r;

@@ -87,6 +87,9 @@ struct ServingResult {
   // most kKvSeriesPoints points.
   std::vector<std::pair<double, double>> kv_series;
   static constexpr std::size_t kKvSeriesPoints = 256;
+  // Where the simulation stopped as soon as the SLOs were certainly missed (simulate_serving's
+  // stop_at_slo_miss): what was missed, in numbers; the figures above are then partial.
+  std::string stopped;
 };
 
 // Each stage's share of the makespan, in percent, averaged over the stages.
@@ -95,11 +98,15 @@ struct TimeShares {
 };
 TimeShares time_shares(const ServingResult& r);
 
+// `stop_at_slo_miss`: end the run once more requests have finished over an SLO than its p99
+// allows of every request the workload has (the p99 is over it whatever the others do), and say
+// so in ServingResult::stopped (a search needs no more of a split that misses).
 // `seqs`: where given, every replica's requests as its scheduler left them (replica d serves
 // requests d, d + dp, ...), for a caller that follows requests further (disaggregation).
 ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan,
                                const Workload& workload, const Slo& slo = {},
-                               std::vector<std::vector<Seq>>* seqs = nullptr);
+                               std::vector<std::vector<Seq>>* seqs = nullptr,
+                               bool stop_at_slo_miss = false);
 
 // The request figures of a run (counts, TTFT, TPOT, ITL, E2E, throughputs, goodput, load) from
 // its replicas' sequences as their schedulers recorded them: one definition for the simulation

@@ -402,6 +402,9 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
       st.send_cross_node |= (si * tp + t) / gpn != ((si + 1) * tp + t) / gpn;
     stages_.push_back(std::move(st));
   }
+  for (std::size_t s = 0; s < stages_.size(); ++s)
+    kind_of_.push_back(static_cast<std::size_t>(std::find(stages_.begin(), stages_.end(), stages_[s]) - stages_.begin()));
+  decode_cache_.resize(stages_.size());
 }
 
 namespace {
@@ -468,14 +471,12 @@ double StepCostModel::table_gemm_s(const Gemm& g, double tokens) const {
 
 double StepCostModel::gemm_time(const Gemm& g, double tokens) const {
   if (tokens <= 0) return 0;
-  if (auto it = g.memo.find(tokens); it != g.memo.end()) return it->second;
   double s = table_gemm_s(g, tokens);
   if (s < 0) {
     const double flops = 2 * round_up(tokens, tile_rows()) * g.rows * g.cols;
     const double bytes = g.weight_bytes + tokens * (g.rows + g.cols) * act_bytes_;
     s = std::max(flops / (g.flops_per_s * compute_efficiency(tokens, g.weight_bytes)), bytes / gemm_bw_);
   }
-  g.memo.emplace(tokens, s);
   return s;
 }
 
@@ -488,6 +489,27 @@ double StepCostModel::cached_gemms(const std::vector<Gemm>& gs, std::vector<doub
   }
   if (cache[t] < 0) cache[t] = layer_gemms(gs, tokens);
   return cache[t];
+}
+
+template <class F>
+double StepCostModel::by_count(std::vector<double>& cache, std::int64_t key, F f) const {
+  const auto k = static_cast<std::size_t>(key);
+  if (k >= cache.size()) {
+    if (k > 65536) return f();
+    cache.resize(k + 1, -1.0);
+  }
+  if (cache[k] < 0) cache[k] = f();
+  return cache[k];
+}
+
+template <class F>
+double StepCostModel::layer_attention(int which, const BatchShape& b, F f) const {
+  if (!(b == attn_shape_)) {
+    attn_shape_ = b;
+    for (double& a : attn_) a = -1;
+  }
+  if (attn_[which] < 0) attn_[which] = f();
+  return attn_[which];
 }
 
 double StepCostModel::layer_gemms(const std::vector<Gemm>& gs, std::int64_t tokens) const {
@@ -690,9 +712,44 @@ double StepCostModel::elementwise_bw(double tokens, double bytes_per_token) cons
 }
 
 StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
-  const Stage& st = stages_[stage];
   StepCost c;
   if (b.tokens == 0) return c;
+  // Everything but attention depends on the stage's kind and the batch's tokens and sequences
+  // alone: for a decode-only batch (a token a sequence), kept by token count.
+  if (b.tokens == b.seqs && b.tokens < 4096) {
+    auto& cache = decode_cache_[kind_of_[stage]];
+    const auto k = static_cast<std::size_t>(b.tokens);
+    if (k >= cache.size()) cache.resize(k + 1, StepCost{-1, 0, 0, 0, 0, 0, 0});
+    if (cache[k].gemm < 0) {
+      cache[k] = without_attention(kind_of_[stage], b);
+      cache[k].attention = 0;
+    }
+    c = cache[k];
+  } else {
+    c = without_attention(stage, b);
+  }
+  c.attention = attention_of(stages_[stage], b);
+  return c;
+}
+
+double StepCostModel::attention_of(const Stage& st, const BatchShape& b) const {
+  const double dl = static_cast<double>(st.dense_layers), ml = static_cast<double>(st.moe_layers);
+  const double layers = dl + ml;
+  const double ldl = static_cast<double>(st.linear_dense), lml = static_cast<double>(st.linear_moe);
+  const double windowed = b.window > 0 ? static_cast<double>(st.windowed_layers) : 0.0;
+  const double linear = ldl + lml;
+  if (m_.indexer && m_.mla)  // DeepSeek-V3.2: every layer sparse, its indexer beside it
+    return layers * (layer_attention(4, b, [&] { return sparse_mla_time(b); }) +
+                     layer_attention(3, b, [&] { return indexer_time(b); }));
+  return (layers - windowed - linear) * layer_attention(0, b, [&] { return attention_time(b); }) +
+         (windowed > 0 ? windowed * layer_attention(1, b, [&] { return attention_time(b.windowed()); }) : 0.0) +
+         (linear > 0 ? linear * layer_attention(2, b, [&] { return linear_attention_time(b); }) : 0.0) +
+         (m_.indexer ? layers * layer_attention(3, b, [&] { return indexer_time(b); }) : 0.0);
+}
+
+StepCost StepCostModel::without_attention(std::size_t stage, const BatchShape& b) const {
+  const Stage& st = stages_[stage];
+  StepCost c;
   const double dl = static_cast<double>(st.dense_layers), ml = static_cast<double>(st.moe_layers);
   const double layers = dl + ml;
   const double ldl = static_cast<double>(st.linear_dense), lml = static_cast<double>(st.linear_moe);
@@ -700,25 +757,18 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
            (ml > lml ? (ml - lml) * cached_gemms(moe_, moe_cache_, b.tokens) : 0) +
            (ldl > 0 ? ldl * cached_gemms(linear_dense_, linear_dense_cache_, b.tokens) : 0) +
            (lml > 0 ? lml * cached_gemms(linear_moe_, linear_moe_cache_, b.tokens) : 0);
-  // Windowed layers (sliding, chunked, sparse) attend to their window only, when the batch says
-  // what that is; otherwise they are timed as full attention. Linear layers keep a state.
-  const double windowed = b.window > 0 ? static_cast<double>(st.windowed_layers) : 0.0;
-  const double linear = ldl + lml;
-  if (m_.indexer && m_.mla)  // DeepSeek-V3.2: every layer sparse, its indexer beside it
-    c.attention = layers * (sparse_mla_time(b) + indexer_time(b));
-  else
-    c.attention = (layers - windowed - linear) * attention_time(b) +
-                  (windowed > 0 ? windowed * attention_time(b.windowed()) : 0.0) +
-                  (linear > 0 ? linear * linear_attention_time(b) : 0.0) +
-                  (m_.indexer ? layers * indexer_time(b) : 0.0);
-  c.elementwise = dl * elementwise_time(b, false) + ml * elementwise_time(b, true);
+  // (Attention: attention_of. Windowed layers (sliding, chunked, sparse) attend to their window
+  // only, when the batch says what that is; otherwise they are timed as full attention. Linear
+  // layers keep a state.)
+  c.elementwise = dl * by_count(elem_dense_cache_, b.tokens, [&] { return elementwise_time(b, false); }) +
+                  ml * by_count(elem_moe_cache_, b.tokens, [&] { return elementwise_time(b, true); });
   // The first stage gathers one embedding row per token; the last computes logits for the last
   // token of each sequence only (vLLM's logits_indices).
   if (st.first)
     c.elementwise += static_cast<double>(b.tokens) * static_cast<double>(m_.hidden_size) *
                      act_bytes_ * 2 / elem_bw_;
   if (st.last) {
-    c.gemm += gemm_time(lm_head_, static_cast<double>(b.seqs));
+    c.gemm += by_count(lm_head_cache_, b.seqs, [&] { return gemm_time(lm_head_, static_cast<double>(b.seqs)); });
     c.elementwise += static_cast<double>(b.seqs) * static_cast<double>(padded_vocab(m_.vocab_size)) *
                      kSamplerBytesPerLogit / elem_bw_;
   }
@@ -736,12 +786,14 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
     // Two all-reduces of [tokens, hidden] per layer (after o_proj and after the MLP or MoE),
     // the vocab-parallel embedding's all-reduce on the first stage, and the logits gather on
     // the last (one row per sequence, the vocabulary split over TP).
-    c.tp_comm = 2 * layers * all_reduce_s(hidden_bytes, p_.tp, graph);
-    if (st.first) c.tp_comm += all_reduce_s(hidden_bytes, p_.tp, graph);
+    const double ar = by_count(ar_cache_, b.tokens, [&] { return all_reduce_s(hidden_bytes, p_.tp, graph); });
+    c.tp_comm = 2 * layers * ar;
+    if (st.first) c.tp_comm += ar;
     if (st.last)
-      c.tp_comm += all_gather_s(static_cast<double>(b.seqs) *
-                                    static_cast<double>(padded_vocab(m_.vocab_size)) * act_bytes_,
-                                p_.tp, graph);
+      c.tp_comm += by_count(logits_cache_[graph ? 1 : 0], b.seqs, [&] {
+        return all_gather_s(static_cast<double>(b.seqs) * static_cast<double>(padded_vocab(m_.vocab_size)) * act_bytes_,
+                            p_.tp, graph);
+      });
     // Each collective also waits for the last rank to arrive (measured, where it was).
     if (c_.efficiency && c_.efficiency->collective_wait_us > 0)
       c.tp_comm += (2 * layers + (st.first ? 1 : 0) + (st.last ? 1 : 0)) *
@@ -751,11 +803,13 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
     // Dispatch and combine: each token's hidden state to and from its k experts' ranks.
     const double n = static_cast<double>(p_.ep());
     const double bytes = hidden_bytes * static_cast<double>(m_.moe->experts_per_token) * (n - 1) / n;
-    c.ep_comm = ml * 2 * all_gather_s(bytes * n / (n - 1), p_.ep(), graph);
+    c.ep_comm = ml * 2 * by_count(ep_cache_, b.tokens, [&] { return all_gather_s(bytes * n / (n - 1), p_.ep(), graph); });
   }
   // IntermediateTensors (hidden_states and residual) to the next stage.
   // vLLM sends them from the worker after the forward, outside any CUDA graph.
-  if (!st.last) c.pp_comm = send_s(2 * hidden_bytes, st.send_cross_node, false);
+  if (!st.last)
+    c.pp_comm = by_count(send_cache_[st.send_cross_node ? 1 : 0], b.tokens,
+                         [&] { return send_s(2 * hidden_bytes, st.send_cross_node, false); });
   return c;
 }
 

@@ -40,6 +40,7 @@ struct BatchShape {
   void add(std::int64_t new_tokens, std::int64_t context);
   // This batch as a windowed layer attends: the windowed sums in place of the full ones.
   BatchShape windowed() const;
+  bool operator==(const BatchShape&) const = default;
 };
 
 // Seconds on one rank of one stage.
@@ -75,6 +76,9 @@ class StepCostModel {
 
   std::size_t num_stages() const { return stages_.size(); }
   StepCost cost(std::size_t stage, const BatchShape& b) const;
+  // The first stage with the same layers, ends and sends as `stage`: its cost is the same for
+  // any batch (a deep pipeline has a few kinds of stage, so a step need time only those).
+  std::size_t stage_kind(std::size_t stage) const { return kind_of_[stage]; }
 
   // The engine's host (CPU) time for a step of `b` (ResolvedOptions::host_overhead), whether it
   // overlaps the GPU's step (async scheduling, TensorRT-LLM's overlap scheduler: the first stage
@@ -133,15 +137,13 @@ class StepCostModel {
     // (float32, int4/int8 weights, fp8 weight-only on a GPU without fp8 tensor cores).
     const char* table_dtype = nullptr;
     bool attention = false;  // an attention projection (q/k/v/o, MLA's)
-    // gemm_time by tokens, memoised: a simulation asks for the same few token counts at
-    // thousands of steps (one StepCostModel serves one simulation, on one thread).
-    mutable std::unordered_map<double, double> memo;
   };
   struct Stage {
     std::int64_t dense_layers = 0, moe_layers = 0;
     std::int64_t windowed_layers = 0;  // of them, sliding-window, chunked or sparse attention
     std::int64_t linear_dense = 0, linear_moe = 0;  // of them, linear attention (gated delta net)
     bool first = false, last = false, send_cross_node = false;
+    bool operator==(const Stage&) const = default;
   };
   double gemm_time(const Gemm& g, double tokens) const;
   double engine_all_reduce_s(double bytes, std::int64_t n, bool graph) const;  // all_reduce_s's
@@ -175,6 +177,12 @@ class StepCostModel {
   template <class Roof>
   double attention_prefill_time(const BatchShape& b, double heads, Roof roof) const;
   double elementwise_time(const BatchShape& b, bool moe) const;
+  // f(key) memoised in `cache` (a flat table by token or sequence count, -1: not yet computed;
+  // keys past 65536 are computed each time). A step's GEMMs, element-wise passes and
+  // collectives depend on its token count (or, on the last stage, its sequences) alone, and a
+  // simulation asks for the same few counts thousands of times.
+  template <class F>
+  double by_count(std::vector<double>& cache, std::int64_t key, F f) const;
 
   model::Model m_;
   const hw::Cluster& c_;
@@ -202,6 +210,23 @@ class StepCostModel {
   std::vector<Gemm> linear_dense_, linear_moe_;  // layers with linear attention
   Gemm lm_head_{};  // the last stage's: logits for one row per sequence
   mutable std::vector<double> dense_cache_, moe_cache_, linear_dense_cache_, linear_moe_cache_;
+  // By tokens: element-wise passes of a dense and a MoE layer, the TP all-reduce, the EP
+  // all-gather, the PP send inside a node and across; by sequences: the LM head, the logits gather.
+  mutable std::vector<double> elem_dense_cache_, elem_moe_cache_, ar_cache_, ep_cache_, send_cache_[2];
+  mutable std::vector<double> lm_head_cache_, logits_cache_[2];  // logits: eager, graph
+  std::vector<std::size_t> kind_of_;  // stage_kind
+  // One layer's attention times for the last batch asked about: every stage of a step asks
+  // for the same batch. [0] full, [1] windowed, [2] linear, [3] indexer, [4] sparse MLA
+  // (-1: not yet computed for this batch).
+  mutable BatchShape attn_shape_{};
+  mutable double attn_[5] = {-1, -1, -1, -1, -1};
+  template <class F>
+  double layer_attention(int which, const BatchShape& b, F f) const;
+  // cost() in two parts: the attention of the stage's layers, and everything else.
+  double attention_of(const Stage& st, const BatchShape& b) const;
+  StepCost without_attention(std::size_t stage, const BatchShape& b) const;
+  // without_attention of decode-only batches, by stage kind and tokens (gemm < 0: not yet).
+  mutable std::vector<std::vector<StepCost>> decode_cache_;  // by stage (kind)
   double bf16_flops_, mem_bw_, gemm_bw_, act_bytes_, kv_bytes_token_layer_;
   double launch_eager_s_ = 0, launch_graph_s_ = 0;
   double elem_bw_ = 0, attn_decode_ = 0, attn_prefill_ = 0;  // measured multipliers (0: none)
