@@ -304,7 +304,7 @@ std::string why_none(const std::vector<Candidate>& cs, const sim::Workload& w,
 bool before(const Candidate& a, const Candidate& b) {
   auto key = [](const Candidate& c) {
     const auto& p = c.memory.parallel;
-    return std::make_tuple(c.rejected_reason.empty() ? 0 : (c.perf ? 1 : (c.memory.fits ? 2 : 3)),
+    return std::make_tuple(c.rejected_reason.empty() ? 0 : c.perf ? 1 : c.stopped ? 2 : c.memory.fits ? 3 : 4,
                            -c.score, c.gpus, p.pp, p.tp, p.dp, static_cast<int>(c.memory.options.framework));
   };
   return key(a) < key(b);
@@ -320,34 +320,89 @@ Candidate make_candidate(const model::Model& loaded, const hw::Cluster& c,
 }
 
 // Serves the workload on `cand`'s split: one replica with its share, scaled to all replicas.
+// With `stop_at_slo_miss`, a run that certainly misses the SLOs ends there: the candidate keeps
+// the verdict (Candidate::stopped) and no figures.
 void simulate(Candidate& cand, const model::Model& loaded, const hw::Cluster& c,
-              const sim::Workload& w, const sim::Slo& slo) {
+              const sim::Workload& w, const sim::Slo& slo, bool stop_at_slo_miss = false) {
   sim::MemoryPlan replica = cand.memory;
   replica.parallel.dp = 1;
   sim::StepCostModel cost(loaded, c, replica.parallel, replica.options);
-  cand.perf = sim::simulate_serving(cost, replica, replica_share(w, cand.memory.parallel.dp), slo);
+  cand.perf = sim::simulate_serving(cost, replica, replica_share(w, cand.memory.parallel.dp), slo, nullptr,
+                                    stop_at_slo_miss);
+  if (!cand.perf->stopped.empty()) {
+    cand.stopped = true;
+    cand.rejected_reason = cand.perf->stopped;
+    cand.perf.reset();
+    cand.meets_slo = false;  // (whether it keeps up with the load is not known)
+    return;
+  }
+  cand.stopped = false;
   scale_to_replicas(*cand.perf, cand.memory.parallel.dp);
   cand.sustains = cand.perf->load.sustained;
   cand.meets_slo = slo_miss(*cand.perf, slo).empty();
 }
 
-// A group's candidates: DP from 1 up, doubling, until a size keeps up within the SLOs (more
-// replicas only spread the same load over more GPUs), and the most the cluster holds (the
-// lowest latency). A group that is not simulated keeps its two ends, for the table.
-void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c,
-               const sim::Workload& w, const sim::ResolvedOptions& opts, const sim::Slo& slo) {
-  bool settled = false;
-  const bool every_dp = g.simulate && (g.fits || g.base.expert_parallel);
-  for (std::size_t k = 0; k < g.dps.size(); ++k) {
-    const bool last = k + 1 == g.dps.size();
-    if (!every_dp && k != 0 && !last) continue;
-    if (settled && !last) continue;
+// A group's candidates. A replica with more of them sees the same requests at a lower rate,
+// so its latency is no higher: whether a DP size keeps up within the SLOs is taken to be
+// monotone in it (as the rate sweep takes it in the rate). The largest size the cluster holds
+// (the lowest latency) is simulated first. If it misses, every smaller size would too, and
+// none is simulated. Otherwise the smallest size that keeps up is found by bisection over
+// 1, 2, 4, ... (with the largest, where per-GPU objectives rank: the same load over more GPUs
+// scores lower, so only the smallest that keeps up can win); by latency or TTFT the largest
+// alone is simulated: it is the group's lowest. A group that is not simulated keeps its two
+// ends, for the table.
+void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c, const sim::Workload& w,
+               const sim::ResolvedOptions& opts, const sim::Slo& slo, Objective objective) {
+  const std::size_t n = g.dps.size(), last = n - 1;
+  std::vector<Candidate> cands(n);
+  std::vector<int> state(n, 0);  // 0: not simulated, 1: keeps up within the SLOs, -1: does not
+  for (std::size_t k = 0; k < n; ++k) {
     sim::ParallelConfig p = g.base;
     p.dp = g.dps[k];
-    Candidate cand = make_candidate(loaded, c, p, opts);
-    if (cand.memory.fits && g.simulate) {
-      simulate(cand, loaded, c, w, slo);
-      settled = settled || (cand.sustains && cand.meets_slo && cand.perf->finished > 0);
+    cands[k] = make_candidate(loaded, c, p, opts);
+  }
+  auto run = [&](std::size_t k) {
+    Candidate& cand = cands[k];
+    if (cand.memory.fits) simulate(cand, loaded, c, w, slo, true);
+    state[k] = cand.perf && cand.sustains && cand.meets_slo && cand.perf->finished > 0 ? 1 : -1;
+    return state[k] > 0;
+  };
+  const bool every_dp = g.simulate && (g.fits || g.base.expert_parallel);
+  std::size_t smallest = n;  // the smallest size known to keep up within the SLOs
+  if (g.simulate && run(last)) {
+    smallest = last;
+    const bool per_gpu = objective != Objective::kLatency && objective != Objective::kTtft;
+    if (every_dp && per_gpu) {
+      std::size_t lo = 0, hi = last;  // hi keeps up; the answer is in [lo, hi]
+      while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (run(mid)) hi = mid;
+        else lo = mid + 1;
+      }
+      smallest = hi;
+    }
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    Candidate& cand = cands[k];
+    const bool end = k == 0 || k == last;
+    if (!every_dp && !end) continue;
+    if (state[k] == 0 && cand.memory.fits && g.simulate) {
+      std::int64_t missed = 0;  // a simulated larger size that misses
+      for (std::size_t j = k + 1; j < n && missed == 0; ++j)
+        if (state[j] < 0) missed = g.dps[j];
+      if (smallest == n)
+        cand.rejected_reason = fmt::format(
+            "not simulated: dp={} (its replicas' lightest load) already misses, and fewer replicas "
+            "carry more load each", g.dps[last]);
+      else if (k > smallest)
+        cand.rejected_reason = fmt::format(
+            "not simulated: dp={} already keeps up within the SLOs; {} replicas spread the same load "
+            "over more GPUs (lower {} per GPU)", g.dps[smallest], g.dps[k], objective_name(objective));
+      else if (missed > 0 || objective == Objective::kLatency || objective == Objective::kTtft)
+        cand.rejected_reason = missed > 0
+            ? fmt::format("not simulated: dp={} already misses, and fewer replicas carry more load each", missed)
+            : fmt::format("not simulated: by {} the largest DP size, dp={}, is this pair's best",
+                          objective_name(objective), g.dps[last]);
     }
     g.out.push_back(std::move(cand));
   }
@@ -373,7 +428,7 @@ std::string pools_name(const DisaggCandidate& d) {
 // the SLOs. The best by the objective is set beside the aggregated recommendation.
 void search_disaggregated(const model::Model& loaded, const hw::Cluster& c, const MemoryRequest& r,
                           const sim::Workload& w, const SearchOptions& o, const sim::ResolvedOptions& opts,
-                          SearchResult& out) {
+                          int threads, SearchResult& out) {
   if (w.arrival == sim::ArrivalProcess::kClosedLoop || w.rate_per_s <= 0) {
     out.disagg_verdict = "disaggregation not compared: it needs requests arriving at a rate (" + w.name +
                          " has none)";
@@ -394,35 +449,57 @@ void search_disaggregated(const model::Model& loaded, const hw::Cluster& c, cons
     p.dp = dp;
     return sim::simulate_memory(loaded, c.gpu, p, opts);
   };
-  for (const sim::ParallelConfig& ptp : splits) {
+  // The prefill pools first (a few short passes), then each (prefill, decode) pair's decode
+  // pools on the search's threads: the pairs are independent, and their results are kept in
+  // the pairs' order, so the answer does not depend on the threads.
+  struct Chain {
+    std::size_t prefill = 0;
+    sim::ParallelConfig dtp;
+    DisaggCandidate best;
+  };
+  std::vector<std::int64_t> xs(splits.size(), 0);
+  std::vector<sim::PrefillPass> passes(splits.size());
+  std::vector<Chain> chains;
+  for (std::size_t i = 0; i < splits.size(); ++i) {
+    const sim::ParallelConfig& ptp = splits[i];
     std::int64_t x = 1;
-    sim::PrefillPass pass;
     for (; x * ptp.gpus() < n; x *= 2) {
-      pass = sim::simulate_prefill_pool(loaded, c, plan_of(ptp, x), w, slo);
-      if (pass.result.load.sustained && pass.result.finished > 0 &&
-          (slo.ttft_ms <= 0 || pass.result.ttft_ms.p99 <= 0.6 * slo.ttft_ms))
-        break;
+      passes[i] = sim::simulate_prefill_pool(loaded, c, plan_of(ptp, x), w, slo);
+      const auto& pr = passes[i].result;
+      if (pr.load.sustained && pr.finished > 0 && (slo.ttft_ms <= 0 || pr.ttft_ms.p99 <= 0.6 * slo.ttft_ms)) break;
     }
     if (x * ptp.gpus() >= n) continue;
-    for (const sim::ParallelConfig& dtp : splits) {
-      DisaggCandidate best_y;
-      for (std::int64_t y = 1; x * ptp.gpus() + y * dtp.gpus() <= n; y *= 2) {
-        DisaggCandidate d;
-        d.prefill = plan_of(ptp, x);
-        d.decode = plan_of(dtp, y);
-        d.perf = sim::simulate_decode_pool(loaded, c, d.prefill, d.decode, w, slo, pass);
-        d.gpus = x * ptp.gpus() + y * dtp.gpus();
-        const auto& res = d.perf.result;
-        d.rejected_reason = res.finished == 0     ? "serves no request"
-                            : !res.load.sustained ? lags(res.load)
-                                                  : slo_miss(res, slo);
-        if (res.finished > 0) d.score = score_of(res, d.gpus, o.objective, price);
-        best_y = d;
-        if (d.rejected_reason.empty()) break;
-      }
-      if (best_y.gpus > 0) out.disagg.push_back(std::move(best_y));
-    }
+    xs[i] = x;
+    for (const sim::ParallelConfig& dtp : splits) chains.push_back({i, dtp, {}});
   }
+  auto run_chain = [&](Chain& ch) {
+    const sim::ParallelConfig& ptp = splits[ch.prefill];
+    const std::int64_t x = xs[ch.prefill];
+    for (std::int64_t y = 1; x * ptp.gpus() + y * ch.dtp.gpus() <= n; y *= 2) {
+      DisaggCandidate d;
+      d.prefill = plan_of(ptp, x);
+      d.decode = plan_of(ch.dtp, y);
+      d.perf = sim::simulate_decode_pool(loaded, c, d.prefill, d.decode, w, slo, passes[ch.prefill]);
+      d.gpus = x * ptp.gpus() + y * ch.dtp.gpus();
+      const auto& res = d.perf.result;
+      d.rejected_reason = res.finished == 0     ? "serves no request"
+                          : !res.load.sustained ? lags(res.load)
+                                                : slo_miss(res, slo);
+      if (res.finished > 0) d.score = score_of(res, d.gpus, o.objective, price);
+      ch.best = d;
+      if (d.rejected_reason.empty()) break;
+    }
+  };
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i; (i = next.fetch_add(1)) < chains.size();) run_chain(chains[i]);
+  };
+  std::vector<std::thread> pool;
+  for (int k = 1; k < std::min<int>(threads, static_cast<int>(chains.size())); ++k) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  for (Chain& ch : chains)
+    if (ch.best.gpus > 0) out.disagg.push_back(std::move(ch.best));
   std::stable_sort(out.disagg.begin(), out.disagg.end(), [](const DisaggCandidate& a, const DisaggCandidate& b) {
     return std::make_tuple(!a.rejected_reason.empty(), -a.score, a.gpus) <
            std::make_tuple(!b.rejected_reason.empty(), -b.score, b.gpus);
@@ -611,7 +688,7 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   std::atomic<std::size_t> next{0}, done{0};
   auto worker = [&] {
     for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
-      run_group(groups[todo[i]], loaded, c, w, engine_opts[groups[todo[i]].engine], o.slo.slo);
+      run_group(groups[todo[i]], loaded, c, w, engine_opts[groups[todo[i]].engine], o.slo.slo, o.objective);
       ++done;
     }
   };
@@ -633,11 +710,36 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   finished = true;
   if (progress.joinable()) progress.join();
 
+  // Where nothing keeps up within the SLOs, the runs stopped at a certain miss are run to the
+  // end: the answer then shows how close each split came.
+  {
+    std::vector<Candidate*> stopped;
+    bool any = false;
+    for (auto& g : groups)
+      for (auto& cand : g.out) {
+        any = any || (cand.perf && cand.sustains && cand.meets_slo && cand.perf->finished > 0);
+        if (cand.stopped) stopped.push_back(&cand);
+      }
+    if (!any && !stopped.empty()) {
+      std::atomic<std::size_t> at{0};
+      auto rerun = [&] {
+        for (std::size_t i; (i = at.fetch_add(1)) < stopped.size();) {
+          Candidate& cand = *stopped[i];
+          cand.rejected_reason.clear();
+          simulate(cand, loaded, c, w, o.slo.slo);
+        }
+      };
+      std::vector<std::thread> more;
+      for (int k = 1; k < *threads; ++k) more.emplace_back(rerun);
+      rerun();
+      for (auto& t : more) t.join();
+    }
+  }
   const double price = c.price_per_gpu_hour ? c.price_per_gpu_hour->value : 0;
   for (auto& g : groups)
     for (auto& cand : g.out) {
-      if (cand.perf) ++out.simulated;
-      if (!cand.perf && cand.memory.fits)
+      if (cand.perf || cand.stopped) ++out.simulated;
+      if (!cand.perf && cand.memory.fits && cand.rejected_reason.empty())
         cand.rejected_reason = fmt::format(
             "not simulated: pp={} neither tiles the cluster at tp={} nor is the shallowest "
             "pipeline that fits",
@@ -676,7 +778,8 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   // The pools run the recommended split's engine (with --engine all, the one that won).
   if (o.disaggregation)
     search_disaggregated(loaded, c, r, w, o,
-                         out.recommended ? out.candidates[*out.recommended].memory.options : engine_opts.front(), out);
+                         out.recommended ? out.candidates[*out.recommended].memory.options : engine_opts.front(),
+                         *threads, out);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

@@ -74,6 +74,9 @@ struct Candidate {
   int rank = 0;                            // 1 = best; 0 for rejected
   bool pareto = false;
   bool recommended = false;
+  // Its simulation stopped once the SLOs were certainly missed (rejected_reason says how); it
+  // has no figures.
+  bool stopped = false;
 };
 
 // A disaggregated deployment: x prefill instances and y decode instances.

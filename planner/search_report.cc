@@ -120,6 +120,7 @@ nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
     j["pareto"] = cand.pareto;
     j["sustains_load"] = cand.sustains;
     j["meets_slo"] = cand.meets_slo;
+    if (cand.stopped) j["simulation_stopped"] = true;
     if (cand.cost_per_mtok > 0) j["cost_per_million_output_tokens"] = cand.cost_per_mtok;
     if (cand.rank > 0) {
       Launch l = launch_commands(m, c, cand.memory);

@@ -76,9 +76,10 @@ TEST(Search, SlosMarkAndExcludeSplits) {
   auto r = run("llama-3.1-8b.yaml", "h100x1", "chat", o);
   int missed = 0;
   for (const auto& c : r.candidates)
-    if (c.perf && !c.meets_slo) {
+    if ((c.perf && !c.meets_slo) || c.stopped) {
       ++missed;
       EXPECT_EQ(c.rank, 0);
+      EXPECT_FALSE(c.meets_slo);
       EXPECT_EQ(c.rejected_reason.rfind("misses the TPOT SLO", 0), 0u) << c.rejected_reason;
     }
   EXPECT_GT(missed, 0);
@@ -247,16 +248,57 @@ INSTANTIATE_TEST_SUITE_P(Models, CatalogDefaults,
                            return n;
                          });
 
-// The two examples. Llama-3.1-70B on 8 x A100 with chat at 8 requests/s: TP4 on 4 GPUs
-// does not keep up (its queue grows to tens of seconds of TTFT) and is never recommended.
+// The two examples. Llama-3.1-70B on 8 x A100 with chat at 8 requests/s: TP8 on 8 GPUs
+// does not keep up (its queue grows to tens of seconds of TTFT) and is never recommended; nor is
+// TP4 on 4 GPUs, not simulated once TP4 on all 8 (two replicas, each with half the load) misses.
+// No split meets the SLOs here, so every run stopped at a certain miss was run to the end.
 TEST(SearchDefaults, ASplitThatDoesNotKeepUpIsListedNotRecommended) {
   auto r = run("llama-3.1-70b.yaml", "a100x1", "chat");
+  EXPECT_FALSE(r.recommended);
+  const planner::Candidate* tp8 = find(r, 8, 1, 1);
+  ASSERT_TRUE(tp8 && tp8->perf);
+  EXPECT_FALSE(tp8->sustains);
+  EXPECT_EQ(tp8->rank, 0);
+  EXPECT_EQ(tp8->rejected_reason.rfind("does not keep up: serves ", 0), 0u) << tp8->rejected_reason;
   const planner::Candidate* tp4 = find(r, 4, 1, 1);
-  ASSERT_TRUE(tp4 && tp4->perf);
-  EXPECT_FALSE(tp4->sustains);
+  const planner::Candidate* tp4x2 = find(r, 4, 1, 2);
+  ASSERT_TRUE(tp4 && tp4x2 && tp4x2->perf);
   EXPECT_EQ(tp4->rank, 0);
-  EXPECT_EQ(tp4->rejected_reason.rfind("does not keep up: serves ", 0), 0u)
-      << tp4->rejected_reason;
+  EXPECT_FALSE(tp4->perf);
+  EXPECT_EQ(tp4->rejected_reason, "not simulated: dp=2 (its replicas' lightest load) already misses, and "
+                                  "fewer replicas carry more load each");
+  EXPECT_FALSE(tp4x2->meets_slo);
+  for (const auto& c : r.candidates) EXPECT_FALSE(c.stopped);
+}
+
+// A run stopped at a certain SLO miss gives the verdict the whole run gives: every stopped
+// candidate of a search, run to the end, misses the same SLO, and one stopped run's verdict is
+// what the full run's p99 says.
+TEST(Search, StoppedRunsMissTheSloWhenRunToTheEnd) {
+  for (const char* model : {"llama-3.1-70b.yaml", "r1.yaml"}) {
+    const char* cluster = std::string(model) == "r1.yaml" ? "a100x16" : "h100x1";
+    auto r = run(model, cluster, "chat");
+    model::Model m = test::load_or_die(test::example(model));
+    auto c = hw::load_cluster(cluster);
+    auto w = sim::load_workload("chat");
+    ASSERT_TRUE(c && w);
+    const model::Model loaded = sim::as_loaded(m, {});
+    const sim::Slo slo{planner::kDefaultSloTtftMs, planner::kDefaultSloTpotMs};
+    int stopped = 0;
+    for (const auto& cand : r.candidates) {
+      if (!cand.stopped) continue;
+      ++stopped;
+      EXPECT_FALSE(cand.perf);
+      sim::MemoryPlan replica = cand.memory;
+      replica.parallel.dp = 1;
+      sim::StepCostModel cost(loaded, *c, replica.parallel, replica.options);
+      const auto full = sim::simulate_serving(cost, replica, planner::replica_share_of(*w, cand.memory.parallel.dp), slo);
+      const bool ttft = cand.rejected_reason.rfind("misses the TTFT SLO", 0) == 0;
+      if (ttft) EXPECT_GT(full.ttft_ms.p99, slo.ttft_ms) << model << " " << cand.rejected_reason;
+      else EXPECT_GT(full.tpot_ms.p99, slo.tpot_ms) << model << " " << cand.rejected_reason;
+    }
+    EXPECT_GT(stopped, 0) << model;
+  }
 }
 
 // R1 on 2 x 8 H100 with chat (8 requests/s): TP4 x PP3 on 12 GPUs decodes at a TPOT p99 over
