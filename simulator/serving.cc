@@ -521,9 +521,10 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
       for (const Replica& e : loop.engines) waiting += e.sched.waiting();
       stopped = fmt::format(
           "misses the {} SLO: {} requests took over {:g} ms {}, enough to put its p99 over "
-          "(simulation stopped at {:.1f} s, {} request{} waiting)",
+          "(simulation stopped at {:.1f} s{})",
           ttft ? "TTFT" : "TPOT", ttft ? ttft_over : tpot_over, ttft ? slo.ttft_ms : slo.tpot_ms,
-          ttft ? "to their first token" : "a token", t, waiting, waiting == 1 ? "" : "s");
+          ttft ? "to their first token" : "a token", t,
+          ttft ? fmt::format(", {} request{} waiting", waiting, waiting == 1 ? "" : "s") : "");
     }
   }
   ServingResult r;
