@@ -26,7 +26,9 @@ std::optional<Error> read_serving(const Doc& doc, const Node& node, sim::Serving
   o.max_model_len = f.integer("max_model_len", 1, model::kMaxPositions);
   o.block_size = f.integer("block_size", 1, 128);
   o.kv_cache_dtype = model::parse_kv_cache_dtype(
-      f.choice("kv_cache_dtype", {"auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
+      f.choice("kv_cache_dtype", {"auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "nvfp4"}));
+  if (o.kv_cache_dtype == model::KvCacheDType::kNvfp4)
+    f.fail("kv_cache_dtype", "an FP4 KV cache (nvfp4) is planned, not run: tpp-run keeps bfloat16, float16 or fp8 caches");
   o.max_num_seqs = f.integer("max_num_seqs", 1, sim::kMaxNumSeqs);
   o.max_num_batched_tokens = f.integer("max_num_batched_tokens", 1, sim::kMaxBatchedTokens);
   o.enforce_eager = f.boolean_or("enforce_eager", false);

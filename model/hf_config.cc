@@ -152,6 +152,8 @@ void read_modelopt(const Doc& doc, Fields& f, Model& m) {
   q.ignore = f.has("ignore") ? f.string_list_or("ignore") : f.string_list_or("exclude_modules");
   // An fp8 KV cache the checkpoint was calibrated for (vLLM then runs it).
   if (f.string_or("kv_cache_quant_algo", "") == "FP8") m.kv_cache_dtype = KvCacheDType::kFP8;
+  // ModelOpt's NVFP4 KV cache (hf_quant_config.json kv_cache_quant_algo "NVFP4").
+  if (f.string_or("kv_cache_quant_algo", "") == "NVFP4") m.kv_cache_dtype = KvCacheDType::kNvfp4;
   if (const Node* kv = f.map_or_null("kv_cache_scheme")) {
     Fields kf(doc, *kv, "kv_cache_scheme", Strictness::kLenient);
     if (kf.integer_or("num_bits", 0, 0, 64) == 8) m.kv_cache_dtype = KvCacheDType::kFP8;

@@ -49,6 +49,7 @@ const char* kv_cache_dtype_name(KvCacheDType d) {
     case KvCacheDType::kFP8: return "fp8";
     case KvCacheDType::kFP8E4M3: return "fp8_e4m3";
     case KvCacheDType::kFP8E5M2: return "fp8_e5m2";
+    case KvCacheDType::kNvfp4: return "nvfp4";
   }
   return "?";
 }
@@ -60,6 +61,7 @@ std::optional<KvCacheDType> parse_kv_cache_dtype(const std::string& s) {
   if (s == "fp8") return KvCacheDType::kFP8;
   if (s == "fp8_e4m3") return KvCacheDType::kFP8E4M3;
   if (s == "fp8_e5m2") return KvCacheDType::kFP8E5M2;
+  if (s == "nvfp4" || s == "fp4_e2m1") return KvCacheDType::kNvfp4;  // vLLM's and SGLang's names
   return std::nullopt;
 }
 

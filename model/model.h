@@ -30,7 +30,9 @@ double dtype_bytes(DType d);           // 4, 2, 2, 1, 1, 0.5, 0.5
 std::optional<DType> parse_dtype(const std::string& s);  // also "float16", "bfloat16", ...
 
 // vLLM's --kv-cache-dtype values.
-enum class KvCacheDType { kAuto, kBF16, kF16, kFP8, kFP8E4M3, kFP8E5M2 };
+// kNvfp4: 4-bit E2M1 values with an FP8 scale a block of 16 (vLLM's and TensorRT-LLM's nvfp4,
+// SGLang's fp4_e2m1): 0.5625 bytes a value (simulator/memory.cc, kv_element_bytes).
+enum class KvCacheDType { kAuto, kBF16, kF16, kFP8, kFP8E4M3, kFP8E5M2, kNvfp4 };
 const char* kv_cache_dtype_name(KvCacheDType d);
 std::optional<KvCacheDType> parse_kv_cache_dtype(const std::string& s);
 

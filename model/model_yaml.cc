@@ -10,7 +10,7 @@ namespace {
 
 const std::vector<std::string> kDtypes = {"bf16", "fp16", "f32"};
 const std::vector<std::string> kKvDtypes = {"auto", "bfloat16", "float16", "fp8", "fp8_e4m3",
-                                            "fp8_e5m2"};
+                                            "fp8_e5m2", "nvfp4", "fp4_e2m1"};
 const std::vector<std::string> kMethods = {"none", "fp8", "awq", "gptq", "compressed-tensors",
                                            "mxfp4", "modelopt_fp4"};
 const std::vector<std::string> kWeightDtypes = {"fp8_e4m3", "int8", "int4", "fp4_e2m1"};

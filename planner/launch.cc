@@ -100,8 +100,16 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
   sg += fmt::format(" --context-length {} --max-running-requests {} --chunked-prefill-size {}",
                     o.max_model_len, o.max_num_seqs, o.max_num_batched_tokens);
   if (sglang && o.block_size != 1) sg += fmt::format(" --page-size {}", o.block_size);
-  if (model::kv_cache_dtype_name(o.kv_cache_dtype) != std::string("auto"))
-    sg += " --kv-cache-dtype fp8_e4m3";
+  // SGLang's --kv-cache-dtype names (server_args.py): fp8_e4m3, fp8_e5m2, bfloat16, fp4_e2m1.
+  switch (o.kv_cache_dtype) {
+    case model::KvCacheDType::kAuto:
+    case model::KvCacheDType::kF16: break;  // (no float16 choice: the model's dtype, auto)
+    case model::KvCacheDType::kBF16: sg += " --kv-cache-dtype bfloat16"; break;
+    case model::KvCacheDType::kFP8:
+    case model::KvCacheDType::kFP8E4M3: sg += " --kv-cache-dtype fp8_e4m3"; break;
+    case model::KvCacheDType::kFP8E5M2: sg += " --kv-cache-dtype fp8_e5m2"; break;
+    case model::KvCacheDType::kNvfp4: sg += " --kv-cache-dtype fp4_e2m1"; break;
+  }
   l.sglang_serve = sg;
   if (multi_node)
     sg += fmt::format(" --nnodes {} --node-rank <0..{}> --dist-init-addr <head-node-ip>:5000",
@@ -117,9 +125,15 @@ Launch launch_commands(const model::Model& m, const hw::Cluster& c, const sim::M
                     "--kv_cache_free_gpu_memory_fraction {:.2f}",
                     o.max_num_seqs, o.max_num_batched_tokens, o.max_model_len,
                     trtllm ? o.memory_fraction : 0.9);
+  // kv_cache_config.dtype takes auto, fp8 or nvfp4 (tensorrt_llm/llmapi/llm_args.py
+  // KvCacheConfig; nvfp4: TensorRT-LLM's quantization docs, NVFP4 KV cache).
   std::string tr_pre;
-  if (o.kv_cache_dtype != model::KvCacheDType::kAuto) {
-    tr_pre = "printf 'kv_cache_config:\\n  dtype: fp8\\n' > extra-llm-api-config.yml\n";
+  const bool fp4_kv = o.kv_cache_dtype == model::KvCacheDType::kNvfp4;
+  const auto kv = o.kv_cache_dtype;
+  if (fp4_kv || kv == model::KvCacheDType::kFP8 || kv == model::KvCacheDType::kFP8E4M3 ||
+      kv == model::KvCacheDType::kFP8E5M2) {
+    tr_pre = fmt::format("printf 'kv_cache_config:\\n  dtype: {}\\n' > extra-llm-api-config.yml\n",
+                         fp4_kv ? "nvfp4" : "fp8");
     tr += " --config extra-llm-api-config.yml";
   }
   l.trtllm_serve = tr;

@@ -159,11 +159,36 @@ bool is_fp8_kv(model::KvCacheDType d) {
          d == model::KvCacheDType::kFP8E5M2;
 }
 
+// Where an FP4 KV cache runs: FP4 tensor cores (NVIDIA Blackwell, compute capability 10 and up);
+// vLLM's nvfp4 cache on SM100/SM103 only (its SM120 path is not wired: vllm-project/vllm issue
+// #49011, v0.25.1); for MLA models SGLang's (its MLA FP4 cache: sgl-project/sglang PR #10078);
+// no AMD engine offers one.
+std::optional<std::string> fp4_kv_refusal(const model::Model& m, const hw::Gpu& gpu, Framework f) {
+  const double cc = gpu.compute_capability.value;
+  if (gpu.vendor != hw::Vendor::kNvidia || cc < 10)
+    return fmt::format("an FP4 KV cache needs FP4 tensor cores (NVIDIA Blackwell, compute capability "
+                       "10.0 or later); {} has none for it", gpu.name);
+  if (f == Framework::kVllm && cc >= 12)
+    return fmt::format("vLLM's nvfp4 KV cache runs on SM100/SM103 (B200, B300, GB200, GB300), not on "
+                       "compute capability {:.1f} ({}): vllm-project/vllm issue #49011",
+                       cc, gpu.name);
+  if (m.mla && f != Framework::kSglang)
+    return fmt::format("{} has no FP4 KV cache for MLA models that tpp knows of ({} is one); SGLang "
+                       "has (--engine sglang)",
+                       f == Framework::kVllm ? "vLLM" : "TensorRT-LLM", m.name);
+  return std::nullopt;
+}
+
 double kv_element_bytes(model::KvCacheDType d, model::DType model_dtype) {
   switch (d) {
     case model::KvCacheDType::kAuto: return model::dtype_bytes(model_dtype);
     case model::KvCacheDType::kBF16:
     case model::KvCacheDType::kF16: return 2;
+    // Half a byte a value and one fp8 scale a block of 16: vLLM packs head_size / 2 + head_size /
+    // 16 bytes a head (the layout taco-project/FlexKV PR #204 mirrors for vLLM 0.23+); SGLang's
+    // fp4_e2m1 scales blocks of 16 with 8 bits, "3.56x more tokens than BF16"
+    // (docs/advanced_features/quantized_kv_cache.md); TensorRT-LLM's nvfp4 is NVFP4's.
+    case model::KvCacheDType::kNvfp4: return 0.5 + 1.0 / 16;
     default: return 1;
   }
 }
@@ -239,6 +264,9 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
                                   gpu.name, gpu.compute_capability.value));
   r.kv_cache_dtype = o.kv_cache_dtype.value_or(m.kv_cache_dtype);
   r.kv_bytes_per_element = kv_element_bytes(r.kv_cache_dtype, r.dtype);
+  if (r.kv_cache_dtype == model::KvCacheDType::kNvfp4)
+    if (auto why = fp4_kv_refusal(m, gpu, o.framework))
+      return make_error("", 0, 0, "--kv-cache-dtype nvfp4: " + *why);
 
   // Block size: 16 on CUDA (CacheConfig). MLA on Hopper with an fp8 KV cache runs FlashMLA,
   // which only takes 64 (vLLM 0.18+: Platform.update_block_size_for_backend; FLASH_ATTN_MLA,

@@ -322,8 +322,10 @@ StepCostModel::StepCostModel(const model::Model& loaded, const hw::Cluster& clus
   // TensorRT-LLM's tables; the projections stay GEMMs).
   if (const auto& t = o_.operator_tables; t && published_kernels()) {
     const double tp = static_cast<double>(p_.tp);
+    // (An FP4 KV cache has no measured series: the curves time it, reading its bytes.)
     const char* kv = o_.kv_bytes_per_element == 1 ? "fp8" : "bfloat16";
-    if (!m_.mla) {
+    if (o_.kv_cache_dtype == model::KvCacheDType::kNvfp4) {
+    } else if (!m_.mla) {
       table_heads_ = static_cast<double>(m_.attention.num_heads) / tp;
       // KV heads are replicated where the TP size exceeds them (vLLM: one a rank at least).
       table_kv_heads_ = std::max(1.0, static_cast<double>(m_.attention.num_kv_heads) / tp);

@@ -7,6 +7,7 @@
 
 #include "cli_util.h"
 #include "hardware_profiles/hardware.h"
+#include "planner/launch.h"
 #include "simulator/memory.h"
 #include "simulator/scheduler.h"
 #include "test_util.h"
@@ -229,6 +230,75 @@ TEST(CliEngine, BadCombinationsAreOneLine) {
   EXPECT_EQ(hybrid.code, 2);
   EXPECT_NE(hybrid.err.find("has sliding-window, chunked or linear-attention layers"), std::string::npos)
       << hybrid.err;
+}
+
+// An FP4 KV cache (NVFP4: E2M1 values and an fp8 scale a block of 16): 0.5625 bytes a value, so
+// Llama-3.1-70B's 160 KiB a token at TP2 in bfloat16 (80 layers x 4 KV heads x 128 x 2 x 2 bytes)
+// is 45 KiB, and a B200 holds 2 / 0.5625 = 3.56 times the tokens of its bfloat16 cache.
+TEST(Fp4KvCache, BytesTokensAndWhereItRuns) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-70b.yaml"));
+  model::Model r1 = test::load_or_die(test::example("r1.yaml"));
+  auto b200 = hw::load_gpu("B200-SXM-180GB");
+  auto h100 = hw::load_gpu("H100-SXM5-80GB");
+  auto rtx = hw::load_gpu("RTX-PRO-6000-96GB");
+  ASSERT_TRUE(b200 && h100 && rtx);
+  auto plan = [&](const model::Model& mm, const hw::Gpu& g, Framework f, model::KvCacheDType kv,
+                  ParallelConfig p) -> Expected<sim::MemoryPlan> {
+    sim::ServingOptions o = sim::with_framework({}, f);
+    o.kv_cache_dtype = kv;
+    auto r = sim::resolve_options(mm, g, o);
+    if (!r) return r.error();
+    return sim::simulate_memory(sim::as_loaded(mm, o), g, p, *r);
+  };
+  auto bf16 = plan(m, *b200, Framework::kVllm, model::KvCacheDType::kBF16, {2, 1, 1});
+  auto fp4 = plan(m, *b200, Framework::kVllm, model::KvCacheDType::kNvfp4, {2, 1, 1});
+  ASSERT_TRUE(bf16 && fp4);
+  EXPECT_EQ(bf16->stages[0].kv_bytes_per_token, 80 * 4 * 128 * 2 * 2);
+  EXPECT_EQ(fp4->stages[0].kv_bytes_per_token, 80 * 4 * (128 / 2 + 128 / 16) * 2);
+  EXPECT_NEAR(static_cast<double>(fp4->gpu_blocks) / static_cast<double>(bf16->gpu_blocks), 2 / 0.5625, 0.01);
+  // Where it runs: Blackwell's FP4 tensor cores; vLLM's on SM100/SM103 only; MLA on SGLang only.
+  auto refused = [](const Expected<sim::MemoryPlan>& e, const std::string& why) {
+    ASSERT_FALSE(e);
+    EXPECT_NE(e.error().message.find(why), std::string::npos) << e.error().message;
+  };
+  refused(plan(m, *h100, Framework::kVllm, model::KvCacheDType::kNvfp4, {2, 1, 1}),
+          "--kv-cache-dtype nvfp4: an FP4 KV cache needs FP4 tensor cores");
+  refused(plan(m, *h100, Framework::kSglang, model::KvCacheDType::kNvfp4, {2, 1, 1}), "needs FP4 tensor cores");
+  refused(plan(m, *rtx, Framework::kVllm, model::KvCacheDType::kNvfp4, {2, 1, 1}), "vllm-project/vllm issue #49011");
+  EXPECT_TRUE(plan(m, *rtx, Framework::kSglang, model::KvCacheDType::kNvfp4, {2, 1, 1}));
+  refused(plan(r1, *b200, Framework::kVllm, model::KvCacheDType::kNvfp4, {8, 1, 1}), "SGLang has (--engine sglang)");
+  refused(plan(r1, *b200, Framework::kTrtllm, model::KvCacheDType::kNvfp4, {8, 1, 1}), "TensorRT-LLM has no FP4 KV");
+  auto r1_fp4 = plan(r1, *b200, Framework::kSglang, model::KvCacheDType::kNvfp4, {8, 1, 1});
+  ASSERT_TRUE(r1_fp4) << r1_fp4.error().message;
+  EXPECT_EQ(r1_fp4->stages[0].kv_bytes_per_token, 61 * (512 + 64) * 9 / 16);  // the latent and rope values
+}
+
+// Each engine's name for it in the launch command (and SGLang's for a bfloat16 cache).
+TEST(Fp4KvCache, EachEngineNamesItInItsLaunch) {
+  model::Model m = test::load_or_die(test::example("llama-3.1-70b.yaml"));
+  auto c = hw::load_cluster("b200x1");
+  ASSERT_TRUE(c);
+  for (auto [kv, vllm, sglang, trtllm] :
+       {std::tuple{model::KvCacheDType::kNvfp4, " --kv-cache-dtype nvfp4", " --kv-cache-dtype fp4_e2m1", "dtype: nvfp4"},
+        std::tuple{model::KvCacheDType::kBF16, " --kv-cache-dtype bfloat16", " --kv-cache-dtype bfloat16", ""},
+        std::tuple{model::KvCacheDType::kFP8E5M2, " --kv-cache-dtype fp8_e5m2", " --kv-cache-dtype fp8_e5m2", "dtype: fp8"}}) {
+    sim::ServingOptions o;
+    o.kv_cache_dtype = kv;
+    auto r = sim::resolve_options(m, c->gpu, o);
+    ASSERT_TRUE(r);
+    const auto l = planner::launch_commands(m, *c, sim::simulate_memory(sim::as_loaded(m, o), c->gpu, {2, 1, 1}, *r));
+    EXPECT_NE(l.vllm.find(vllm), std::string::npos) << l.vllm;
+    EXPECT_NE(l.sglang.find(sglang), std::string::npos) << l.sglang;
+    if (*trtllm) EXPECT_NE(l.trtllm_setup.find(trtllm), std::string::npos) << l.trtllm_setup;
+    else EXPECT_TRUE(l.trtllm_setup.empty()) << l.trtllm_setup;
+  }
+  auto cli = test::tpp_plan("--model llama-3.1-70b --cluster b200x1 --tp 2 --kv-cache-dtype fp4_e2m1 --engine sglang");
+  ASSERT_EQ(cli.code, 0) << cli.err;
+  EXPECT_NE(cli.out.find("kv_cache_dtype nvfp4"), std::string::npos) << cli.out;
+  test::expect_one_line_error(
+      test::tpp_plan("--model llama-3.1-70b --cluster h100x1 --kv-cache-dtype nvfp4"),
+      "tpp-plan: error: --kv-cache-dtype nvfp4: an FP4 KV cache needs FP4 tensor cores (NVIDIA Blackwell, "
+      "compute capability 10.0 or later); H100-SXM5-80GB has none for it");
 }
 
 }  // namespace

@@ -486,6 +486,14 @@ TEST(PlanFile, ReadsBackAndRefusesOtherVersions) {
   auto bad = read_plan(plan);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().str().find("version 99"), std::string::npos) << bad.error().str();
+  // A plan with an FP4 KV cache (Blackwell) is planned, not run: one line naming the field.
+  const std::string fp4 = test::write_temp("fp4.json", "");
+  const auto r4 = test::tpp_plan("--model tiny-llama --cluster b200x1 --tp 1 --kv-cache-dtype nvfp4 --workload chat -o " + fp4);
+  ASSERT_EQ(r4.code, 0) << r4.err;
+  auto no = read_plan(fp4);
+  ASSERT_FALSE(no);
+  EXPECT_NE(no.error().str().find(": error: an FP4 KV cache (nvfp4) is planned, not run"), std::string::npos)
+      << no.error().str();
 }
 
 // Seeded weights give a model that talks: over 300 greedy steps its logits stay finite and its

@@ -21,6 +21,7 @@
 #include "planner/search.h"
 #include "simulator/workload.h"
 #include "simulator/step_cost.h"
+#include "cli_util.h"
 #include "test_util.h"
 
 namespace tpp {
@@ -211,6 +212,21 @@ TEST(NewArchitectures, DeepSeekR1Fp4FromHfQuantConfig) {
   });
   EXPECT_EQ(model::storage_bytes(experts, m),
             experts.count * (experts.rows * (experts.cols / 2 + experts.cols / 16) + 8));
+}
+
+// A checkpoint calibrated for an NVFP4 KV cache says so (kv_cache_quant_algo "NVFP4"), and vLLM
+// then runs it: the model's KV dtype is nvfp4. (The test checkpoint above has none: null.)
+TEST(NewArchitectures, Nvfp4KvCacheFromHfQuantConfig) {
+  const std::string dir = std::string(TPP_TEST_DATA) + "/hf/nvfp4/DeepSeek-R1-FP4/";
+  std::string quant = test::slurp(dir + "hf_quant_config.json");
+  const std::string null_kv = "\"kv_cache_quant_algo\": null";
+  ASSERT_NE(quant.find(null_kv), std::string::npos);
+  quant.replace(quant.find(null_kv), null_kv.size(), "\"kv_cache_quant_algo\": \"NVFP4\"");
+  const std::string config = test::write_temp("ckpt/config.json", test::slurp(dir + "config.json"));
+  test::write_temp("ckpt/hf_quant_config.json", quant);
+  model::Model m = load_or_die(std::filesystem::path(config).parent_path().string());
+  EXPECT_EQ(m.kv_cache_dtype, model::KvCacheDType::kNvfp4);
+  EXPECT_EQ(load_or_die(hf("nvfp4/DeepSeek-R1-FP4")).kv_cache_dtype, model::KvCacheDType::kAuto);
 }
 
 // The plan file carries the ignore list: the model read back stores the same bytes.

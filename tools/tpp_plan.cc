@@ -335,8 +335,10 @@ int run_main(int argc, char** argv) {
                  "float32 (vLLM's --dtype; float32 for CPU runs)")
       ->check(CLI::IsMember({"auto", "bfloat16", "bf16", "float16", "half", "fp16", "float32",
                              "float", "fp32"}));
-  app.add_option("--kv-cache-dtype", kv_dtype, "auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2")
-      ->check(CLI::IsMember({"auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
+  app.add_option("--kv-cache-dtype", kv_dtype,
+                 "auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2, nvfp4 (fp4_e2m1: SGLang's name; "
+                 "4-bit values with an fp8 scale a block of 16, on Blackwell)")
+      ->check(CLI::IsMember({"auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "nvfp4", "fp4_e2m1"}));
   app.add_option("--max-num-seqs", so.max_num_seqs, "default: vLLM's for the GPU and engine");
   app.add_option("--max-num-batched-tokens", so.max_num_batched_tokens,
                  "default: vLLM's for the GPU and engine");
