@@ -88,7 +88,9 @@ std::string search_table(const SearchResult& r, std::size_t top, bool markdown) 
 
 std::string recommendation_text(const model::Model& m, const hw::Cluster& c,
                                 const SearchResult& r) {
-  if (!r.recommended) return "";
+  // Without an aggregated recommendation, the disaggregated pools' verdict still stands (the
+  // command then ends with why none of the splits does).
+  if (!r.recommended) return r.disagg_verdict.empty() ? "" : r.disagg_verdict + "\n";
   const Candidate& best = r.candidates[*r.recommended];
   Launch l = launch_commands(m, c, best.memory);
   const sim::Framework f = best.memory.options.framework;

@@ -70,6 +70,14 @@ TEST(CliDisagg, ComparesWithTheAggregatedSplit) {
   test::expect_one_line_error(test::tpp_plan("--model llama-3.1-70b --cluster h100x1 --disagg --tp 4"),
                               "tpp-plan: error: --disagg compares pools in the search; drop "
                               "--tp/--pp/--dp and the capacity flags");
+  // Where no aggregated split meets the SLOs, the pools' verdict is still printed, before the
+  // one error line that says why no split is recommended.
+  r = test::tpp_plan("--model llama-3.1-70b --cluster h100x1 --disagg --slo-tpot-ms 15");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("\ndisaggregation: no pools keep up within the SLOs; the closest, 1P1D (prefill TP4 x "
+                       "PP1 x 1, decode TP4 x PP1 x 1), misses the TPOT SLO: p99 "),
+            std::string::npos) << r.out;
+  EXPECT_EQ(r.err.rfind("tpp-plan: error: Llama-3.1-70B fits on h100x1, but no split meets the SLOs", 0), 0u) << r.err;
 }
 
 }  // namespace
