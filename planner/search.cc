@@ -397,7 +397,10 @@ void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c, const
       else if (k > smallest)
         cand.rejected_reason = fmt::format(
             "not simulated: dp={} already keeps up within the SLOs; {} replicas spread the same load "
-            "over more GPUs (lower {} per GPU)", g.dps[smallest], g.dps[k], objective_name(objective));
+            "over more GPUs ({})", g.dps[smallest], g.dps[k],
+            objective == Objective::kCost      ? "fewer output tokens per dollar"
+            : objective == Objective::kGoodput ? "less goodput per GPU"
+                                               : "fewer output tokens/s per GPU");
       else if (missed > 0 || objective == Objective::kLatency || objective == Objective::kTtft)
         cand.rejected_reason = missed > 0
             ? fmt::format("not simulated: dp={} already misses, and fewer replicas carry more load each", missed)

@@ -120,7 +120,8 @@ nlohmann::json candidates_json(const model::Model& m, const hw::Cluster& c,
     j["recommended"] = cand.recommended;
     j["rejected_reason"] = cand.rejected_reason;
     j["pareto"] = cand.pareto;
-    j["sustains_load"] = cand.sustains;
+    // (A run stopped at a certain SLO miss does not say whether it keeps up: null.)
+    j["sustains_load"] = cand.stopped ? nlohmann::json(nullptr) : nlohmann::json(cand.sustains);
     j["meets_slo"] = cand.meets_slo;
     if (cand.stopped) j["simulation_stopped"] = true;
     if (cand.cost_per_mtok > 0) j["cost_per_million_output_tokens"] = cand.cost_per_mtok;

@@ -266,7 +266,10 @@ Expected<ResolvedOptions> resolve_options(const model::Model& m, const hw::Gpu& 
   r.kv_bytes_per_element = kv_element_bytes(r.kv_cache_dtype, r.dtype);
   if (r.kv_cache_dtype == model::KvCacheDType::kNvfp4)
     if (auto why = fp4_kv_refusal(m, gpu, o.framework))
-      return make_error("", 0, 0, "--kv-cache-dtype nvfp4: " + *why);
+      return make_error("", 0, 0,
+                        (o.kv_cache_dtype ? std::string("--kv-cache-dtype nvfp4: ")
+                                          : "the checkpoint's NVFP4 KV cache (kv_cache_quant_algo; "
+                                            "--kv-cache-dtype auto or fp8 overrides it): ") + *why);
 
   // Block size: 16 on CUDA (CacheConfig). MLA on Hopper with an fp8 KV cache runs FlashMLA,
   // which only takes 64 (vLLM 0.18+: Platform.update_block_size_for_backend; FLASH_ATTN_MLA,

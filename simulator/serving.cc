@@ -115,19 +115,23 @@ struct Loop {
     ++steps;
   }
 
-  void try_schedule(Replica& e, double t) {
+  // Returns whether the scheduler had work but gave an empty batch: it may have preempted or
+  // retracted requests doing so, and then another call can schedule without any event of this
+  // replica's, so the loop asks it again at every event (as it asks every replica with DP 1).
+  bool try_schedule(Replica& e, double t) {
     while (e.in_flight.size() < max_in_flight && e.stage_free[0] <= t) {
       if (!e.sched.can_schedule()) {
         e.sched.idle();
-        return;
+        return false;
       }
       Batch b = e.sched.schedule();
       if (b.empty()) {
         e.sched.recycle(std::move(b));
-        return;
+        return true;
       }
       launch(e, std::move(b), t);
     }
+    return false;
   }
 
   // `used_blocks`: every replica's, summed.
@@ -444,8 +448,10 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
                  : 0);
   // Each replica's next event: an arrival, a batch finishing, or a stage freeing for queued
   // work. The replicas are independent (the balancer's split is fixed), so at each time only
-  // those with an event there are visited, in replica order; the others' next events stand.
+  // those with an event there are visited, in replica order, and those whose scheduler stalled
+  // (try_schedule); the others' next events stand.
   std::vector<double> next_event(dp, 0.0);
+  std::vector<char> stalled(dp, 0);  // try_schedule's answer at the replica's last visit
   std::vector<std::size_t> active;
   for (std::size_t d = 0; d < dp; ++d) active.push_back(d);
   std::int64_t used_blocks = 0;  // over the replicas, for the KV series
@@ -474,7 +480,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
         next[d] += dp;
       }
     }
-    for (std::size_t d : active) loop.try_schedule(loop.engines[d], t);
+    for (std::size_t d : active) stalled[d] = loop.try_schedule(loop.engines[d], t);
     for (std::size_t d : active) {
       const Replica& e = loop.engines[d];
       double ev = kNever;
@@ -492,7 +498,7 @@ ServingResult simulate_serving(const StepCostModel& cost, const MemoryPlan& plan
     t = next_t;
     active.clear();
     for (std::size_t d = 0; d < dp; ++d)
-      if (next_event[d] <= t) active.push_back(d);
+      if (next_event[d] <= t || stalled[d]) active.push_back(d);
     for (std::size_t d : active) used_blocks -= loop.engines[d].sched.used_blocks();
     for (std::size_t d : active) {
       Replica& e = loop.engines[d];

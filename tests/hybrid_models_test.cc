@@ -227,6 +227,16 @@ TEST(NewArchitectures, Nvfp4KvCacheFromHfQuantConfig) {
   model::Model m = load_or_die(std::filesystem::path(config).parent_path().string());
   EXPECT_EQ(m.kv_cache_dtype, model::KvCacheDType::kNvfp4);
   EXPECT_EQ(load_or_die(hf("nvfp4/DeepSeek-R1-FP4")).kv_cache_dtype, model::KvCacheDType::kAuto);
+  // Before Blackwell it is refused, naming the checkpoint (the flag overrides it).
+  auto h100 = hw::load_gpu("H100-SXM5-80GB");
+  ASSERT_TRUE(h100);
+  auto refused = sim::resolve_options(m, *h100, {});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message.rfind("the checkpoint's NVFP4 KV cache (kv_cache_quant_algo; ", 0), 0u)
+      << refused.error().message;
+  sim::ServingOptions fp8;
+  fp8.kv_cache_dtype = model::KvCacheDType::kFP8;
+  EXPECT_TRUE(sim::resolve_options(m, *h100, fp8));
 }
 
 // The plan file carries the ignore list: the model read back stores the same bytes.
