@@ -1,4 +1,5 @@
 #include "planner/capacity.h"
+#include "planner/parallel_for.h"
 
 #include <algorithm>
 #include <atomic>
@@ -129,19 +130,6 @@ bool rate_workload(const sim::Workload& w) {
 
 std::string split_label(const sim::ParallelConfig& p) {
   return fmt::format("TP{} x PP{} x DP{}", p.tp, p.pp, p.dp);
-}
-
-// Runs f(k) for k in [0, n) on `threads` threads.
-template <class F>
-void parallel_for(std::size_t n, int threads, F f) {
-  std::atomic<std::size_t> next{0};
-  auto worker = [&] {
-    for (std::size_t k; (k = next.fetch_add(1)) < n;) f(k);
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
 }
 
 int threads_for(const sim::Workload& w, const SearchOptions& o) {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/host.h"
+#include "planner/parallel_for.h"
 
 namespace tpp::planner {
 namespace {
@@ -310,6 +311,9 @@ bool before(const Candidate& a, const Candidate& b) {
   return key(a) < key(b);
 }
 
+// Simulated, serving some requests, keeping up with the load within the SLOs.
+bool keeps_up(const Candidate& c) { return c.perf && c.sustains && c.meets_slo && c.perf->finished > 0; }
+
 Candidate make_candidate(const model::Model& loaded, const hw::Cluster& c,
                          const sim::ParallelConfig& p, const sim::ResolvedOptions& opts) {
   Candidate cand;
@@ -364,7 +368,7 @@ void run_group(Group& g, const model::Model& loaded, const hw::Cluster& c, const
   auto run = [&](std::size_t k) {
     Candidate& cand = cands[k];
     if (cand.memory.fits) simulate(cand, loaded, c, w, slo, true);
-    state[k] = cand.perf && cand.sustains && cand.meets_slo && cand.perf->finished > 0 ? 1 : -1;
+    state[k] = keeps_up(cand) ? 1 : -1;
     return state[k] > 0;
   };
   const bool every_dp = g.simulate && (g.fits || g.base.expert_parallel);
@@ -493,14 +497,7 @@ void search_disaggregated(const model::Model& loaded, const hw::Cluster& c, cons
       if (d.rejected_reason.empty()) break;
     }
   };
-  std::atomic<std::size_t> next{0};
-  auto worker = [&] {
-    for (std::size_t i; (i = next.fetch_add(1)) < chains.size();) run_chain(chains[i]);
-  };
-  std::vector<std::thread> pool;
-  for (int k = 1; k < std::min<int>(threads, static_cast<int>(chains.size())); ++k) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+  parallel_for(chains.size(), threads, [&](std::size_t k) { run_chain(chains[k]); });
   for (Chain& ch : chains)
     if (ch.best.gpus > 0) out.disagg.push_back(std::move(ch.best));
   std::stable_sort(out.disagg.begin(), out.disagg.end(), [](const DisaggCandidate& a, const DisaggCandidate& b) {
@@ -688,15 +685,7 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
   auto threads = simulation_threads(
       w, o.threads > 0 ? o.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
   if (!threads) return threads.error();
-  std::atomic<std::size_t> next{0}, done{0};
-  auto worker = [&] {
-    for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
-      run_group(groups[todo[i]], loaded, c, w, engine_opts[groups[todo[i]].engine], o.slo.slo, o.objective);
-      ++done;
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int k = 1; k < *threads; ++k) pool.emplace_back(worker);
+  std::atomic<std::size_t> done{0};
   std::thread progress;
   std::atomic<bool> finished{false};
   if (o.progress)
@@ -708,8 +697,10 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
                        todo.size());
       }
     });
-  worker();
-  for (auto& t : pool) t.join();
+  parallel_for(todo.size(), *threads, [&](std::size_t i) {
+    run_group(groups[todo[i]], loaded, c, w, engine_opts[groups[todo[i]].engine], o.slo.slo, o.objective);
+    ++done;
+  });
   finished = true;
   if (progress.joinable()) progress.join();
 
@@ -720,22 +711,14 @@ Expected<SearchResult> search(const model::Model& m, const hw::Cluster& c, const
     bool any = false;
     for (auto& g : groups)
       for (auto& cand : g.out) {
-        any = any || (cand.perf && cand.sustains && cand.meets_slo && cand.perf->finished > 0);
+        any = any || keeps_up(cand);
         if (cand.stopped) stopped.push_back(&cand);
       }
     if (!any && !stopped.empty()) {
-      std::atomic<std::size_t> at{0};
-      auto rerun = [&] {
-        for (std::size_t i; (i = at.fetch_add(1)) < stopped.size();) {
-          Candidate& cand = *stopped[i];
-          cand.rejected_reason.clear();
-          simulate(cand, loaded, c, w, o.slo.slo);
-        }
-      };
-      std::vector<std::thread> more;
-      for (int k = 1; k < *threads; ++k) more.emplace_back(rerun);
-      rerun();
-      for (auto& t : more) t.join();
+      parallel_for(stopped.size(), *threads, [&](std::size_t i) {
+        stopped[i]->rejected_reason.clear();
+        simulate(*stopped[i], loaded, c, w, o.slo.slo);
+      });
     }
   }
   const double price = c.price_per_gpu_hour ? c.price_per_gpu_hour->value : 0;

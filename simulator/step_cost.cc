@@ -718,7 +718,9 @@ StepCost StepCostModel::cost(std::size_t stage, const BatchShape& b) const {
   if (b.tokens == 0) return c;
   // Everything but attention depends on the stage's kind and the batch's tokens and sequences
   // alone: for a decode-only batch (a token a sequence), kept by token count.
-  if (b.tokens == b.seqs && b.tokens < 4096) {
+  // (Batches of up to 4096 sequences, SGLang's largest max_running_requests: a bound on the
+  // table's size, not physics; larger decode batches are computed each time.)
+  if (b.tokens == b.seqs && b.tokens <= 4096) {
     auto& cache = decode_cache_[kind_of_[stage]];
     const auto k = static_cast<std::size_t>(b.tokens);
     if (k >= cache.size()) cache.resize(k + 1, StepCost{-1, 0, 0, 0, 0, 0, 0});
